@@ -1,0 +1,101 @@
+//! Command-line flags, each with an environment-variable twin, parsed into
+//! [`ServerSettings`] before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ecommerce_proto::tls::{TlsFileError, TlsFiles};
+
+use crate::server::ServerSettings;
+
+/// Discount: the shop's discount rule as a gRPC service, reachable only over mutual TLS.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "discount-service", version, about)]
+pub struct Cli {
+    /// Address to listen on for gRPC over mutual TLS.
+    #[arg(long, env = "DISCOUNT_LISTEN", default_value = "127.0.0.1:11443")]
+    pub listen: SocketAddr,
+
+    /// Folder holding `ca.pem`, `discount.pem` and `discount.key` (as written by
+    /// `cargo xtask gen-certs`) [default: the repository's certs/ folder].
+    #[arg(long, env = "CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
+
+    /// CA bundle that client certificates must chain to [default: <certs-dir>/ca.pem].
+    #[arg(long, env = "DISCOUNT_TLS_CA")]
+    pub ca: Option<PathBuf>,
+
+    /// This server's certificate chain [default: <certs-dir>/discount.pem].
+    #[arg(long, env = "DISCOUNT_TLS_CERT")]
+    pub cert: Option<PathBuf>,
+
+    /// This server's private key [default: <certs-dir>/discount.key].
+    #[arg(long, env = "DISCOUNT_TLS_KEY")]
+    pub key: Option<PathBuf>,
+
+    /// Seconds a client may take to complete the TLS handshake.
+    #[arg(long, env = "DISCOUNT_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
+
+    /// Seconds in-flight RPCs may take to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "DISCOUNT_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
+    pub drain_timeout_secs: u64,
+}
+
+impl Cli {
+    /// The TLS files to load, flags overriding the certs folder.
+    pub fn tls_files(&self) -> TlsFiles {
+        let dir = self.certs_dir.clone().unwrap_or_else(TlsFiles::default_dir);
+        let defaults = TlsFiles::in_dir(&dir, "discount");
+        TlsFiles {
+            ca: self.ca.clone().unwrap_or(defaults.ca),
+            cert: self.cert.clone().unwrap_or(defaults.cert),
+            key: self.key.clone().unwrap_or(defaults.key),
+        }
+    }
+
+    /// Loads the TLS material and builds the server settings.
+    pub fn settings(&self) -> Result<ServerSettings, TlsFileError> {
+        let (identity, client_ca) = self.tls_files().load()?;
+        Ok(ServerSettings {
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+            ..ServerSettings::new(identity, client_ca)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_point_into_the_certs_folder() {
+        let cli = Cli::try_parse_from(["discount-service", "--certs-dir", "/srv/certs"]).unwrap();
+        assert_eq!(cli.listen, "127.0.0.1:11443".parse().unwrap());
+        assert_eq!(cli.tls_files(), TlsFiles::in_dir("/srv/certs".as_ref(), "discount"));
+    }
+
+    #[test]
+    fn file_flags_override_the_folder() {
+        let cli = Cli::try_parse_from(["discount-service", "--key", "/k.pem"]).unwrap();
+        assert_eq!(cli.tls_files().key, PathBuf::from("/k.pem"));
+        assert!(cli.tls_files().ca.ends_with("certs/ca.pem"));
+    }
+
+    #[test]
+    fn malformed_listen_address_is_refused() {
+        let err = Cli::try_parse_from(["discount-service", "--listen", "localhost"]).unwrap_err();
+        assert!(err.to_string().contains("--listen"), "{err}");
+    }
+
+    #[test]
+    fn missing_files_name_the_path_and_the_fix() {
+        let cli = Cli::try_parse_from(["discount-service", "--certs-dir", "/nonexistent"]).unwrap();
+        let err = cli.settings().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        assert!(err.contains("gen-certs"), "{err}");
+    }
+}

@@ -1,0 +1,15 @@
+//! The Discount service: a tonic gRPC server, reachable only over mutual TLS, that applies the
+//! shop's discount rule.
+//!
+//! # Layout
+//! - [`rule`]: the business rule as a pure function over `rust_decimal` (no I/O, no gRPC).
+//! - [`service`]: the `ecommerce.Discount` handlers; they validate input and convert types.
+//! - [`server`]: serves the handlers on an already-bound listener through rustls, until a
+//!   shutdown future completes.
+//! - [`config`]: command-line flags and their environment variables, turned into a
+//!   [`server::ServerSettings`] before anything is bound.
+
+pub mod config;
+pub mod rule;
+pub mod server;
+pub mod service;

@@ -1,0 +1,112 @@
+//! Serving the Discount handlers over mutual TLS on a listener the caller has bound.
+//!
+//! Taking a bound listener (rather than an address) lets tests bind `127.0.0.1:0` and read the
+//! port, and lets `main` report a busy port before anything else starts.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecommerce_proto::tls::{self, Identity, TlsError, TrustAnchors};
+use tokio::net::TcpListener;
+
+use crate::service::DiscountService;
+
+/// Everything the server needs, already loaded and validated.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// The server's certificate chain and key.
+    pub identity: Identity,
+    /// CA(s) a client certificate must chain to.
+    pub client_ca: TrustAnchors,
+    /// How long a client may take to complete the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// After shutdown is requested, how long in-flight RPCs may take before the server stops
+    /// anyway.
+    pub drain_timeout: Duration,
+}
+
+impl ServerSettings {
+    /// Settings with the default timeouts.
+    pub fn new(identity: Identity, client_ca: TrustAnchors) -> Self {
+        Self {
+            identity,
+            client_ca,
+            handshake_timeout: tls::DEFAULT_HANDSHAKE_TIMEOUT,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A Discount server bound to a listener, ready to run.
+#[derive(Debug)]
+pub struct DiscountServer {
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    settings: ServerSettings,
+}
+
+impl DiscountServer {
+    /// Builds the TLS configuration (mutual, TLS 1.3 only) for `listener`.
+    pub fn build(settings: ServerSettings, listener: TcpListener) -> Result<Self, TlsError> {
+        let tls = tls::server_config(&settings.identity, &settings.client_ca)?;
+        Ok(Self {
+            listener,
+            tls,
+            settings,
+        })
+    }
+
+    /// The address the server listens on (useful when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and lets in-flight
+    /// RPCs finish, for at most the drain timeout.
+    pub async fn run_until<F>(self, shutdown: F) -> Result<(), tonic::transport::Error>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        let Self {
+            listener,
+            tls,
+            settings,
+        } = self;
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "Discount listening (gRPC over mutual TLS 1.3)");
+        }
+        let incoming = tls::tls_incoming(listener, tls, settings.handshake_timeout);
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = draining_tx.send(());
+        };
+        let serve = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(DiscountService.into_server())
+            .serve_with_incoming_shutdown(incoming, signal);
+        let drain_deadline = async move {
+            if draining_rx.await.is_ok() {
+                tokio::time::sleep(settings.drain_timeout).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = serve => {
+                tracing::info!("Discount stopped");
+                result
+            }
+            () = drain_deadline => {
+                tracing::warn!(
+                    timeout = ?settings.drain_timeout,
+                    "drain deadline passed with RPCs still in flight; stopping anyway"
+                );
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The `ecommerce.Discount` gRPC handlers.
+//!
+//! Handlers only validate and convert: the decision is [`crate::rule::discount_for`]. Invalid
+//! input is answered with `INVALID_ARGUMENT` and a message naming the field.
+
+use ecommerce_proto::pb::discount_server::Discount;
+use ecommerce_proto::pb::{
+    BatchDiscountRequest, BatchDiscountResponse, Customer, DiscountRequest, DiscountResponse,
+    DiscountValue, Product,
+};
+use ecommerce_proto::tls::PeerInfo;
+use tonic::{Request, Response, Status};
+
+use crate::rule::{self, RuleError};
+
+/// Most products one batch may carry. Far above any page Catalog sends; it bounds the work one
+/// request can ask for.
+pub const MAX_BATCH_PRODUCTS: usize = 10_000;
+
+/// The Discount service. Stateless: the rule needs nothing but the request.
+#[derive(Debug, Default, Clone)]
+pub struct DiscountService;
+
+impl DiscountService {
+    /// Turns the service into the tonic server that routes `ecommerce.Discount` RPCs to it.
+    pub fn into_server(self) -> ecommerce_proto::pb::discount_server::DiscountServer<Self> {
+        ecommerce_proto::pb::discount_server::DiscountServer::new(self)
+    }
+}
+
+fn require_customer(customer: Option<Customer>) -> Result<Customer, Status> {
+    customer.ok_or_else(|| Status::invalid_argument("customer is required"))
+}
+
+/// Applies the rule to one product; `field` names it in error messages (`product`,
+/// `products[3]`).
+fn discount_product(customer: &Customer, mut product: Product, field: &str) -> Result<Product, Status> {
+    match rule::discount_for(customer.id, product.price_in_cents) {
+        Ok(Some(discount)) => {
+            product.discount_value = Some(DiscountValue {
+                pct: discount.pct,
+                value_in_cents: discount.value_in_cents,
+            });
+            Ok(product)
+        }
+        // No discount: the product goes back exactly as it came.
+        Ok(None) => Ok(product),
+        Err(RuleError::NegativePrice(price)) => Err(Status::invalid_argument(format!(
+            "{field}.price_in_cents must not be negative, got {price}"
+        ))),
+    }
+}
+
+fn caller<T>(request: &Request<T>) -> &str {
+    PeerInfo::of(request).map_or("unknown", PeerInfo::identity_or_unknown)
+}
+
+#[tonic::async_trait]
+impl Discount for DiscountService {
+    async fn apply_discount(
+        &self,
+        request: Request<DiscountRequest>,
+    ) -> Result<Response<DiscountResponse>, Status> {
+        tracing::debug!(caller = caller(&request), "ApplyDiscount");
+        let DiscountRequest { customer, product } = request.into_inner();
+        let customer = require_customer(customer)?;
+        let product = product.ok_or_else(|| Status::invalid_argument("product is required"))?;
+        let product = discount_product(&customer, product, "product")?;
+        Ok(Response::new(DiscountResponse {
+            product: Some(product),
+        }))
+    }
+
+    async fn apply_discount_batch(
+        &self,
+        request: Request<BatchDiscountRequest>,
+    ) -> Result<Response<BatchDiscountResponse>, Status> {
+        tracing::debug!(caller = caller(&request), "ApplyDiscountBatch");
+        let BatchDiscountRequest { customer, products } = request.into_inner();
+        let customer = require_customer(customer)?;
+        if products.len() > MAX_BATCH_PRODUCTS {
+            return Err(Status::invalid_argument(format!(
+                "products: at most {MAX_BATCH_PRODUCTS} per batch, got {}",
+                products.len()
+            )));
+        }
+        let products = products
+            .into_iter()
+            .enumerate()
+            .map(|(i, product)| discount_product(&customer, product, &format!("products[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::new(BatchDiscountResponse { products }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    fn customer(id: i32) -> Option<Customer> {
+        Some(Customer {
+            id,
+            first_name: "John".into(),
+            last_name: "Snow".into(),
+        })
+    }
+
+    fn product(id: i32, price_in_cents: i32) -> Product {
+        Product {
+            id,
+            slug: format!("p{id}"),
+            description: String::new(),
+            price_in_cents,
+            discount_value: None,
+        }
+    }
+
+    async fn apply(customer: Option<Customer>, product: Option<Product>) -> Result<Product, Status> {
+        let response = DiscountService
+            .apply_discount(Request::new(DiscountRequest { customer, product }))
+            .await?;
+        Ok(response.into_inner().product.expect("handler always sets product"))
+    }
+
+    #[tokio::test]
+    async fn eligible_customer_gets_ten_percent_off() {
+        let discounted = apply(customer(1), Some(product(1, 99_999))).await.unwrap();
+        assert_eq!(
+            discounted.discount_value,
+            Some(DiscountValue {
+                pct: 0.1,
+                value_in_cents: 89_999
+            })
+        );
+        assert_eq!(discounted.price_in_cents, 99_999);
+    }
+
+    #[tokio::test]
+    async fn other_customer_gets_the_product_back_unchanged() {
+        let original = product(2, 150_000);
+        assert_eq!(apply(customer(2), Some(original.clone())).await.unwrap(), original);
+    }
+
+    #[tokio::test]
+    async fn missing_customer_is_invalid_argument() {
+        let status = apply(None, Some(product(1, 1))).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("customer"), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn missing_product_is_invalid_argument() {
+        let status = apply(customer(1), None).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("product"), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn negative_price_is_invalid_argument() {
+        let status = apply(customer(1), Some(product(1, -5))).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("product.price_in_cents"), "{status:?}");
+        assert!(status.message().contains("-5"), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn batch_keeps_order_and_names_the_bad_index() {
+        let request = BatchDiscountRequest {
+            customer: customer(1),
+            products: vec![product(3, 32_999), product(1, 0), product(2, 150_000)],
+        };
+        let products = DiscountService
+            .apply_discount_batch(Request::new(request))
+            .await
+            .unwrap()
+            .into_inner()
+            .products;
+        let ids: Vec<_> = products.iter().map(|p| p.id).collect();
+        assert_eq!(ids, [3, 1, 2]);
+        let values: Vec<_> = products
+            .iter()
+            .map(|p| p.discount_value.map(|d| d.value_in_cents))
+            .collect();
+        assert_eq!(values, [Some(29_699), None, Some(135_000)]);
+
+        let request = BatchDiscountRequest {
+            customer: customer(1),
+            products: vec![product(1, 10), product(2, -1)],
+        };
+        let status = DiscountService
+            .apply_discount_batch(Request::new(request))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("products[1].price_in_cents"), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn batch_without_customer_is_invalid_argument() {
+        let status = DiscountService
+            .apply_discount_batch(Request::new(BatchDiscountRequest {
+                customer: None,
+                products: vec![product(1, 1)],
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("customer"));
+    }
+}

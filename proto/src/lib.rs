@@ -1,0 +1,21 @@
+//! The contract between Catalog and Discount, and the plumbing both ends of it share.
+//!
+//! Both services depend on this crate, so the messages they exchange and the way the channel is
+//! secured cannot drift apart.
+//!
+//! # Layout
+//! - [`pb`]: the Rust types and the tonic client and server generated from `ecommerce.proto`
+//!   (compiled by `protox` at build time: no `protoc` needed).
+//! - [`tls`]: mutual TLS over rustls: loading PEM material, TLS 1.3-only server and client
+//!   configurations, the accept loop that hands authenticated connections to tonic, the connector
+//!   that opens them for a tonic channel, and the caller identity read from a certificate.
+//! - [`runtime`]: what every binary does the same way: logging set-up and the shutdown signal.
+
+pub mod runtime;
+pub mod tls;
+
+/// Generated from `proto/ecommerce.proto` (package `ecommerce`).
+#[allow(missing_docs, missing_debug_implementations, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("ecommerce");
+}

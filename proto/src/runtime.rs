@@ -1,0 +1,46 @@
+//! Process-level behaviour shared by the service binaries: log set-up and the shutdown signal.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global `tracing` subscriber: human-readable lines on stderr, filtered by
+/// `RUST_LOG` (default `info`). Calling it twice is harmless: the second call does nothing.
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Completes when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+///
+/// If a signal handler cannot be installed, the error is logged and that signal is ignored
+/// rather than stopping the service at once.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received Ctrl-C, shutting down"),
+        () = terminate => tracing::info!("received SIGTERM, shutting down"),
+    }
+}
