@@ -1,0 +1,254 @@
+//! Writing the PKI to a folder, as `cargo xtask gen-certs` does.
+//!
+//! - Files are written atomically (temporary file, then rename), so a service that reloads them
+//!   never reads half a file.
+//! - Key files are created owner-only (0600) from the start; certificates are 0644.
+//! - An existing CA is reused unless `force` is set: only the leaf certificates are re-issued,
+//!   so peers that trust the CA keep trusting the new leaves.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use time::OffsetDateTime;
+
+use crate::pki::{CertificateAuthority, CertifiedKey, ServicePki, Validity};
+
+/// The files every service set-up needs, relative to the folder.
+pub const FILES: [&str; 6] = [
+    "ca.pem",
+    "ca.key",
+    "discount.pem",
+    "discount.key",
+    "catalog.pem",
+    "catalog.key",
+];
+
+/// What `gen-certs` is asked to do.
+#[derive(Debug, Clone)]
+pub struct GenCerts {
+    /// Output folder.
+    pub dir: PathBuf,
+    /// Validity of new certificates, in days.
+    pub days: u32,
+    /// Replace an existing CA.
+    pub force: bool,
+}
+
+/// One file written, for the report.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The certificate file.
+    pub cert_path: PathBuf,
+    /// The key file.
+    pub key_path: PathBuf,
+    /// What it is.
+    pub what: &'static str,
+    /// When the certificate expires.
+    pub not_after: OffsetDateTime,
+    /// Whether an existing file was kept rather than written.
+    pub reused: bool,
+}
+
+/// Whether `dir` holds every file the services need.
+pub fn is_complete(dir: &Path) -> bool {
+    FILES.iter().all(|f| dir.join(f).is_file())
+}
+
+/// Creates (or re-issues) the CA and the service certificates in `opts.dir`.
+pub fn gen_certs(opts: &GenCerts) -> anyhow::Result<Vec<Written>> {
+    if opts.days == 0 {
+        bail!("--days must be at least 1");
+    }
+    fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+    let (ca_pem, ca_key) = (opts.dir.join("ca.pem"), opts.dir.join("ca.key"));
+
+    let existing_ca = match (ca_pem.exists(), ca_key.exists(), opts.force) {
+        (_, _, true) | (false, false, _) => None,
+        (true, true, false) => Some(load_ca(&ca_pem, &ca_key)?),
+        (has_cert, _, false) => bail!(
+            "{} exists but {} does not: restore it, or pass --force to create a new CA \
+             (every certificate it signed will then stop being trusted)",
+            if has_cert { ca_pem.display() } else { ca_key.display() },
+            if has_cert { ca_key.display() } else { ca_pem.display() },
+        ),
+    };
+    let reused = existing_ca.is_some();
+    let pki = match existing_ca {
+        Some(ca) => ServicePki::from_ca(ca, opts.days)?,
+        None => ServicePki::generate(opts.days)?,
+    };
+
+    let mut written = Vec::new();
+    if !reused {
+        written.push(write_pair(&opts.dir, "ca", "private CA", pki.ca.certified_key())?);
+    } else {
+        written.push(Written {
+            cert_path: ca_pem,
+            key_path: ca_key,
+            what: "private CA (existing)",
+            not_after: pki.ca.certified_key().validity.not_after,
+            reused: true,
+        });
+    }
+    written.push(write_pair(
+        &opts.dir,
+        "discount",
+        "Discount server certificate",
+        &pki.discount,
+    )?);
+    written.push(write_pair(
+        &opts.dir,
+        "catalog",
+        "Catalog client certificate",
+        &pki.catalog,
+    )?);
+    Ok(written)
+}
+
+fn load_ca(cert_path: &Path, key_path: &Path) -> anyhow::Result<CertificateAuthority> {
+    let cert_pem = fs::read_to_string(cert_path)
+        .with_context(|| format!("cannot read {}", cert_path.display()))?;
+    let key_pem = fs::read_to_string(key_path)
+        .with_context(|| format!("cannot read {}", key_path.display()))?;
+    let validity = pem_validity(&cert_pem)
+        .with_context(|| format!("{}: not a readable PEM certificate", cert_path.display()))?;
+    if validity.not_after <= OffsetDateTime::now_utc() {
+        bail!(
+            "the CA in {} expired on {}: pass --force to create a new one",
+            cert_path.display(),
+            validity.not_after.date()
+        );
+    }
+    CertificateAuthority::from_pem(&cert_pem, &key_pem, validity).with_context(|| {
+        format!(
+            "{} and {} are not a usable CA certificate and key",
+            cert_path.display(),
+            key_path.display()
+        )
+    })
+}
+
+/// The validity window of the first certificate in a PEM string.
+pub fn pem_validity(pem: &str) -> anyhow::Result<Validity> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())?;
+    let cert = pem.parse_x509()?;
+    Ok(Validity {
+        not_before: cert.validity().not_before.to_datetime(),
+        not_after: cert.validity().not_after.to_datetime(),
+    })
+}
+
+fn write_pair(
+    dir: &Path,
+    name: &str,
+    what: &'static str,
+    cert: &CertifiedKey,
+) -> anyhow::Result<Written> {
+    let cert_path = dir.join(format!("{name}.pem"));
+    let key_path = dir.join(format!("{name}.key"));
+    // Key first: a certificate on disk without its key would be useless to a reloading service.
+    write_atomically(&key_path, cert.key_pem.as_bytes(), 0o600)?;
+    write_atomically(&cert_path, cert.cert_pem.as_bytes(), 0o644)?;
+    Ok(Written {
+        cert_path,
+        key_path,
+        what,
+        not_after: cert.validity.not_after,
+        reused: false,
+    })
+}
+
+/// Writes `contents` to `path` through a temporary file in the same folder, created with `mode`
+/// (Unix) so that a key is never readable by others, not even for an instant.
+fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dir: &Path, force: bool) -> GenCerts {
+        GenCerts {
+            dir: dir.to_owned(),
+            days: 30,
+            force,
+        }
+    }
+
+    #[test]
+    fn writes_every_file_with_keys_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = gen_certs(&opts(dir.path(), false)).unwrap();
+        assert_eq!(written.len(), 3);
+        assert!(is_complete(dir.path()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for key in ["ca.key", "discount.key", "catalog.key"] {
+                let mode = fs::metadata(dir.path().join(key)).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn existing_ca_is_kept_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        gen_certs(&opts(dir.path(), false)).unwrap();
+        let ca_before = fs::read(dir.path().join("ca.pem")).unwrap();
+        let leaf_before = fs::read(dir.path().join("catalog.pem")).unwrap();
+
+        let written = gen_certs(&opts(dir.path(), false)).unwrap();
+        assert!(written[0].reused);
+        assert_eq!(fs::read(dir.path().join("ca.pem")).unwrap(), ca_before);
+        assert_ne!(fs::read(dir.path().join("catalog.pem")).unwrap(), leaf_before);
+    }
+
+    #[test]
+    fn force_replaces_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        gen_certs(&opts(dir.path(), false)).unwrap();
+        let ca_before = fs::read(dir.path().join("ca.pem")).unwrap();
+        gen_certs(&opts(dir.path(), true)).unwrap();
+        assert_ne!(fs::read(dir.path().join("ca.pem")).unwrap(), ca_before);
+    }
+
+    #[test]
+    fn half_a_ca_is_an_error_not_an_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        gen_certs(&opts(dir.path(), false)).unwrap();
+        fs::remove_file(dir.path().join("ca.key")).unwrap();
+        let err = gen_certs(&opts(dir.path(), false)).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+    }
+
+    #[test]
+    fn zero_days_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path(), false);
+        o.days = 0;
+        assert!(gen_certs(&o).is_err());
+    }
+}
