@@ -75,7 +75,10 @@ mod tests {
     fn defaults_point_into_the_certs_folder() {
         let cli = Cli::try_parse_from(["discount-service", "--certs-dir", "/srv/certs"]).unwrap();
         assert_eq!(cli.listen, "127.0.0.1:11443".parse().unwrap());
-        assert_eq!(cli.tls_files(), TlsFiles::in_dir("/srv/certs".as_ref(), "discount"));
+        assert_eq!(
+            cli.tls_files(),
+            TlsFiles::in_dir("/srv/certs".as_ref(), "discount")
+        );
     }
 
     #[test]

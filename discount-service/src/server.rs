@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ecommerce_proto::runtime;
 use ecommerce_proto::tls::{self, Identity, TlsError, TrustAnchors};
 use tokio::net::TcpListener;
 
@@ -67,7 +68,7 @@ impl DiscountServer {
     /// RPCs finish, for at most the drain timeout.
     pub async fn run_until<F>(self, shutdown: F) -> Result<(), tonic::transport::Error>
     where
-        F: Future<Output = ()> + Send,
+        F: Future<Output = ()> + Send + 'static,
     {
         let Self {
             listener,
@@ -78,35 +79,15 @@ impl DiscountServer {
             tracing::info!(%addr, "Discount listening (gRPC over mutual TLS 1.3)");
         }
         let incoming = tls::tls_incoming(listener, tls, settings.handshake_timeout);
-        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            let _ = draining_tx.send(());
-        };
-        let serve = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(DiscountService.into_server())
-            .serve_with_incoming_shutdown(incoming, signal);
-        let drain_deadline = async move {
-            if draining_rx.await.is_ok() {
-                tokio::time::sleep(settings.drain_timeout).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            result = serve => {
-                tracing::info!("Discount stopped");
-                result
-            }
-            () = drain_deadline => {
-                tracing::warn!(
-                    timeout = ?settings.drain_timeout,
-                    "drain deadline passed with RPCs still in flight; stopping anyway"
-                );
-                Ok(())
-            }
-        }
+            .add_service(DiscountService.into_server());
+        let served = runtime::serve_with_drain(shutdown, settings.drain_timeout, |signal| {
+            router.serve_with_incoming_shutdown(incoming, signal)
+        })
+        .await;
+        tracing::info!("Discount stopped");
+        served.unwrap_or(Ok(()))
     }
 }

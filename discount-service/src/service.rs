@@ -34,7 +34,11 @@ fn require_customer(customer: Option<Customer>) -> Result<Customer, Status> {
 
 /// Applies the rule to one product; `field` names it in error messages (`product`,
 /// `products[3]`).
-fn discount_product(customer: &Customer, mut product: Product, field: &str) -> Result<Product, Status> {
+fn discount_product(
+    customer: &Customer,
+    mut product: Product,
+    field: &str,
+) -> Result<Product, Status> {
     match rule::discount_for(customer.id, product.price_in_cents) {
         Ok(Some(discount)) => {
             product.discount_value = Some(DiscountValue {
@@ -116,11 +120,17 @@ mod tests {
         }
     }
 
-    async fn apply(customer: Option<Customer>, product: Option<Product>) -> Result<Product, Status> {
+    async fn apply(
+        customer: Option<Customer>,
+        product: Option<Product>,
+    ) -> Result<Product, Status> {
         let response = DiscountService
             .apply_discount(Request::new(DiscountRequest { customer, product }))
             .await?;
-        Ok(response.into_inner().product.expect("handler always sets product"))
+        Ok(response
+            .into_inner()
+            .product
+            .expect("handler always sets product"))
     }
 
     #[tokio::test]
@@ -139,7 +149,10 @@ mod tests {
     #[tokio::test]
     async fn other_customer_gets_the_product_back_unchanged() {
         let original = product(2, 150_000);
-        assert_eq!(apply(customer(2), Some(original.clone())).await.unwrap(), original);
+        assert_eq!(
+            apply(customer(2), Some(original.clone())).await.unwrap(),
+            original
+        );
     }
 
     #[tokio::test]
@@ -160,7 +173,10 @@ mod tests {
     async fn negative_price_is_invalid_argument() {
         let status = apply(customer(1), Some(product(1, -5))).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains("product.price_in_cents"), "{status:?}");
+        assert!(
+            status.message().contains("product.price_in_cents"),
+            "{status:?}"
+        );
         assert!(status.message().contains("-5"), "{status:?}");
     }
 
@@ -193,7 +209,10 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains("products[1].price_in_cents"), "{status:?}");
+        assert!(
+            status.message().contains("products[1].price_in_cents"),
+            "{status:?}"
+        );
     }
 
     #[tokio::test]

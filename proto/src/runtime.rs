@@ -44,3 +44,41 @@ pub async fn shutdown_signal() {
         () = terminate => tracing::info!("received SIGTERM, shutting down"),
     }
 }
+
+/// The graceful-shutdown future handed to a server.
+pub type GracefulSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Runs a server with graceful shutdown and a drain deadline.
+///
+/// `serve` receives a future that completes when `shutdown` does; the server should then stop
+/// accepting connections and finish in-flight requests. If it has not finished `drain` after
+/// the signal, this returns `None` and the caller exits anyway: shutdown never hangs.
+pub async fn serve_with_drain<S, Fut, T>(
+    shutdown: S,
+    drain: std::time::Duration,
+    serve: impl FnOnce(GracefulSignal) -> Fut,
+) -> Option<T>
+where
+    S: std::future::Future<Output = ()> + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = Box::pin(async move {
+        shutdown.await;
+        let _ = draining_tx.send(());
+    });
+    let deadline = async move {
+        match draining_rx.await {
+            Ok(()) => tokio::time::sleep(drain).await,
+            // The server ended on its own before any signal: nothing to time.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        result = serve(signal) => Some(result),
+        () = deadline => {
+            tracing::warn!(?drain, "drain deadline passed with requests still in flight; stopping anyway");
+            None
+        }
+    }
+}

@@ -492,12 +492,11 @@ impl MtlsConnector {
         port: u16,
         server_name: &str,
     ) -> Result<Self, TlsError> {
-        let server_name = ServerName::try_from(server_name.to_owned()).map_err(|err| {
-            TlsError::ServerName {
+        let server_name =
+            ServerName::try_from(server_name.to_owned()).map_err(|err| TlsError::ServerName {
                 name: server_name.to_owned(),
                 reason: err.to_string(),
-            }
-        })?;
+            })?;
         Ok(Self {
             connector: TlsConnector::from(config),
             host: Arc::from(host),
@@ -579,10 +578,7 @@ impl TlsFiles {
     /// Resolved at build time, so it does not depend on the working directory.
     pub fn default_dir() -> PathBuf {
         let proto_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
-        proto_crate
-            .parent()
-            .unwrap_or(proto_crate)
-            .join("certs")
+        proto_crate.parent().unwrap_or(proto_crate).join("certs")
     }
 
     /// Reads and parses the three files.

@@ -71,8 +71,16 @@ pub fn gen_certs(opts: &GenCerts) -> anyhow::Result<Vec<Written>> {
         (has_cert, _, false) => bail!(
             "{} exists but {} does not: restore it, or pass --force to create a new CA \
              (every certificate it signed will then stop being trusted)",
-            if has_cert { ca_pem.display() } else { ca_key.display() },
-            if has_cert { ca_key.display() } else { ca_pem.display() },
+            if has_cert {
+                ca_pem.display()
+            } else {
+                ca_key.display()
+            },
+            if has_cert {
+                ca_key.display()
+            } else {
+                ca_pem.display()
+            },
         ),
     };
     let reused = existing_ca.is_some();
@@ -83,7 +91,12 @@ pub fn gen_certs(opts: &GenCerts) -> anyhow::Result<Vec<Written>> {
 
     let mut written = Vec::new();
     if !reused {
-        written.push(write_pair(&opts.dir, "ca", "private CA", pki.ca.certified_key())?);
+        written.push(write_pair(
+            &opts.dir,
+            "ca",
+            "private CA",
+            pki.ca.certified_key(),
+        )?);
     } else {
         written.push(Written {
             cert_path: ca_pem,
@@ -207,7 +220,10 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             for key in ["ca.key", "discount.key", "catalog.key"] {
-                let mode = fs::metadata(dir.path().join(key)).unwrap().permissions().mode();
+                let mode = fs::metadata(dir.path().join(key))
+                    .unwrap()
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o600, "{key}");
             }
         }
@@ -223,7 +239,10 @@ mod tests {
         let written = gen_certs(&opts(dir.path(), false)).unwrap();
         assert!(written[0].reused);
         assert_eq!(fs::read(dir.path().join("ca.pem")).unwrap(), ca_before);
-        assert_ne!(fs::read(dir.path().join("catalog.pem")).unwrap(), leaf_before);
+        assert_ne!(
+            fs::read(dir.path().join("catalog.pem")).unwrap(),
+            leaf_before
+        );
     }
 
     #[test]

@@ -91,7 +91,9 @@ fn gen_certs(opts: &GenCerts) -> anyhow::Result<()> {
         println!(
             "{action} {} + {}  {} (expires {})",
             w.cert_path.display(),
-            w.key_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            w.key_path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
             w.what,
             w.not_after.date()
         );
@@ -169,7 +171,14 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(&cargo);
-    build.args(["build", "--quiet", "-p", "discount-service", "-p", "catalog-service"]);
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        "discount-service",
+        "-p",
+        "catalog-service",
+    ]);
     if release {
         build.arg("--release");
     }
@@ -248,6 +257,12 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { xtask::workspace_root().join(p) })
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                xtask::workspace_root().join(p)
+            }
+        })
         .unwrap_or_else(|| xtask::workspace_root().join("target"))
 }

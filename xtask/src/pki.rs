@@ -8,8 +8,8 @@
 use std::fmt;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -214,12 +214,20 @@ impl CertificateAuthority {
     }
 
     /// A server certificate for `service`, valid for [`LOCAL_HOSTS`].
-    pub fn issue_local_server(&self, service: &str, validity: Validity) -> Result<CertifiedKey, PkiError> {
+    pub fn issue_local_server(
+        &self,
+        service: &str,
+        validity: Validity,
+    ) -> Result<CertifiedKey, PkiError> {
         self.issue(service, Role::Server, &LOCAL_HOSTS, validity)
     }
 
     /// A client certificate for `service`.
-    pub fn issue_client(&self, service: &str, validity: Validity) -> Result<CertifiedKey, PkiError> {
+    pub fn issue_client(
+        &self,
+        service: &str,
+        validity: Validity,
+    ) -> Result<CertifiedKey, PkiError> {
         self.issue(service, Role::Client, &[], validity)
     }
 }
@@ -291,9 +299,18 @@ mod tests {
         let san = cert.subject_alternative_name().unwrap().unwrap();
         let names = &san.value.general_names;
         let ipv6_loopback = std::net::Ipv6Addr::LOCALHOST.octets();
-        assert!(names.contains(&GeneralName::DNSName("localhost")), "{names:?}");
-        assert!(names.contains(&GeneralName::IPAddress(&[127, 0, 0, 1])), "{names:?}");
-        assert!(names.contains(&GeneralName::IPAddress(&ipv6_loopback)), "{names:?}");
+        assert!(
+            names.contains(&GeneralName::DNSName("localhost")),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&GeneralName::IPAddress(&[127, 0, 0, 1])),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&GeneralName::IPAddress(&ipv6_loopback)),
+            "{names:?}"
+        );
         assert!(
             names.contains(&GeneralName::URI("spiffe://shop.local/discount")),
             "{names:?}"
@@ -310,11 +327,12 @@ mod tests {
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.client_auth && !eku.server_auth);
         let san = cert.subject_alternative_name().unwrap().unwrap();
-        assert!(san
-            .value
-            .general_names
-            .iter()
-            .any(|n| matches!(n, GeneralName::URI("spiffe://shop.local/catalog"))));
+        assert!(
+            san.value
+                .general_names
+                .iter()
+                .any(|n| matches!(n, GeneralName::URI("spiffe://shop.local/catalog")))
+        );
     }
 
     #[test]
@@ -331,14 +349,19 @@ mod tests {
         let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
         let leaf_der = parse(&leaf.cert_pem);
         let (_, leaf_cert) = X509Certificate::from_der(&leaf_der).unwrap();
-        leaf_cert.verify_signature(Some(ca_cert.public_key())).unwrap();
+        leaf_cert
+            .verify_signature(Some(ca_cert.public_key()))
+            .unwrap();
     }
 
     #[test]
     fn leaf_never_outlives_its_ca() {
         let ca = CertificateAuthority::new("Short CA", Validity::days(1)).unwrap();
         let leaf = ca.issue_client("catalog", Validity::days(365)).unwrap();
-        assert_eq!(leaf.validity.not_after, ca.certified_key().validity.not_after);
+        assert_eq!(
+            leaf.validity.not_after,
+            ca.certified_key().validity.not_after
+        );
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! [`Application`]: the Catalog service bound to a listener, ready to run.
+//!
+//! Taking a bound listener lets tests bind `127.0.0.1:0` and read the port, and lets `main`
+//! report a busy port before anything else starts.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use ecommerce_proto::runtime;
+use ecommerce_proto::tls::{self, Identity, TrustAnchors};
+use tokio::net::TcpListener;
+
+use crate::catalog::Catalog;
+use crate::discount::{ClientError, DiscountGateway, DiscountSettings};
+use crate::http::{AppState, router};
+
+/// Everything Catalog needs, already loaded and validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Products and customers.
+    pub catalog: Catalog,
+    /// How to reach Discount.
+    pub discount: DiscountSettings,
+    /// Catalog's client certificate and key, shown to Discount.
+    pub identity: Identity,
+    /// CA(s) Discount's certificate must chain to.
+    pub discount_ca: TrustAnchors,
+    /// After shutdown is requested, how long in-flight requests may take.
+    pub drain_timeout: Duration,
+}
+
+/// The Catalog service, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    drain_timeout: Duration,
+}
+
+impl Application {
+    /// Builds the TLS client configuration and the (lazy) Discount channel. Does not wait for
+    /// Discount: Catalog serves full prices until it is reachable. Needs a Tokio runtime.
+    pub fn build(settings: Settings, listener: TcpListener) -> Result<Self, ClientError> {
+        let client_tls = tls::client_config(&settings.discount_ca, Some(&settings.identity))?;
+        let discounts = DiscountGateway::connect_lazy(&settings.discount, client_tls)?;
+        tracing::info!(
+            discount = %settings.discount.addr,
+            timeout = ?settings.discount.timeout,
+            "Discount channel ready (mutual TLS 1.3, connects on first use)"
+        );
+        let state = AppState {
+            catalog: Arc::new(settings.catalog),
+            discounts,
+        };
+        Ok(Self {
+            listener,
+            router: router(state),
+            drain_timeout: settings.drain_timeout,
+        })
+    }
+
+    /// The address Catalog listens on (useful when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves HTTP until `shutdown` completes, then stops accepting connections and lets
+    /// in-flight requests finish, for at most the drain timeout.
+    pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if let Ok(addr) = self.listener.local_addr() {
+            tracing::info!(%addr, "Catalog listening (HTTP)");
+        }
+        let listener = self.listener.tap_io(|tcp| {
+            // Small JSON responses: do not let Nagle's algorithm hold them back.
+            let _ = tcp.set_nodelay(true);
+        });
+        let served = runtime::serve_with_drain(shutdown, self.drain_timeout, |signal| {
+            axum::serve(listener, self.router)
+                .with_graceful_shutdown(signal)
+                .into_future()
+        })
+        .await;
+        tracing::info!("Catalog stopped");
+        served.unwrap_or(Ok(()))
+    }
+}

@@ -1,0 +1,130 @@
+//! Command-line flags, each with an environment-variable twin, parsed into [`Settings`]
+//! before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ecommerce_proto::tls::{TlsFileError, TlsFiles};
+
+use crate::app::Settings;
+use crate::catalog::Catalog;
+use crate::discount::{DiscountAddr, DiscountSettings};
+
+/// Catalog: the shop's product list over HTTP, discounted by Discount over mutual TLS.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "catalog-service", version, about)]
+pub struct Cli {
+    /// Address to listen on for HTTP.
+    #[arg(long, env = "CATALOG_LISTEN", default_value = "127.0.0.1:11080")]
+    pub listen: SocketAddr,
+
+    /// Discount's address: host[:port] (port 11443 if omitted).
+    #[arg(long, env = "DISCOUNT_SERVICE_HOST", default_value = "localhost:11443")]
+    pub discount_addr: DiscountAddr,
+
+    /// Name Discount's certificate must carry [default: the host of --discount-addr].
+    #[arg(long, env = "DISCOUNT_TLS_NAME")]
+    pub discount_tls_name: Option<String>,
+
+    /// Milliseconds to wait for Discount per HTTP request before serving full prices.
+    #[arg(long, env = "DISCOUNT_TIMEOUT_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub discount_timeout_ms: u64,
+
+    /// Folder holding `ca.pem`, `catalog.pem` and `catalog.key` (as written by
+    /// `cargo xtask gen-certs`) [default: the repository's certs/ folder].
+    #[arg(long, env = "CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
+
+    /// CA bundle that Discount's certificate must chain to [default: <certs-dir>/ca.pem].
+    #[arg(long, env = "CATALOG_TLS_CA")]
+    pub ca: Option<PathBuf>,
+
+    /// Catalog's client certificate chain [default: <certs-dir>/catalog.pem].
+    #[arg(long, env = "CATALOG_TLS_CERT")]
+    pub cert: Option<PathBuf>,
+
+    /// Catalog's private key [default: <certs-dir>/catalog.key].
+    #[arg(long, env = "CATALOG_TLS_KEY")]
+    pub key: Option<PathBuf>,
+
+    /// Seconds in-flight requests may take to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "CATALOG_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
+    pub drain_timeout_secs: u64,
+}
+
+impl Cli {
+    /// The TLS files to load, flags overriding the certs folder.
+    pub fn tls_files(&self) -> TlsFiles {
+        let dir = self.certs_dir.clone().unwrap_or_else(TlsFiles::default_dir);
+        let defaults = TlsFiles::in_dir(&dir, "catalog");
+        TlsFiles {
+            ca: self.ca.clone().unwrap_or(defaults.ca),
+            cert: self.cert.clone().unwrap_or(defaults.cert),
+            key: self.key.clone().unwrap_or(defaults.key),
+        }
+    }
+
+    /// Loads the TLS material and builds the settings.
+    pub fn settings(&self) -> Result<Settings, TlsFileError> {
+        let (identity, discount_ca) = self.tls_files().load()?;
+        let timeout = Duration::from_millis(self.discount_timeout_ms);
+        Ok(Settings {
+            catalog: Catalog::embedded_default(),
+            discount: DiscountSettings {
+                addr: self.discount_addr.clone(),
+                tls_name: self.discount_tls_name.clone(),
+                timeout,
+                connect_timeout: Duration::from_secs(5),
+            },
+            identity,
+            discount_ca,
+            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ports() {
+        let cli = Cli::try_parse_from(["catalog-service"]).unwrap();
+        assert_eq!(cli.listen.port(), 11080);
+        assert_eq!(cli.discount_addr.port, 11443);
+        assert_eq!(cli.discount_addr.host, "localhost");
+        assert!(cli.discount_timeout_ms < 1000);
+    }
+
+    #[test]
+    fn discount_host_without_port_gets_the_default_port() {
+        let cli = Cli::try_parse_from(["catalog-service", "--discount-addr", "discount"]).unwrap();
+        assert_eq!(cli.discount_addr.to_string(), "discount:11443");
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for args in [
+            &["--discount-addr", "http://x"][..],
+            &["--listen", "nope"],
+            &["--discount-timeout-ms", "0"],
+        ] {
+            let err =
+                Cli::try_parse_from(std::iter::once("catalog-service").chain(args.iter().copied()))
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.contains(args[0]), "{err}");
+        }
+    }
+
+    #[test]
+    fn missing_files_name_the_path_and_the_fix() {
+        let cli = Cli::try_parse_from(["catalog-service", "--certs-dir", "/nonexistent"]).unwrap();
+        let err = cli.settings().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        assert!(err.contains("gen-certs"), "{err}");
+    }
+}

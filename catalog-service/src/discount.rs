@@ -1,0 +1,431 @@
+//! Catalog's side of the Discount service.
+//!
+//! - ONE long-lived gRPC channel over mutual TLS, created at start-up and shared by every HTTP
+//!   request (HTTP/2 multiplexes their RPCs). It connects lazily and reconnects on its own, so
+//!   Catalog starts, and serves full prices, while Discount is down.
+//! - One `ApplyDiscountBatch` RPC per HTTP request. A Discount that answers `UNIMPLEMENTED`
+//!   (built from the original proto) gets concurrent `ApplyDiscount` calls instead, and the
+//!   batch RPC is tried again after [`BATCH_RETRY_AFTER`].
+//! - Everything runs under one deadline; any failure is a [`DiscountFailure`] that the HTTP
+//!   layer turns into full prices plus a header, never into a dropped product or a 5xx.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ecommerce_proto::pb::{self, discount_client::DiscountClient};
+use ecommerce_proto::tls::{MtlsConnector, TlsError};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::catalog::{Customer, DiscountView, Product};
+
+/// Discount's default gRPC port.
+pub const DEFAULT_PORT: u16 = 11443;
+
+/// How long Catalog uses per-product calls after Discount said it has no batch RPC, before it
+/// tries the batch RPC again (Discount may have been upgraded meanwhile).
+pub const BATCH_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Where Discount listens: `host`, `host:port`, `[ipv6]:port` or a bare IP address. The port
+/// defaults to [`DEFAULT_PORT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscountAddr {
+    /// DNS name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// A Discount address that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid Discount address {input:?}: {reason} (expected host[:port], e.g. discount:11443)")]
+pub struct AddrError {
+    input: String,
+    reason: &'static str,
+}
+
+impl FromStr for DiscountAddr {
+    type Err = AddrError;
+
+    fn from_str(input: &str) -> Result<Self, AddrError> {
+        let err = |reason| AddrError {
+            input: input.to_owned(),
+            reason,
+        };
+        if let Ok(addr) = input.parse::<std::net::SocketAddr>() {
+            return Ok(Self {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        }
+        if let Ok(ip) = input.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+            return Ok(Self {
+                host: ip.to_string(),
+                port: DEFAULT_PORT,
+            });
+        }
+        let (host, port) = match input.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().map_err(|_| err("bad port"))?),
+            None => (input, DEFAULT_PORT),
+        };
+        let valid_host = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        if !valid_host {
+            return Err(err("bad host name"));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for DiscountAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How to reach Discount.
+#[derive(Debug, Clone)]
+pub struct DiscountSettings {
+    /// Where Discount listens.
+    pub addr: DiscountAddr,
+    /// The name Discount's certificate must carry [default: the host of `addr`].
+    pub tls_name: Option<String>,
+    /// Deadline for the whole discount step of one HTTP request.
+    pub timeout: Duration,
+    /// Deadline for opening a connection (runs in the background of the channel).
+    pub connect_timeout: Duration,
+}
+
+/// Why the Discount client could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("invalid Discount endpoint: {0}")]
+    Endpoint(#[from] tonic::transport::Error),
+}
+
+/// Why a discount could not be applied. The HTTP layer serves full prices instead.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscountFailure {
+    #[error("Discount did not answer within {0:?}")]
+    DeadlineExceeded(Duration),
+    #[error("Discount is unreachable: {0}")]
+    Unavailable(String),
+    #[error("Discount refused the request: {0}")]
+    Rejected(String),
+    #[error("Discount sent an unusable answer: {0}")]
+    BadResponse(String),
+}
+
+impl DiscountFailure {
+    /// Short, stable reason for the response header, logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DiscountFailure::DeadlineExceeded(_) => "deadline-exceeded",
+            DiscountFailure::Unavailable(_) => "unavailable",
+            DiscountFailure::Rejected(_) => "rejected",
+            DiscountFailure::BadResponse(_) => "bad-response",
+        }
+    }
+
+    fn from_status(status: &Status, timeout: Duration) -> Self {
+        match status.code() {
+            Code::DeadlineExceeded | Code::Cancelled => DiscountFailure::DeadlineExceeded(timeout),
+            Code::Unavailable => DiscountFailure::Unavailable(error_chain(status)),
+            _ => DiscountFailure::Rejected(error_chain(status)),
+        }
+    }
+}
+
+/// A status with its sources, which is where TLS failures explain themselves
+/// (e.g. `invalid peer certificate: UnknownIssuer`).
+fn error_chain(status: &Status) -> String {
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        let next = err.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = err.source();
+    }
+    text
+}
+
+/// The shared Discount client. Cheap to clone: clones share the channel.
+#[derive(Debug, Clone)]
+pub struct DiscountGateway {
+    client: DiscountClient<Channel>,
+    timeout: Duration,
+    /// Milliseconds after `epoch` before which the batch RPC is not tried; 0 = always try.
+    batch_off_until_ms: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl DiscountGateway {
+    /// Creates the channel. It connects on first use and reconnects by itself; this never waits
+    /// for Discount. Must be called inside a Tokio runtime.
+    pub fn connect_lazy(
+        settings: &DiscountSettings,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Self, ClientError> {
+        let tls_name = settings.tls_name.as_deref().unwrap_or(&settings.addr.host);
+        let connector = MtlsConnector::new(tls, &settings.addr.host, settings.addr.port, tls_name)?;
+        // The connector does TLS itself; the URI only supplies the HTTP/2 :authority. (tonic's
+        // own TLS features stay off, so tonic does not try to wrap this connection again.)
+        let channel = Endpoint::from_shared(format!("https://{}", settings.addr))?
+            .connect_timeout(settings.connect_timeout)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
+            .connect_with_connector_lazy(connector);
+        Ok(Self {
+            client: DiscountClient::new(channel),
+            timeout: settings.timeout,
+            batch_off_until_ms: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// The discount for each of `products` (same order) for `customer`; `None` where the
+    /// customer gets no discount.
+    pub async fn discounts(
+        &self,
+        customer: &Customer,
+        products: &[Product],
+    ) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
+        if products.is_empty() {
+            return Ok(Vec::new());
+        }
+        let customer = pb::Customer {
+            id: customer.id,
+            first_name: customer.first_name.clone(),
+            last_name: customer.last_name.clone(),
+        };
+        let work = async {
+            if self.batch_enabled() {
+                match self.batch(customer.clone(), products).await {
+                    Err(status) if status.code() == Code::Unimplemented => {
+                        self.disable_batch();
+                        tracing::info!(
+                            "Discount has no ApplyDiscountBatch (original-style server); \
+                             using concurrent ApplyDiscount calls"
+                        );
+                    }
+                    Err(status) => return Err(DiscountFailure::from_status(&status, self.timeout)),
+                    Ok(answer) => return extract(products, answer),
+                }
+            }
+            let answer = self
+                .one_by_one(customer, products)
+                .await
+                .map_err(|status| DiscountFailure::from_status(&status, self.timeout))?;
+            extract(products, answer)
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| DiscountFailure::DeadlineExceeded(self.timeout))?
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        // Tells Discount (grpc-timeout) when Catalog stops waiting.
+        request.set_timeout(self.timeout);
+        request
+    }
+
+    async fn batch(
+        &self,
+        customer: pb::Customer,
+        products: &[Product],
+    ) -> Result<Vec<pb::Product>, Status> {
+        let request = self.request(pb::BatchDiscountRequest {
+            customer: Some(customer),
+            products: products.iter().map(to_pb).collect(),
+        });
+        let response = self.client.clone().apply_discount_batch(request).await?;
+        Ok(response.into_inner().products)
+    }
+
+    async fn one_by_one(
+        &self,
+        customer: pb::Customer,
+        products: &[Product],
+    ) -> Result<Vec<pb::Product>, Status> {
+        let calls = products.iter().map(|product| {
+            let request = self.request(pb::DiscountRequest {
+                customer: Some(customer.clone()),
+                product: Some(to_pb(product)),
+            });
+            let mut client = self.client.clone();
+            async move {
+                let response = client.apply_discount(request).await?.into_inner();
+                response
+                    .product
+                    .ok_or_else(|| Status::internal("DiscountResponse without a product"))
+            }
+        });
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    fn batch_enabled(&self) -> bool {
+        let until = self.batch_off_until_ms.load(Ordering::Relaxed);
+        until == 0 || self.elapsed_ms() >= until
+    }
+
+    fn disable_batch(&self) {
+        let until = self.elapsed_ms() + BATCH_RETRY_AFTER.as_millis() as u64;
+        self.batch_off_until_ms
+            .store(until.max(1), Ordering::Relaxed);
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+fn to_pb(product: &Product) -> pb::Product {
+    pb::Product {
+        id: product.id,
+        slug: product.slug.clone(),
+        description: product.description.clone(),
+        price_in_cents: product.price_in_cents,
+        discount_value: None,
+    }
+}
+
+/// Takes only the discounts from Discount's answer, after checking that it answers for exactly
+/// the products asked about, in order, with plausible prices. Catalog stays the source of truth
+/// for everything else about a product.
+fn extract(
+    asked: &[Product],
+    answer: Vec<pb::Product>,
+) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
+    if answer.len() != asked.len() {
+        return Err(DiscountFailure::BadResponse(format!(
+            "{} products back for {} sent",
+            answer.len(),
+            asked.len()
+        )));
+    }
+    asked
+        .iter()
+        .zip(answer)
+        .map(|(asked, got)| {
+            if got.id != asked.id {
+                return Err(DiscountFailure::BadResponse(format!(
+                    "product {} came back as product {}",
+                    asked.id, got.id
+                )));
+            }
+            match got.discount_value {
+                None => Ok(None),
+                Some(d) if (0..=asked.price_in_cents).contains(&d.value_in_cents) => {
+                    Ok(Some(DiscountView {
+                        pct: d.pct,
+                        value_in_cents: d.value_in_cents,
+                    }))
+                }
+                Some(d) => Err(DiscountFailure::BadResponse(format!(
+                    "product {} discounted to {} cents from {}",
+                    asked.id, d.value_in_cents, asked.price_in_cents
+                ))),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(host: &str, port: u16) -> DiscountAddr {
+        DiscountAddr {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn addresses_parse_with_and_without_port() {
+        assert_eq!("discount".parse(), Ok(addr("discount", DEFAULT_PORT)));
+        assert_eq!("localhost:9000".parse(), Ok(addr("localhost", 9000)));
+        assert_eq!("127.0.0.1:1".parse(), Ok(addr("127.0.0.1", 1)));
+        assert_eq!("[::1]:5".parse(), Ok(addr("::1", 5)));
+        assert_eq!("::1".parse(), Ok(addr("::1", DEFAULT_PORT)));
+        assert_eq!("[::1]".parse(), Ok(addr("::1", DEFAULT_PORT)));
+        assert_eq!(addr("::1", 5).to_string(), "[::1]:5");
+    }
+
+    #[test]
+    fn bad_addresses_are_refused() {
+        for bad in [
+            "",
+            ":80",
+            "host:",
+            "host:99999",
+            "http://host:1",
+            "a b",
+            "host:x",
+        ] {
+            assert!(bad.parse::<DiscountAddr>().is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    fn product(id: i32, price_in_cents: i32) -> Product {
+        Product {
+            id,
+            slug: String::new(),
+            description: String::new(),
+            price_in_cents,
+        }
+    }
+
+    fn answer(id: i32, value: Option<i32>) -> pb::Product {
+        pb::Product {
+            id,
+            discount_value: value.map(|value_in_cents| pb::DiscountValue {
+                pct: 0.1,
+                value_in_cents,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn answers_must_match_what_was_asked() {
+        let asked = [product(1, 100), product(2, 200)];
+        let ok = extract(&asked, vec![answer(1, Some(90)), answer(2, None)]).unwrap();
+        assert_eq!(ok[0].map(|d| d.value_in_cents), Some(90));
+        assert_eq!(ok[1], None);
+
+        for bad in [
+            vec![answer(1, Some(90))],
+            vec![answer(2, None), answer(1, None)],
+            vec![answer(1, Some(101)), answer(2, None)],
+            vec![answer(1, Some(-1)), answer(2, None)],
+        ] {
+            assert!(matches!(
+                extract(&asked, bad),
+                Err(DiscountFailure::BadResponse(_))
+            ));
+        }
+    }
+}
