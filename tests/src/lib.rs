@@ -1,1 +1,330 @@
+//! The end-to-end test harness: real servers on `127.0.0.1:0`, certificates made in memory by
+//! the same code as `cargo xtask gen-certs`, and clients that speak real mutual TLS.
+//!
+//! Servers are started in process and are ready as soon as the spawn function returns (their
+//! listener is bound before it returns), so no test sleeps or polls for readiness.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use catalog_service::app::{Application, Settings};
+use catalog_service::catalog::Catalog;
+use catalog_service::discount::{DiscountAddr, DiscountSettings};
+use discount_service::server::{DiscountServer, ServerSettings};
+use discount_service::service::DiscountService;
+use ecommerce_proto::pb::discount_client::DiscountClient;
+use ecommerce_proto::pb::discount_server::{Discount, DiscountServer as GrpcDiscountServer};
+use ecommerce_proto::pb::{
+    BatchDiscountRequest, BatchDiscountResponse, DiscountRequest, DiscountResponse,
+};
+use ecommerce_proto::tls::{self, Identity, MtlsConnector, TrustAnchors};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use xtask::pki::{CertificateAuthority, CertifiedKey, ServicePki, Validity};
+
+pub use xtask::pki;
+
+/// A fresh CA with Discount's and Catalog's certificates, valid for a day.
+pub fn service_pki() -> ServicePki {
+    ServicePki::generate(1).unwrap()
+}
+
+/// A second, unrelated CA with its own Discount and Catalog certificates.
+pub fn other_pki() -> ServicePki {
+    let ca = CertificateAuthority::new("Some Other CA", Validity::days(1)).unwrap();
+    ServicePki::from_ca(ca, 1).unwrap()
+}
+
+/// Parses a PEM certificate and key into a TLS identity.
+pub fn identity(cert: &CertifiedKey) -> Identity {
+    Identity::from_pem(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap()
+}
+
+/// Parses a PEM CA certificate into trust anchors.
+pub fn anchors(ca: &CertificateAuthority) -> TrustAnchors {
+    TrustAnchors::from_pem(ca.cert_pem().as_bytes()).unwrap()
+}
+
+async fn bind_loopback() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+/// A server running in a task, stopped by [`Running::stop`] (or aborted when dropped).
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    fn spawn<F>(addr: SocketAddr, run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(tokio::spawn(run(stopped))),
+        }
+    }
+
+    /// Asks the server to shut down gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+async fn shutdown_on(stopped: oneshot::Receiver<()>) {
+    let _ = stopped.await;
+}
+
+/// Starts the real Discount service with `server_cert`, trusting clients from `client_ca`.
+pub async fn spawn_discount_with(
+    server_cert: &CertifiedKey,
+    client_ca: &CertificateAuthority,
+) -> Running {
+    let listener = bind_loopback().await;
+    let addr = listener.local_addr().unwrap();
+    let settings = ServerSettings::new(identity(server_cert), anchors(client_ca));
+    let server = DiscountServer::build(settings, listener).unwrap();
+    Running::spawn(addr, |stopped| async move {
+        server.run_until(shutdown_on(stopped)).await.unwrap();
+    })
+}
+
+/// Starts the real Discount service with the PKI's certificates.
+pub async fn spawn_discount(pki: &ServicePki) -> Running {
+    spawn_discount_with(&pki.discount, &pki.ca).await
+}
+
+/// How the test Catalog is set up.
+#[derive(Debug, Clone)]
+pub struct CatalogOptions {
+    /// Deadline for Discount per request.
+    pub discount_timeout: Duration,
+}
+
+impl Default for CatalogOptions {
+    fn default() -> Self {
+        Self {
+            discount_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Starts the real Catalog service pointed at Discount on `discount`, with the PKI's Catalog
+/// certificate, trusting Discount certificates from the PKI's CA.
+pub async fn spawn_catalog(
+    pki: &ServicePki,
+    discount: SocketAddr,
+    options: CatalogOptions,
+) -> Running {
+    let listener = bind_loopback().await;
+    let addr = listener.local_addr().unwrap();
+    let settings = Settings {
+        catalog: Catalog::embedded_default(),
+        discount: DiscountSettings {
+            addr: DiscountAddr {
+                host: "localhost".into(),
+                port: discount.port(),
+            },
+            tls_name: None,
+            timeout: options.discount_timeout,
+            connect_timeout: Duration::from_secs(5),
+        },
+        identity: identity(&pki.catalog),
+        discount_ca: anchors(&pki.ca),
+        drain_timeout: Duration::from_secs(5),
+    };
+    let app = Application::build(settings, listener).unwrap();
+    Running::spawn(addr, |stopped| async move {
+        app.run_until(shutdown_on(stopped)).await.unwrap();
+    })
+}
+
+/// A gRPC client for Discount on `addr` that trusts `server_ca` and presents `client_cert`
+/// (or no certificate at all).
+pub fn grpc_client(
+    addr: SocketAddr,
+    server_ca: &CertificateAuthority,
+    client_cert: Option<&CertifiedKey>,
+) -> DiscountClient<Channel> {
+    let client_identity = client_cert.map(identity);
+    let config = tls::client_config(&anchors(server_ca), client_identity.as_ref()).unwrap();
+    let connector = MtlsConnector::new(config, "127.0.0.1", addr.port(), "localhost").unwrap();
+    let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
+        .unwrap()
+        .connect_with_connector_lazy(connector);
+    DiscountClient::new(channel)
+}
+
+/// A gRPC client for Discount on `addr` that speaks plaintext HTTP/2 (no TLS at all).
+pub fn plaintext_grpc_client(addr: SocketAddr) -> DiscountClient<Channel> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    DiscountClient::new(channel)
+}
+
+/// A Discount server as the original system built it: only `ApplyDiscount`. Counts calls.
+#[derive(Debug, Default, Clone)]
+pub struct OriginalStyleDiscount {
+    /// `ApplyDiscount` calls received.
+    pub unary_calls: Arc<AtomicUsize>,
+    /// `ApplyDiscountBatch` calls received (answered `UNIMPLEMENTED`).
+    pub batch_calls: Arc<AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl Discount for OriginalStyleDiscount {
+    async fn apply_discount(
+        &self,
+        request: Request<DiscountRequest>,
+    ) -> Result<Response<DiscountResponse>, Status> {
+        self.unary_calls.fetch_add(1, Ordering::SeqCst);
+        DiscountService.apply_discount(request).await
+    }
+
+    async fn apply_discount_batch(
+        &self,
+        _request: Request<BatchDiscountRequest>,
+    ) -> Result<Response<BatchDiscountResponse>, Status> {
+        // What a server generated from the original proto answers for an unknown method.
+        self.batch_calls.fetch_add(1, Ordering::SeqCst);
+        Err(Status::unimplemented("unknown method ApplyDiscountBatch"))
+    }
+}
+
+/// Starts `service` over the same mutual TLS as the real Discount.
+pub async fn spawn_original_style_discount(
+    pki: &ServicePki,
+    service: OriginalStyleDiscount,
+) -> Running {
+    let listener = bind_loopback().await;
+    let addr = listener.local_addr().unwrap();
+    let config = tls::server_config(&identity(&pki.discount), &anchors(&pki.ca)).unwrap();
+    let incoming = tls::tls_incoming(listener, config, tls::DEFAULT_HANDSHAKE_TIMEOUT);
+    Running::spawn(addr, |stopped| async move {
+        tonic::transport::Server::builder()
+            .add_service(GrpcDiscountServer::new(service))
+            .serve_with_incoming_shutdown(incoming, shutdown_on(stopped))
+            .await
+            .unwrap();
+    })
+}
+
+/// A "Discount" that accepts TCP connections and never answers: a hung dependency.
+pub async fn spawn_black_hole() -> Running {
+    let listener = bind_loopback().await;
+    let addr = listener.local_addr().unwrap();
+    Running::spawn(addr, |stopped| async move {
+        let mut held = Vec::new();
+        let mut stopped = std::pin::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                accepted = listener.accept() => {
+                    if let Ok((socket, _)) = accepted {
+                        held.push(socket);
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// An address on which nothing listens (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    bind_loopback().await.local_addr().unwrap()
+}
+
+/// A status with its whole source chain, where TLS alerts show up.
+pub fn status_chain(status: &Status) -> String {
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        text.push_str(" <- ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}
+
+/// A TCP proxy that counts the connections it accepts (to show how many connections a client
+/// really opens) and whose target can be switched (to take a dependency away and bring it back
+/// without reusing a port).
+#[derive(Debug)]
+pub struct Proxy {
+    /// Where the proxy listens.
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    target: Arc<std::sync::Mutex<SocketAddr>>,
+    _running: Running,
+}
+
+impl Proxy {
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Sends new connections to `target` from now on.
+    pub fn set_target(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
+    }
+}
+
+/// Starts a [`Proxy`] to `target`.
+pub async fn spawn_proxy(target: SocketAddr) -> Proxy {
+    let listener = bind_loopback().await;
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let target = Arc::new(std::sync::Mutex::new(target));
+    let (counter, current) = (connections.clone(), target.clone());
+    let running = Running::spawn(addr, |stopped| async move {
+        let mut stopped = std::pin::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                accepted = listener.accept() => {
+                    let Ok((mut inbound, _)) = accepted else { continue };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let target = *current.lock().unwrap();
+                    tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            }
+        }
+    });
+    Proxy {
+        addr,
+        connections,
+        target,
+        _running: running,
+    }
+}

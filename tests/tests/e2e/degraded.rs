@@ -1,0 +1,111 @@
+//! Catalog when Discount is down, hung, untrusted, or of the original kind.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use e2e_tests::{
+    CatalogOptions, OriginalStyleDiscount, closed_port, other_pki, service_pki, spawn_black_hole,
+    spawn_catalog, spawn_discount, spawn_discount_with, spawn_original_style_discount, spawn_proxy,
+};
+
+use crate::{FULL_PRICE_JSON, SPEC_CUSTOMER_1_JSON, get_products};
+
+/// A bound well above the deadline, only to catch a hang; not a speed assertion.
+const HANG_GUARD: Duration = Duration::from_secs(5);
+
+async fn assert_full_price_with_reason(catalog: std::net::SocketAddr, reason: &str) {
+    let response = get_products(catalog, Some("1")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-discount-unavailable"], reason);
+    assert_eq!(response.text().await.unwrap(), FULL_PRICE_JSON);
+}
+
+#[tokio::test]
+async fn discount_stopped_means_full_prices_and_the_header() {
+    let pki = service_pki();
+    let discount = spawn_discount(&pki).await;
+    let discount_addr = discount.addr;
+    let catalog = spawn_catalog(&pki, discount_addr, CatalogOptions::default()).await;
+    // First with Discount up, so the channel is connected when Discount goes away.
+    let response = get_products(catalog.addr, Some("1")).await;
+    assert_eq!(response.text().await.unwrap(), SPEC_CUSTOMER_1_JSON);
+
+    discount.stop().await;
+
+    let started = Instant::now();
+    assert_full_price_with_reason(catalog.addr, "unavailable").await;
+    assert!(started.elapsed() < HANG_GUARD);
+}
+
+#[tokio::test]
+async fn discount_down_at_start_up_means_full_prices_and_the_header() {
+    let pki = service_pki();
+    let catalog = spawn_catalog(&pki, closed_port().await, CatalogOptions::default()).await;
+    assert_full_price_with_reason(catalog.addr, "unavailable").await;
+    // Customers Catalog does not know, and requests without a customer, never ask Discount.
+    let response = get_products(catalog.addr, Some("99")).await;
+    assert!(response.headers().get("x-discount-unavailable").is_none());
+}
+
+#[tokio::test]
+async fn discount_coming_back_is_used_again() {
+    let pki = service_pki();
+    let proxy = spawn_proxy(closed_port().await).await;
+    let catalog = spawn_catalog(&pki, proxy.addr, CatalogOptions::default()).await;
+    assert_full_price_with_reason(catalog.addr, "unavailable").await;
+
+    // Discount appears behind the same address: the channel reconnects by itself.
+    let discount = spawn_discount(&pki).await;
+    proxy.set_target(discount.addr);
+    let response = get_products(catalog.addr, Some("1")).await;
+    assert!(response.headers().get("x-discount-unavailable").is_none());
+    assert_eq!(response.text().await.unwrap(), SPEC_CUSTOMER_1_JSON);
+}
+
+#[tokio::test]
+async fn hung_discount_is_cut_off_at_the_deadline() {
+    let pki = service_pki();
+    let hole = spawn_black_hole().await;
+    let options = CatalogOptions {
+        discount_timeout: Duration::from_millis(200),
+    };
+    let catalog = spawn_catalog(&pki, hole.addr, options).await;
+
+    let started = Instant::now();
+    assert_full_price_with_reason(catalog.addr, "deadline-exceeded").await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(200),
+        "answered before the deadline: {elapsed:?}"
+    );
+    assert!(elapsed < HANG_GUARD, "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn catalog_refuses_a_discount_certified_by_another_ca() {
+    let pki = service_pki();
+    let impostor = other_pki();
+    // The impostor trusts our Catalog's CA, so only Catalog's check can stop the call.
+    let discount = spawn_discount_with(&impostor.discount, &pki.ca).await;
+    let catalog = spawn_catalog(&pki, discount.addr, CatalogOptions::default()).await;
+
+    assert_full_price_with_reason(catalog.addr, "unavailable").await;
+}
+
+#[tokio::test]
+async fn original_style_discount_gets_concurrent_unary_calls() {
+    let pki = service_pki();
+    let original = OriginalStyleDiscount::default();
+    let discount = spawn_original_style_discount(&pki, original.clone()).await;
+    let catalog = spawn_catalog(&pki, discount.addr, CatalogOptions::default()).await;
+
+    for _ in 0..2 {
+        let response = get_products(catalog.addr, Some("1")).await;
+        assert!(response.headers().get("x-discount-unavailable").is_none());
+        assert_eq!(response.text().await.unwrap(), SPEC_CUSTOMER_1_JSON);
+    }
+    // The batch RPC was tried once; after UNIMPLEMENTED, Catalog stopped trying it and sent
+    // one ApplyDiscount per product.
+    assert_eq!(original.batch_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(original.unary_calls.load(Ordering::SeqCst), 6);
+}
