@@ -621,3 +621,74 @@ fn warn_if_key_readable_by_others(path: &Path) {
 
 #[cfg(not(unix))]
 fn warn_if_key_readable_by_others(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xtask::pki::{ServicePki, spiffe_id};
+
+    #[test]
+    fn key_from_another_certificate_is_a_mismatch() {
+        let pki = ServicePki::generate(1).unwrap();
+        let err = Identity::from_pem(
+            pki.catalog.cert_pem.as_bytes(),
+            pki.discount.key_pem.as_bytes(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch), "{err}");
+    }
+
+    #[test]
+    fn missing_or_garbled_pem_is_named() {
+        let pki = ServicePki::generate(1).unwrap();
+        let key = pki.catalog.key_pem.as_bytes();
+        assert!(matches!(
+            Identity::from_pem(b"", key),
+            Err(TlsError::NoCertificate {
+                what: "certificate"
+            })
+        ));
+        assert!(matches!(
+            Identity::from_pem(pki.catalog.cert_pem.as_bytes(), b"not a key"),
+            Err(TlsError::NoPrivateKey)
+        ));
+        assert!(matches!(
+            TrustAnchors::from_pem(
+                b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"
+            ),
+            Err(TlsError::BadPem { .. })
+        ));
+    }
+
+    #[test]
+    fn identity_is_the_uri_san() {
+        let pki = ServicePki::generate(1).unwrap();
+        let identity = Identity::from_pem(
+            pki.catalog.cert_pem.as_bytes(),
+            pki.catalog.key_pem.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(uri_sans(identity.leaf()), [spiffe_id("catalog")]);
+    }
+
+    #[test]
+    fn identity_debug_never_shows_the_key() {
+        let pki = ServicePki::generate(1).unwrap();
+        let identity = Identity::from_pem(
+            pki.catalog.cert_pem.as_bytes(),
+            pki.catalog.key_pem.as_bytes(),
+        )
+        .unwrap();
+        assert!(format!("{identity:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn tls_files_name_the_missing_file_and_the_fix() {
+        let files = TlsFiles::in_dir(Path::new("/nonexistent"), "catalog");
+        let err = files.load().unwrap_err().to_string();
+        assert!(
+            err.contains("/nonexistent/ca.pem") && err.contains("gen-certs"),
+            "{err}"
+        );
+    }
+}
