@@ -13,15 +13,18 @@ use ecommerce_proto::runtime;
 use ecommerce_proto::tls::{self, Identity, TrustAnchors};
 use tokio::net::TcpListener;
 
-use crate::catalog::Catalog;
+use crate::catalog::{CatalogData, Customers};
 use crate::discount::{ClientError, DiscountGateway, DiscountSettings};
 use crate::http::{AppState, router};
+use crate::store::{InMemoryStore, ProductStore};
 
 /// Everything Catalog needs, already loaded and validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Products and customers.
-    pub catalog: Catalog,
+    /// Where products live.
+    pub products: Arc<dyn ProductStore>,
+    /// The customers Catalog knows.
+    pub customers: Customers,
     /// How to reach Discount.
     pub discount: DiscountSettings,
     /// Catalog's client certificate and key, shown to Discount.
@@ -30,6 +33,11 @@ pub struct Settings {
     pub discount_ca: TrustAnchors,
     /// After shutdown is requested, how long in-flight requests may take.
     pub drain_timeout: Duration,
+}
+
+/// The in-memory store and customer list for `data`, as [`Settings`] takes them.
+pub fn in_memory(data: CatalogData) -> (Arc<dyn ProductStore>, Customers) {
+    (Arc::new(InMemoryStore::new(data.products)), data.customers)
 }
 
 /// The Catalog service, bound and ready to run.
@@ -52,7 +60,8 @@ impl Application {
             "Discount channel ready (mutual TLS 1.3, connects on first use)"
         );
         let state = AppState {
-            catalog: Arc::new(settings.catalog),
+            products: settings.products,
+            customers: Arc::new(settings.customers),
             discounts,
         };
         Ok(Self {

@@ -1,12 +1,19 @@
-//! The shop's products and customers, and the JSON the API returns for them.
+//! The shop's data: products and customers, where they come from, and the rules they obey.
+//!
+//! With no files given, the catalog is the original system's three products and two customers
+//! (embedded). Files are JSON arrays of records; every record is checked at start-up (missing
+//! or unknown fields, non-positive or duplicate ids, negative prices) and the first problem stops
+//! start-up with one line naming the file, the record and the problem.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A product as the catalog stores it: never discounted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Product {
     pub id: i32,
     pub slug: String,
@@ -15,7 +22,8 @@ pub struct Product {
 }
 
 /// A customer Catalog knows about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Customer {
     pub id: i32,
     pub first_name: String,
@@ -31,49 +39,96 @@ pub struct DiscountView {
     pub value_in_cents: i32,
 }
 
-/// One element of the `/products` JSON array. Field names and order are the API contract.
-#[derive(Debug, Serialize)]
-pub struct ProductView<'a> {
-    pub id: i32,
-    pub slug: &'a str,
-    pub description: &'a str,
-    pub price_in_cents: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub discount_value: Option<DiscountView>,
-}
+/// The customers Catalog knows, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Customers(HashMap<i32, Customer>);
 
-impl<'a> ProductView<'a> {
-    /// `product` with `discount` (if any) applied.
-    pub fn new(product: &'a Product, discount: Option<DiscountView>) -> Self {
-        Self {
-            id: product.id,
-            slug: &product.slug,
-            description: &product.description,
-            price_in_cents: product.price_in_cents,
-            discount_value: discount,
-        }
+impl Customers {
+    /// The customer with this id, if known.
+    pub fn get(&self, id: i32) -> Option<&Customer> {
+        self.0.get(&id)
+    }
+
+    /// How many customers there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
-/// Products and customers, with the full-price listing serialised once.
+/// Products and customers, validated.
 #[derive(Debug, Clone)]
-pub struct Catalog {
-    products: Vec<Product>,
-    customers: HashMap<i32, Customer>,
-    full_price_json: Bytes,
+pub struct CatalogData {
+    /// Products, in any order (the store lists them by id).
+    pub products: Vec<Product>,
+    /// Customers.
+    pub customers: Customers,
 }
 
-impl Catalog {
-    /// A catalog of `products` (in listing order) and `customers`.
-    pub fn new(products: Vec<Product>, customers: Vec<Customer>) -> Self {
-        let full_price_json = render(products.iter().map(|p| ProductView::new(p, None)));
-        Self {
-            products,
-            customers: customers.into_iter().map(|c| (c.id, c)).collect(),
-            full_price_json,
-        }
-    }
+/// A data file that cannot be used. Displays as one line: file, record, problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct DataError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based position of the record in the file's array, if the problem is in one record.
+    pub record: Option<usize>,
+    /// What is wrong.
+    pub problem: String,
+}
 
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(record) = self.record {
+            write!(f, ": record {record}")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+/// A record type read from a data file.
+trait Record: for<'de> Deserialize<'de> {
+    /// What the file holds, for messages ("product").
+    const KIND: &'static str;
+    fn id(&self) -> i32;
+    /// Checks the record's own fields.
+    fn check(&self) -> Result<(), String>;
+}
+
+impl Record for Product {
+    const KIND: &'static str = "product";
+    fn id(&self) -> i32 {
+        self.id
+    }
+    fn check(&self) -> Result<(), String> {
+        if self.price_in_cents < 0 {
+            return Err(format!(
+                "price_in_cents must not be negative, got {}",
+                self.price_in_cents
+            ));
+        }
+        if self.slug.trim().is_empty() {
+            return Err("slug must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+impl Record for Customer {
+    const KIND: &'static str = "customer";
+    fn id(&self) -> i32 {
+        self.id
+    }
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl CatalogData {
     /// The original system's data: three products, two customers.
     pub fn embedded_default() -> Self {
         let product = |id, slug: &str, description: &str, price_in_cents| Product {
@@ -87,7 +142,7 @@ impl Catalog {
             first_name: first.to_owned(),
             last_name: last.to_owned(),
         };
-        Self::new(
+        Self::from_parts(
             vec![
                 product(1, "iphone-x", "64GB, black and iOS 12", 99_999),
                 product(
@@ -105,65 +160,173 @@ impl Catalog {
         )
     }
 
-    /// All products, in listing order.
-    pub fn products(&self) -> &[Product] {
-        &self.products
+    /// Data from records already known to be valid (ids unique). Later duplicates win.
+    pub fn from_parts(products: Vec<Product>, customers: Vec<Customer>) -> Self {
+        Self {
+            products,
+            customers: Customers(customers.into_iter().map(|c| (c.id, c)).collect()),
+        }
     }
 
-    /// The customer with this id, if Catalog knows them.
-    pub fn customer(&self, id: i32) -> Option<&Customer> {
-        self.customers.get(&id)
-    }
-
-    /// The JSON array of all products at full price (serialised once, shared by every request
-    /// that needs no discount).
-    pub fn full_price_json(&self) -> Bytes {
-        self.full_price_json.clone()
+    /// Loads whichever files are given; the embedded default stands in for a missing one.
+    pub fn load(products: Option<&Path>, customers: Option<&Path>) -> Result<Self, DataError> {
+        let default = Self::embedded_default();
+        let products = match products {
+            Some(path) => load_records::<Product>(path)?,
+            None => default.products,
+        };
+        let customers = match customers {
+            Some(path) => Customers(
+                load_records::<Customer>(path)?
+                    .into_iter()
+                    .map(|c| (c.id, c))
+                    .collect(),
+            ),
+            None => default.customers,
+        };
+        Ok(Self {
+            products,
+            customers,
+        })
     }
 }
 
-/// Serialises product views as a JSON array.
-pub fn render<'a>(views: impl Iterator<Item = ProductView<'a>>) -> Bytes {
-    let views: Vec<ProductView<'a>> = views.collect();
-    // Serialising plain structs of strings and numbers into a Vec cannot fail.
-    serde_json::to_vec(&views).map_or_else(|_| Bytes::from_static(b"[]"), Bytes::from)
+fn load_records<R: Record>(path: &Path) -> Result<Vec<R>, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|err| DataError {
+        file: path.to_owned(),
+        record: None,
+        problem: format!("cannot read: {err}"),
+    })?;
+    parse_records(path, &text)
+}
+
+/// Parses and checks a JSON array of records; `path` only names the file in errors.
+fn parse_records<R: Record>(path: &Path, text: &str) -> Result<Vec<R>, DataError> {
+    let error = |record, problem| DataError {
+        file: path.to_owned(),
+        record,
+        problem,
+    };
+    let values: Vec<serde_json::Value> = serde_json::from_str(text)
+        .map_err(|err| error(None, format!("not a JSON array of {}s: {err}", R::KIND)))?;
+    let mut seen = HashMap::with_capacity(values.len());
+    let mut records = Vec::with_capacity(values.len());
+    for (index, value) in values.into_iter().enumerate() {
+        let position = index + 1;
+        let record: R = serde_json::from_value(value)
+            .map_err(|err| error(Some(position), format!("invalid {}: {err}", R::KIND)))?;
+        let id = record.id();
+        if id <= 0 {
+            return Err(error(
+                Some(position),
+                format!("id must be positive, got {id}"),
+            ));
+        }
+        if let Some(first) = seen.insert(id, position) {
+            return Err(error(
+                Some(position),
+                format!("duplicate id {id} (first used by record {first})"),
+            ));
+        }
+        record
+            .check()
+            .map_err(|problem| error(Some(position), format!("{} {id}: {problem}", R::KIND)))?;
+        records.push(record);
+    }
+    Ok(records)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn full_price_json_has_no_discount_field() {
-        let json = Catalog::embedded_default().full_price_json();
-        let text = std::str::from_utf8(&json).unwrap();
-        assert!(text.starts_with(r#"[{"id":1,"slug":"iphone-x","description":"64GB, black and iOS 12","price_in_cents":99999}"#), "{text}");
-        assert!(!text.contains("discount_value"));
+    fn products(text: &str) -> Result<Vec<Product>, String> {
+        parse_records::<Product>(Path::new("products.json"), text).map_err(|e| e.to_string())
     }
 
     #[test]
-    fn pct_serialises_as_the_fraction() {
-        let catalog = Catalog::embedded_default();
-        let view = ProductView::new(
-            &catalog.products()[2],
-            Some(DiscountView {
-                pct: 0.1,
-                value_in_cents: 29_699,
-            }),
-        );
-        assert_eq!(
-            serde_json::to_string(&view).unwrap(),
-            r#"{"id":3,"slug":"playstation-4-slim","description":"1TB Console","price_in_cents":32999,"discount_value":{"pct":0.1,"value_in_cents":29699}}"#
+    fn good_file_loads() {
+        let loaded =
+            products(r#"[{"id": 7, "slug": "x", "description": "", "price_in_cents": 0}]"#)
+                .unwrap();
+        assert_eq!(loaded[0].id, 7);
+    }
+
+    #[test]
+    fn each_bad_record_is_named_with_its_problem() {
+        let ok = r#"{"id": 1, "slug": "a", "description": "", "price_in_cents": 5}"#;
+        let cases = [
+            (
+                format!(
+                    r#"[{ok}, {{"id": 1, "slug": "b", "description": "", "price_in_cents": 5}}]"#
+                ),
+                "products.json: record 2: duplicate id 1 (first used by record 1)",
+            ),
+            (
+                r#"[{"id": 2, "slug": "a", "description": "", "price_in_cents": -5}]"#.into(),
+                "products.json: record 1: product 2: price_in_cents must not be negative, got -5",
+            ),
+            (
+                r#"[{"id": 2, "description": "", "price_in_cents": 5}]"#.into(),
+                "products.json: record 1: invalid product: missing field `slug`",
+            ),
+            (
+                format!(
+                    r#"[{ok}, {{"id": 2, "slug": "a", "description": "", "price_in_cents": 5, "color": "red"}}]"#
+                ),
+                "products.json: record 2: invalid product: unknown field `color`",
+            ),
+            (
+                r#"[{"id": 0, "slug": "a", "description": "", "price_in_cents": 5}]"#.into(),
+                "products.json: record 1: id must be positive, got 0",
+            ),
+            (
+                r#"[{"id": "1", "slug": "a", "description": "", "price_in_cents": 5}]"#.into(),
+                "products.json: record 1: invalid product: invalid type",
+            ),
+            (
+                r#"{"id": 1}"#.into(),
+                "products.json: not a JSON array of products",
+            ),
+            ("[".into(), "products.json: not a JSON array of products"),
+        ];
+        for (text, expected) in cases {
+            let err = products(&text).unwrap_err();
+            assert!(err.starts_with(expected), "{err}\n  expected: {expected}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn customers_file_is_checked_the_same_way() {
+        let err = parse_records::<Customer>(
+            Path::new("customers.json"),
+            r#"[{"id": 1, "first_name": "A", "last_name": "B"}, {"id": 1, "first_name": "C", "last_name": "D"}]"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.record, Some(2));
+        assert!(err.problem.contains("duplicate id 1"));
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = CatalogData::load(Some(Path::new("/nonexistent/p.json")), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/p.json: cannot read"),
+            "{err}"
         );
     }
 
     #[test]
-    fn customers_are_found_by_id() {
-        let catalog = Catalog::embedded_default();
+    fn default_data_is_specs() {
+        let data = CatalogData::embedded_default();
+        assert_eq!(data.products.len(), 3);
+        assert_eq!(data.customers.len(), 2);
         assert_eq!(
-            catalog.customer(2).map(|c| c.first_name.as_str()),
+            data.customers.get(2).map(|c| c.first_name.as_str()),
             Some("Daenerys")
         );
-        assert!(catalog.customer(99).is_none());
+        assert!(data.customers.get(99).is_none());
     }
 }

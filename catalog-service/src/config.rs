@@ -8,9 +8,18 @@ use std::time::Duration;
 use clap::Parser;
 use ecommerce_proto::tls::{TlsFileError, TlsFiles};
 
-use crate::app::Settings;
-use crate::catalog::Catalog;
+use crate::app::{self, Settings};
+use crate::catalog::{CatalogData, DataError};
 use crate::discount::{DiscountAddr, DiscountSettings};
+
+/// A setting that stops start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("data file {0}")]
+    Data(#[from] DataError),
+    #[error("TLS file {0}")]
+    Tls(#[from] TlsFileError),
+}
 
 /// Catalog: the shop's product list over HTTP, discounted by Discount over mutual TLS.
 #[derive(Debug, Clone, Parser)]
@@ -32,6 +41,16 @@ pub struct Cli {
     #[arg(long, env = "DISCOUNT_TIMEOUT_MS", default_value_t = 250,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub discount_timeout_ms: u64,
+
+    /// Products file: a JSON array of {id, slug, description, price_in_cents}
+    /// [default: the three embedded sample products].
+    #[arg(long, env = "CATALOG_PRODUCTS_FILE")]
+    pub products: Option<PathBuf>,
+
+    /// Customers file: a JSON array of {id, first_name, last_name}
+    /// [default: the two embedded sample customers].
+    #[arg(long, env = "CATALOG_CUSTOMERS_FILE")]
+    pub customers: Option<PathBuf>,
 
     /// Folder holding `ca.pem`, `catalog.pem` and `catalog.key` (as written by
     /// `cargo xtask gen-certs`) [default: the repository's certs/ folder].
@@ -67,12 +86,15 @@ impl Cli {
         }
     }
 
-    /// Loads the TLS material and builds the settings.
-    pub fn settings(&self) -> Result<Settings, TlsFileError> {
+    /// Loads the data files and the TLS material and builds the settings.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let data = CatalogData::load(self.products.as_deref(), self.customers.as_deref())?;
+        let (products, customers) = app::in_memory(data);
         let (identity, discount_ca) = self.tls_files().load()?;
         let timeout = Duration::from_millis(self.discount_timeout_ms);
         Ok(Settings {
-            catalog: Catalog::embedded_default(),
+            products,
+            customers,
             discount: DiscountSettings {
                 addr: self.discount_addr.clone(),
                 tls_name: self.discount_tls_name.clone(),

@@ -206,7 +206,7 @@ impl DiscountGateway {
     pub async fn discounts(
         &self,
         customer: &Customer,
-        products: &[Product],
+        products: &[&Product],
     ) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
         if products.is_empty() {
             return Ok(Vec::new());
@@ -251,11 +251,11 @@ impl DiscountGateway {
     async fn batch(
         &self,
         customer: pb::Customer,
-        products: &[Product],
+        products: &[&Product],
     ) -> Result<Vec<pb::Product>, Status> {
         let request = self.request(pb::BatchDiscountRequest {
             customer: Some(customer),
-            products: products.iter().map(to_pb).collect(),
+            products: products.iter().map(|p| to_pb(p)).collect(),
         });
         let response = self.client.clone().apply_discount_batch(request).await?;
         Ok(response.into_inner().products)
@@ -264,7 +264,7 @@ impl DiscountGateway {
     async fn one_by_one(
         &self,
         customer: pb::Customer,
-        products: &[Product],
+        products: &[&Product],
     ) -> Result<Vec<pb::Product>, Status> {
         let calls = products.iter().map(|product| {
             let request = self.request(pb::DiscountRequest {
@@ -301,13 +301,14 @@ impl DiscountGateway {
     }
 }
 
+/// What Discount needs to know about a product: its id and price. Slug and description stay
+/// empty (valid proto3, and what the rule ignores): Catalog takes only `discount_value` from
+/// the answer, so sending them would only double the bytes on the wire.
 fn to_pb(product: &Product) -> pb::Product {
     pb::Product {
         id: product.id,
-        slug: product.slug.clone(),
-        description: product.description.clone(),
         price_in_cents: product.price_in_cents,
-        discount_value: None,
+        ..pb::Product::default()
     }
 }
 
@@ -315,7 +316,7 @@ fn to_pb(product: &Product) -> pb::Product {
 /// the products asked about, in order, with plausible prices. Catalog stays the source of truth
 /// for everything else about a product.
 fn extract(
-    asked: &[Product],
+    asked: &[&Product],
     answer: Vec<pb::Product>,
 ) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
     if answer.len() != asked.len() {
@@ -411,7 +412,8 @@ mod tests {
 
     #[test]
     fn answers_must_match_what_was_asked() {
-        let asked = [product(1, 100), product(2, 200)];
+        let (one, two) = (product(1, 100), product(2, 200));
+        let asked = [&one, &two];
         let ok = extract(&asked, vec![answer(1, Some(90)), answer(2, None)]).unwrap();
         assert_eq!(ok[0].map(|d| d.value_in_cents), Some(90));
         assert_eq!(ok[1], None);

@@ -3,7 +3,8 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /` | 200, plain text: the service is up |
-//! | `GET /products` | 200, JSON array of products, discounted for the caller named by `X-USER-ID` |
+//! | `GET /products?limit=&cursor=` | 200, JSON array of one page of products, discounted for the caller named by `X-USER-ID`; `Link: <...>; rel="next"` when more follow |
+//! | `GET /products/{id}` | 200, one product, discounted likewise; 404 if there is no such product |
 //!
 //! A bad `X-USER-ID` is a 400 with a JSON body `{"error": "...", "message": "..."}`. When
 //! Discount cannot be asked (down, slow, refusing), the products come at full price with the
@@ -12,30 +13,40 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
-use axum::http::header::{CONTENT_TYPE, HeaderValue};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, HeaderValue, LINK};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use serde::Deserialize;
 
-use crate::catalog::{Catalog, ProductView, render};
+use crate::catalog::{Customers, DiscountView, Product};
 use crate::discount::DiscountGateway;
+use crate::store::{ProductStore, StoreError, StoredProduct, render_json};
 
 /// The request header that names the customer.
 pub const USER_ID_HEADER: &str = "x-user-id";
 
-/// Set on a `/products` response whose prices are full because the discount could not be
-/// applied; the value is the reason (`unavailable`, `deadline-exceeded`, `rejected`,
-/// `bad-response`).
+/// Set on a response whose prices are full because the discount could not be applied; the
+/// value is the reason (`unavailable`, `deadline-exceeded`, `rejected`, `bad-response`).
 pub const DISCOUNT_UNAVAILABLE_HEADER: &str = "x-discount-unavailable";
+
+/// Products per page when `limit` is not given.
+pub const DEFAULT_PAGE_LIMIT: usize = 100;
+
+/// The largest `limit` accepted.
+pub const MAX_PAGE_LIMIT: usize = 1000;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// Products and customers.
-    pub catalog: Arc<Catalog>,
+    /// Where products live.
+    pub products: Arc<dyn ProductStore>,
+    /// The customers Catalog knows.
+    pub customers: Arc<Customers>,
     /// The Discount client.
     pub discounts: DiscountGateway,
 }
@@ -45,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/products", get(list_products))
+        .route("/products/{id}", get(one_product))
         .fallback(not_found)
         .with_state(state)
 }
@@ -53,35 +65,79 @@ async fn root() -> &'static str {
     "Catalog service is working.\n"
 }
 
-async fn list_products(State(state): State<AppState>, CustomerId(id): CustomerId) -> Response {
-    let catalog = &state.catalog;
-    let Some(id) = id else {
-        return json(StatusCode::OK, catalog.full_price_json());
-    };
-    let Some(customer) = catalog.customer(id) else {
-        tracing::debug!(customer = id, "unknown customer: full prices");
-        return json(StatusCode::OK, catalog.full_price_json());
-    };
-    match state
-        .discounts
-        .discounts(customer, catalog.products())
-        .await
-    {
-        Ok(discounts) => {
-            let views = catalog
-                .products()
-                .iter()
-                .zip(discounts)
-                .map(|(product, discount)| ProductView::new(product, discount));
-            json(StatusCode::OK, render(views))
+async fn list_products(
+    State(state): State<AppState>,
+    CustomerId(customer): CustomerId,
+    page: PageRequest,
+) -> Result<Response, ApiError> {
+    let page_products = state.products.page(page.after, page.limit).await?;
+    let mut response = priced(&state, customer, &page_products.products, false).await;
+    if let Some(after) = page_products.next_after {
+        let link = format!(
+            "</products?limit={}&cursor={}>; rel=\"next\"",
+            page.limit,
+            encode_cursor(after)
+        );
+        // Digits, letters and punctuation only: always a valid header value.
+        if let Ok(link) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(LINK, link);
         }
+    }
+    Ok(response)
+}
+
+async fn one_product(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CustomerId(customer): CustomerId,
+) -> Result<Response, ApiError> {
+    let id = parse_positive_id(&id).ok_or(ApiError::InvalidProductId)?;
+    let product = state
+        .products
+        .product(id)
+        .await?
+        .ok_or(ApiError::NoSuchProduct(id))?;
+    Ok(priced(&state, customer, &[product], true).await)
+}
+
+/// Renders `products` for the caller: full prices unless Catalog knows the customer and
+/// Discount answers in time. `single` renders the one product as an object, not an array.
+async fn priced(
+    state: &AppState,
+    customer: Option<i32>,
+    products: &[Arc<StoredProduct>],
+    single: bool,
+) -> Response {
+    let render = |discounts: Option<&[Option<DiscountView>]>| -> Bytes {
+        match (single, products.first()) {
+            (true, Some(product)) => {
+                let mut out = Vec::with_capacity(256);
+                product.write_json(
+                    &mut out,
+                    discounts.and_then(|d| d.first().copied().flatten()),
+                );
+                Bytes::from(out)
+            }
+            _ => render_json(products, discounts),
+        }
+    };
+    let Some(id) = customer else {
+        return json(StatusCode::OK, render(None));
+    };
+    let Some(customer) = state.customers.get(id) else {
+        tracing::debug!(customer = id, "unknown customer: full prices");
+        return json(StatusCode::OK, render(None));
+    };
+    let asked: Vec<&Product> = products.iter().map(|p| p.product()).collect();
+    match state.discounts.discounts(customer, &asked).await {
+        Ok(discounts) => json(StatusCode::OK, render(Some(&discounts))),
         Err(failure) => {
             tracing::warn!(
                 customer = id,
                 reason = failure.reason(),
                 "serving full prices: {failure}"
             );
-            let mut response = json(StatusCode::OK, catalog.full_price_json());
+            let mut response = json(StatusCode::OK, render(None));
             response.headers_mut().insert(
                 DISCOUNT_UNAVAILABLE_HEADER,
                 HeaderValue::from_static(failure.reason()),
@@ -135,17 +191,81 @@ pub fn parse_customer_id(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
     if text.is_empty() {
         return Err(ApiError::InvalidUserId("X-USER-ID is empty"));
     }
-    if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::InvalidUserId(
+    parse_positive_id(text)
+        .map(Some)
+        .ok_or(ApiError::InvalidUserId(
             "X-USER-ID must be a customer id: a whole number from 1 to 2147483647",
-        ));
+        ))
+}
+
+/// A positive `int32` written in plain decimal digits (no sign, no spaces, no exponent).
+fn parse_positive_id(text: &str) -> Option<i32> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    match text.parse::<i32>() {
-        Ok(id) if id > 0 => Ok(Some(id)),
-        _ => Err(ApiError::InvalidUserId(
-            "X-USER-ID is out of range: customer ids run from 1 to 2147483647",
-        )),
+    text.parse::<i32>().ok().filter(|id| *id > 0)
+}
+
+/// Which page of products to list, from `?limit=` and `?cursor=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Products per page (1 to [`MAX_PAGE_LIMIT`]).
+    pub limit: usize,
+    /// List products with ids after this one (from the cursor).
+    pub after: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(raw) = Query::<RawPageQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|err: QueryRejection| ApiError::InvalidQuery(err.body_text()))?;
+        let limit = match raw.limit.as_deref() {
+            None => DEFAULT_PAGE_LIMIT,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|limit| (1..=MAX_PAGE_LIMIT).contains(limit))
+                .ok_or_else(|| {
+                    ApiError::InvalidQuery(format!(
+                        "limit must be a whole number from 1 to {MAX_PAGE_LIMIT}"
+                    ))
+                })?,
+        };
+        let after = match raw.cursor.as_deref() {
+            None => None,
+            Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
+                ApiError::InvalidQuery(
+                    "cursor is not one this service issued: use the Link header of the previous page"
+                        .into(),
+                )
+            })?),
+        };
+        Ok(Self { limit, after })
     }
+}
+
+/// Cursors are opaque to clients; today they carry the last id of the previous page, with a
+/// version prefix so the format can change without misreading old cursors.
+const CURSOR_PREFIX: &str = "v1.";
+
+fn encode_cursor(after: i32) -> String {
+    format!("{CURSOR_PREFIX}{after}")
+}
+
+fn decode_cursor(cursor: &str) -> Option<i32> {
+    cursor
+        .strip_prefix(CURSOR_PREFIX)
+        .and_then(parse_positive_id)
 }
 
 /// An error answered to the client. The message says what was wrong with the request; nothing
@@ -154,15 +274,33 @@ pub fn parse_customer_id(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
 pub enum ApiError {
     #[error("{0}")]
     InvalidUserId(&'static str),
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("product id must be a whole number from 1 to 2147483647")]
+    InvalidProductId,
+    #[error("no product with id {0}")]
+    NoSuchProduct(i32),
     #[error("no such resource")]
     NotFound,
+    /// The product store failed. The cause goes to the log, not to the client.
+    #[error("the product store is unavailable")]
+    Store(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        ApiError::Store(err.to_string())
+    }
 }
 
 impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::InvalidUserId(_) => (StatusCode::BAD_REQUEST, "invalid_user_id"),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            ApiError::InvalidProductId => (StatusCode::BAD_REQUEST, "invalid_product_id"),
+            ApiError::NoSuchProduct(_) | ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         }
     }
 }
@@ -170,8 +308,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_client_error() && status != StatusCode::NOT_FOUND {
-            tracing::info!(status = status.as_u16(), "rejected request: {self}");
+        match &self {
+            ApiError::Store(cause) => tracing::error!("product store failed: {cause}"),
+            ApiError::NotFound | ApiError::NoSuchProduct(_) => {}
+            _ => tracing::info!(status = status.as_u16(), "rejected request: {self}"),
         }
         let body = serde_json::json!({ "error": code, "message": self.to_string() });
         json(status, Bytes::from(body.to_string()))
@@ -230,6 +370,23 @@ mod tests {
                 "{:?} was accepted",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
+        for foreign in [
+            "",
+            "42",
+            "v1.",
+            "v1.-3",
+            "v1.0",
+            "v2.42",
+            "v1.4x",
+            "v1.99999999999",
+        ] {
+            assert_eq!(decode_cursor(foreign), None, "{foreign:?}");
         }
     }
 

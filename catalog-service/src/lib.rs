@@ -2,7 +2,10 @@
 //! customer, asks Discount (gRPC over mutual TLS) what they pay.
 //!
 //! # Layout
-//! - [`catalog`]: products and customers (the embedded default data) and their JSON form.
+//! - [`catalog`]: products and customers: the embedded default data, the data files and the
+//!   rules they must obey.
+//! - [`store`]: the [`store::ProductStore`] interface the HTTP layer reads products through,
+//!   the in-memory implementation, and the JSON rendering of pages.
 //! - [`discount`]: the client side of Discount: one long-lived mTLS channel, the batch RPC with
 //!   a fallback to per-product calls, a deadline, and the reasons a discount can fail.
 //! - [`http`]: the router, the `X-USER-ID` extractor and the error responses.
@@ -15,3 +18,4 @@ pub mod catalog;
 pub mod config;
 pub mod discount;
 pub mod http;
+pub mod store;

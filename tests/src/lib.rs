@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use catalog_service::app::{Application, Settings};
-use catalog_service::catalog::Catalog;
+use catalog_service::catalog::{CatalogData, Customer, Product};
 use catalog_service::discount::{DiscountAddr, DiscountSettings};
 use discount_service::server::{DiscountServer, ServerSettings};
 use discount_service::service::DiscountService;
@@ -124,14 +124,41 @@ pub async fn spawn_discount(pki: &ServicePki) -> Running {
 pub struct CatalogOptions {
     /// Deadline for Discount per request.
     pub discount_timeout: Duration,
+    /// Products and customers.
+    pub data: CatalogData,
 }
 
 impl Default for CatalogOptions {
     fn default() -> Self {
         Self {
             discount_timeout: Duration::from_millis(500),
+            data: CatalogData::embedded_default(),
         }
     }
+}
+
+/// `count` products with ids 1..=count and prices that vary (including 0), and SPEC's customers.
+pub fn generated_catalog(count: i32) -> CatalogData {
+    let products = (1..=count)
+        .map(|id| Product {
+            id,
+            slug: format!("product-{id}"),
+            description: format!("Generated product number {id}"),
+            price_in_cents: (id * 7919) % 100_000,
+        })
+        .collect();
+    let customer = |id, first: &str, last: &str| Customer {
+        id,
+        first_name: first.into(),
+        last_name: last.into(),
+    };
+    CatalogData::from_parts(
+        products,
+        vec![
+            customer(1, "John", "Snow"),
+            customer(2, "Daenerys", "Targaryen"),
+        ],
+    )
 }
 
 /// Starts the real Catalog service pointed at Discount on `discount`, with the PKI's Catalog
@@ -143,8 +170,10 @@ pub async fn spawn_catalog(
 ) -> Running {
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
+    let (products, customers) = catalog_service::app::in_memory(options.data);
     let settings = Settings {
-        catalog: Catalog::embedded_default(),
+        products,
+        customers,
         discount: DiscountSettings {
             addr: DiscountAddr {
                 host: "localhost".into(),
@@ -188,40 +217,59 @@ pub fn plaintext_grpc_client(addr: SocketAddr) -> DiscountClient<Channel> {
     DiscountClient::new(channel)
 }
 
-/// A Discount server as the original system built it: only `ApplyDiscount`. Counts calls.
+/// A Discount that counts what it is asked, delegating the answers to the real service. With
+/// `original_style`, it behaves like a server built from the original proto: `ApplyDiscount`
+/// only, `UNIMPLEMENTED` for the batch RPC.
 #[derive(Debug, Default, Clone)]
-pub struct OriginalStyleDiscount {
+pub struct CountingDiscount {
+    /// Answer the batch RPC with `UNIMPLEMENTED`.
+    pub original_style: bool,
     /// `ApplyDiscount` calls received.
     pub unary_calls: Arc<AtomicUsize>,
-    /// `ApplyDiscountBatch` calls received (answered `UNIMPLEMENTED`).
+    /// `ApplyDiscountBatch` calls received.
     pub batch_calls: Arc<AtomicUsize>,
+    /// Products asked about, over all calls answered.
+    pub products_asked: Arc<AtomicUsize>,
+}
+
+impl CountingDiscount {
+    /// A server with only `ApplyDiscount`.
+    pub fn original_style() -> Self {
+        Self {
+            original_style: true,
+            ..Self::default()
+        }
+    }
 }
 
 #[tonic::async_trait]
-impl Discount for OriginalStyleDiscount {
+impl Discount for CountingDiscount {
     async fn apply_discount(
         &self,
         request: Request<DiscountRequest>,
     ) -> Result<Response<DiscountResponse>, Status> {
         self.unary_calls.fetch_add(1, Ordering::SeqCst);
+        self.products_asked.fetch_add(1, Ordering::SeqCst);
         DiscountService.apply_discount(request).await
     }
 
     async fn apply_discount_batch(
         &self,
-        _request: Request<BatchDiscountRequest>,
+        request: Request<BatchDiscountRequest>,
     ) -> Result<Response<BatchDiscountResponse>, Status> {
-        // What a server generated from the original proto answers for an unknown method.
         self.batch_calls.fetch_add(1, Ordering::SeqCst);
-        Err(Status::unimplemented("unknown method ApplyDiscountBatch"))
+        if self.original_style {
+            // What a server generated from the original proto answers for an unknown method.
+            return Err(Status::unimplemented("unknown method ApplyDiscountBatch"));
+        }
+        self.products_asked
+            .fetch_add(request.get_ref().products.len(), Ordering::SeqCst);
+        DiscountService.apply_discount_batch(request).await
     }
 }
 
 /// Starts `service` over the same mutual TLS as the real Discount.
-pub async fn spawn_original_style_discount(
-    pki: &ServicePki,
-    service: OriginalStyleDiscount,
-) -> Running {
+pub async fn spawn_counting_discount(pki: &ServicePki, service: CountingDiscount) -> Running {
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
     let config = tls::server_config(&identity(&pki.discount), &anchors(&pki.ca)).unwrap();

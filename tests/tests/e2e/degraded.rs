@@ -4,8 +4,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use e2e_tests::{
-    CatalogOptions, OriginalStyleDiscount, closed_port, other_pki, service_pki, spawn_black_hole,
-    spawn_catalog, spawn_discount, spawn_discount_with, spawn_original_style_discount, spawn_proxy,
+    CatalogOptions, CountingDiscount, closed_port, other_pki, service_pki, spawn_black_hole,
+    spawn_catalog, spawn_counting_discount, spawn_discount, spawn_discount_with, spawn_proxy,
 };
 
 use crate::{FULL_PRICE_JSON, SPEC_CUSTOMER_1_JSON, get_products};
@@ -68,6 +68,7 @@ async fn hung_discount_is_cut_off_at_the_deadline() {
     let hole = spawn_black_hole().await;
     let options = CatalogOptions {
         discount_timeout: Duration::from_millis(200),
+        ..CatalogOptions::default()
     };
     let catalog = spawn_catalog(&pki, hole.addr, options).await;
 
@@ -95,8 +96,8 @@ async fn catalog_refuses_a_discount_certified_by_another_ca() {
 #[tokio::test]
 async fn original_style_discount_gets_concurrent_unary_calls() {
     let pki = service_pki();
-    let original = OriginalStyleDiscount::default();
-    let discount = spawn_original_style_discount(&pki, original.clone()).await;
+    let original = CountingDiscount::original_style();
+    let discount = spawn_counting_discount(&pki, original.clone()).await;
     let catalog = spawn_catalog(&pki, discount.addr, CatalogOptions::default()).await;
 
     for _ in 0..2 {

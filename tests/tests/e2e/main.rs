@@ -8,6 +8,7 @@ mod catalog_api;
 mod degraded;
 mod handshake;
 mod mtls;
+mod pagination;
 
 /// SPEC's expected body for `X-USER-ID: 1`, byte for byte.
 pub const SPEC_CUSTOMER_1_JSON: &str = concat!(
