@@ -2,12 +2,15 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global `tracing` subscriber: human-readable lines on stderr, filtered by
-/// `RUST_LOG` (default `info`). Calling it twice is harmless: the second call does nothing.
+/// Installs the global `tracing` subscriber: human-readable lines on stderr (coloured only on
+/// a terminal), filtered by `RUST_LOG` (default `info`). Calling it twice is harmless: the
+/// second call does nothing.
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
