@@ -1,5 +1,6 @@
 //! Start-up failures of the real `catalog-service` binary: each stops it with one clear line
 //! naming the setting and the cause, and a non-zero exit, never a panic.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Output;
