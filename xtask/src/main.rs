@@ -1,13 +1,16 @@
 //! `cargo xtask <command>`: project automation (see `cargo xtask --help`).
 
-use std::net::{SocketAddr, TcpStream};
+mod bench;
+mod services;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use services::{Services, Startup, StopSignal, target_dir};
 use xtask::certs_dir::{self, GenCerts};
 
 #[derive(Debug, Parser)]
@@ -49,6 +52,13 @@ enum Cmd {
         #[arg(long, default_value_t = 11443)]
         discount_port: u16,
     },
+    /// Load-test Catalog and Discount (release builds, on free loopback ports) with wrk and
+    /// write results.md, results.json and plot.svg to target/bench/.
+    ///
+    /// Scenarios: A GET /products; B with X-USER-ID: 1; C a mix of customers; D 100 of
+    /// 10,000 products for customer 1; each at 1, 32 and 128 connections. Needs wrk (installed
+    /// with apt-get when missing and running as root).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             catalog_port,
             discount_port,
         ),
+        Cmd::Bench(args) => bench::run(args),
     }
 }
 
@@ -101,62 +112,8 @@ fn gen_certs(opts: &GenCerts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Child processes that are sent SIGTERM (then killed, if they do not stop) when dropped, so
-/// nothing outlives `up`, whichever way it ends.
-struct Services(Vec<(&'static str, Child)>);
-
-impl Services {
-    fn stop(&mut self) {
-        for (name, child) in &mut self.0 {
-            if matches!(child.try_wait(), Ok(None)) {
-                let pid = rustix::process::Pid::from_child(child);
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-                eprintln!("stopping {name}...");
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        for (name, child) in &mut self.0 {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => {
-                        eprintln!("{name} exited ({status})");
-                        break;
-                    }
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    _ => {
-                        eprintln!("{name} did not stop in time; killing it");
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            }
-        }
-        self.0.clear();
-    }
-
-    /// The first service that has exited, if any.
-    fn exited(&mut self) -> Option<(&'static str, std::process::ExitStatus)> {
-        self.0
-            .iter_mut()
-            .find_map(|(name, child)| child.try_wait().ok().flatten().map(|s| (*name, s)))
-    }
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
-    })
-    .context("cannot install the Ctrl-C handler")?;
+    let stop = StopSignal::install()?;
 
     if certs_dir::is_complete(certs) {
         println!("using the certificates in {}", certs.display());
@@ -194,7 +151,7 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
 
     let discount_addr = format!("127.0.0.1:{discount_port}");
     let catalog_addr: SocketAddr = ([127, 0, 0, 1], catalog_port).into();
-    let mut services = Services(Vec::new());
+    let mut services = Services::new();
     let spawn = |name: &'static str, args: &[&str]| -> anyhow::Result<(&'static str, Child)> {
         let child = Command::new(bin_dir.join(name))
             .args(args)
@@ -204,10 +161,9 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
             .with_context(|| format!("cannot start {name}"))?;
         Ok((name, child))
     };
-    services
-        .0
-        .push(spawn("discount-service", &["--listen", &discount_addr])?);
-    services.0.push(spawn(
+    let (name, child) = spawn("discount-service", &["--listen", &discount_addr])?;
+    services.push(name, child);
+    let (name, child) = spawn(
         "catalog-service",
         &[
             "--listen",
@@ -215,24 +171,16 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
             "--discount-addr",
             &format!("localhost:{discount_port}"),
         ],
-    )?);
+    )?;
+    services.push(name, child);
 
     // Wait for Catalog to accept connections, or for a service to fail at start-up.
-    let started = Instant::now();
-    loop {
-        if let Some((name, status)) = services.exited() {
-            bail!("{name} exited during start-up ({status}); see its error above");
+    match services.wait_listening(catalog_addr, &stop, Duration::from_secs(60), "Catalog")? {
+        Startup::Listening => {}
+        Startup::Exited(name, status) => {
+            bail!("{name} exited during start-up ({status}); see its error above")
         }
-        if stop_rx.try_recv().is_ok() {
-            return Ok(());
-        }
-        if TcpStream::connect_timeout(&catalog_addr, Duration::from_millis(200)).is_ok() {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("Catalog did not start listening on {catalog_addr} within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        Startup::Stopped => return Ok(()),
     }
     println!();
     println!("Catalog is up on http://{catalog_addr}, Discount on {discount_addr} (mutual TLS).");
@@ -244,25 +192,10 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
         if let Some((name, status)) = services.exited() {
             bail!("{name} stopped unexpectedly ({status})");
         }
-        match stop_rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        if stop.wait(Duration::from_millis(200)) {
+            break;
         }
     }
     services.stop();
     Ok(())
-}
-
-/// Cargo's target folder, honouring `CARGO_TARGET_DIR`.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_absolute() {
-                p
-            } else {
-                xtask::workspace_root().join(p)
-            }
-        })
-        .unwrap_or_else(|| xtask::workspace_root().join("target"))
 }
