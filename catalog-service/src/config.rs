@@ -69,6 +69,11 @@ pub struct Cli {
     #[arg(long, env = "CATALOG_TLS_KEY")]
     pub key: Option<PathBuf>,
 
+    /// Tokio worker threads [default: one per CPU core].
+    #[arg(long, env = "CATALOG_WORKER_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+
     /// Seconds in-flight requests may take to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "CATALOG_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
     pub drain_timeout_secs: u64,

@@ -1,5 +1,5 @@
-//! `catalog-service`: parses flags, loads certificates, binds, and serves until SIGTERM/Ctrl-C.
-//! Everything else lives in the library.
+//! `catalog-service`: parses flags, loads data and certificates, binds, and serves until
+//! SIGTERM/Ctrl-C. Everything else lives in the library.
 
 use std::process::ExitCode;
 
@@ -9,16 +9,9 @@ use catalog_service::config::Cli;
 use clap::Parser;
 use ecommerce_proto::runtime;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    runtime::init_tracing();
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("catalog-service: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    runtime::run_service("catalog-service", cli.worker_threads, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -39,6 +39,11 @@ pub struct Cli {
     #[arg(long, env = "DISCOUNT_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
     pub handshake_timeout_secs: u64,
 
+    /// Tokio worker threads [default: one per CPU core].
+    #[arg(long, env = "DISCOUNT_WORKER_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+
     /// Seconds in-flight RPCs may take to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "DISCOUNT_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
     pub drain_timeout_secs: u64,

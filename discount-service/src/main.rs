@@ -9,16 +9,9 @@ use discount_service::config::Cli;
 use discount_service::server::DiscountServer;
 use ecommerce_proto::runtime;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    runtime::init_tracing();
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("discount-service: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    runtime::run_service("discount-service", cli.worker_threads, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -85,3 +85,29 @@ where
         }
     }
 }
+
+/// Runs a service binary's `main`: sets up logging, builds the Tokio runtime
+/// (`worker_threads`, default one per core), runs `service` to completion, and turns an error
+/// into one log line and exit code 1. Never panics on a start-up error.
+pub fn run_service<F>(name: &str, worker_threads: Option<u16>, service: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    init_tracing();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(usize::from(threads));
+    }
+    let result = match builder.build() {
+        Ok(runtime) => runtime.block_on(service),
+        Err(err) => Err(anyhow::Error::new(err).context("cannot start the Tokio runtime")),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{name}: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

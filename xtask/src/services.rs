@@ -69,18 +69,6 @@ impl Services {
             .find_map(|(name, child)| child.try_wait().ok().flatten().map(|s| (name.clone(), s)))
     }
 
-    /// Forgets the service called `name` (one that has exited), so that [`Self::exited`] no
-    /// longer reports it. Stops it first if it is still running.
-    pub fn remove(&mut self, name: &str) {
-        if let Some(i) = self.0.iter().position(|(n, _)| n == name) {
-            let (_, mut child) = self.0.remove(i);
-            if matches!(child.try_wait(), Ok(None)) {
-                terminate(&child);
-            }
-            let _ = child.wait();
-        }
-    }
-
     /// Waits until `addr` (where `what` should listen) accepts TCP connections, a service
     /// exits, Ctrl-C is pressed or `timeout` passes (an error).
     pub fn wait_listening(
