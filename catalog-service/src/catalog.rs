@@ -21,6 +21,23 @@ pub struct Product {
     pub price_in_cents: i32,
 }
 
+/// What the discount rule needs to know about a product: which one, and its price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriceTag {
+    pub id: i32,
+    pub price_in_cents: i32,
+}
+
+impl Product {
+    /// This product's id and price.
+    pub fn price_tag(&self) -> PriceTag {
+        PriceTag {
+            id: self.id,
+            price_in_cents: self.price_in_cents,
+        }
+    }
+}
+
 /// A customer Catalog knows about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -25,7 +25,7 @@ use tonic::{Code, Request, Status};
 use tower::ServiceExt;
 use tower::util::MapErr;
 
-use crate::catalog::{Customer, DiscountView, Product};
+use crate::catalog::{Customer, DiscountView, PriceTag};
 
 /// Discount's default gRPC port.
 pub const DEFAULT_PORT: u16 = 11443;
@@ -233,7 +233,7 @@ impl DiscountGateway {
     pub async fn discounts(
         &self,
         customer: &Customer,
-        products: &[&Product],
+        products: &[PriceTag],
     ) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
         if products.is_empty() {
             return Ok(Vec::new());
@@ -278,11 +278,11 @@ impl DiscountGateway {
     async fn batch(
         &self,
         customer: pb::Customer,
-        products: &[&Product],
+        products: &[PriceTag],
     ) -> Result<Vec<pb::Product>, Status> {
         let request = self.request(pb::BatchDiscountRequest {
             customer: Some(customer),
-            products: products.iter().map(|p| to_pb(p)).collect(),
+            products: products.iter().map(to_pb).collect(),
         });
         let response = self.client.clone().apply_discount_batch(request).await?;
         Ok(response.into_inner().products)
@@ -291,7 +291,7 @@ impl DiscountGateway {
     async fn one_by_one(
         &self,
         customer: pb::Customer,
-        products: &[&Product],
+        products: &[PriceTag],
     ) -> Result<Vec<pb::Product>, Status> {
         let calls = products.iter().map(|product| {
             let request = self.request(pb::DiscountRequest {
@@ -328,10 +328,10 @@ impl DiscountGateway {
     }
 }
 
-/// What Discount needs to know about a product: its id and price. Slug and description stay
-/// empty (valid proto3, and what the rule ignores): Catalog takes only `discount_value` from
-/// the answer, so sending them would only double the bytes on the wire.
-fn to_pb(product: &Product) -> pb::Product {
+/// What Discount is sent about a product: its id and price. Slug and description stay empty
+/// (valid proto3, and the rule ignores them): Catalog takes only `discount_value` from the
+/// answer, so sending them would only double the bytes on the wire.
+fn to_pb(product: &PriceTag) -> pb::Product {
     pb::Product {
         id: product.id,
         price_in_cents: product.price_in_cents,
@@ -343,7 +343,7 @@ fn to_pb(product: &Product) -> pb::Product {
 /// the products asked about, in order, with plausible prices. Catalog stays the source of truth
 /// for everything else about a product.
 fn extract(
-    asked: &[&Product],
+    asked: &[PriceTag],
     answer: Vec<pb::Product>,
 ) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
     if answer.len() != asked.len() {
@@ -417,13 +417,8 @@ mod tests {
         }
     }
 
-    fn product(id: i32, price_in_cents: i32) -> Product {
-        Product {
-            id,
-            slug: String::new(),
-            description: String::new(),
-            price_in_cents,
-        }
+    fn product(id: i32, price_in_cents: i32) -> PriceTag {
+        PriceTag { id, price_in_cents }
     }
 
     fn answer(id: i32, value: Option<i32>) -> pb::Product {
@@ -439,8 +434,7 @@ mod tests {
 
     #[test]
     fn answers_must_match_what_was_asked() {
-        let (one, two) = (product(1, 100), product(2, 200));
-        let asked = [&one, &two];
+        let asked = [product(1, 100), product(2, 200)];
         let ok = extract(&asked, vec![answer(1, Some(90)), answer(2, None)]).unwrap();
         assert_eq!(ok[0].map(|d| d.value_in_cents), Some(90));
         assert_eq!(ok[1], None);

@@ -23,7 +23,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::catalog::{Customers, DiscountView, Product};
+use crate::catalog::{Customers, DiscountView, PriceTag};
 use crate::discount::DiscountGateway;
 use crate::store::{ProductStore, StoreError, StoredProduct, render_json};
 
@@ -128,7 +128,7 @@ async fn priced(
         tracing::debug!(customer = id, "unknown customer: full prices");
         return json(StatusCode::OK, render(None));
     };
-    let asked: Vec<&Product> = products.iter().map(|p| p.product()).collect();
+    let asked: Vec<PriceTag> = products.iter().map(|p| p.price_tag()).collect();
     match state.discounts.discounts(customer, &asked).await {
         Ok(discounts) => json(StatusCode::OK, render(Some(&discounts))),
         Err(failure) => {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::catalog::{DiscountView, Product};
+use crate::catalog::{DiscountView, PriceTag, Product};
 
 /// A boxed future, as returned by [`ProductStore`] methods.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -30,29 +30,30 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 #[error("product store: {0}")]
 pub struct StoreError(pub String);
 
-/// A product and its pre-rendered JSON.
+/// A product as served: its id and price (for Discount) and its pre-rendered JSON. The
+/// slug and description live only inside the JSON, so each is stored once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredProduct {
-    product: Product,
+    tag: PriceTag,
     /// `{"id":..,"slug":..,"description":..,"price_in_cents":..` (no closing brace).
     json_head: Box<str>,
 }
 
 impl StoredProduct {
     /// Renders `product` once.
-    pub fn new(product: Product) -> Self {
+    pub fn new(product: &Product) -> Self {
         // A struct of strings and integers always serialises; it ends with '}'.
-        let mut json = serde_json::to_string(&product).unwrap_or_default();
+        let mut json = serde_json::to_string(product).unwrap_or_default();
         json.pop();
         Self {
-            product,
+            tag: product.price_tag(),
             json_head: json.into_boxed_str(),
         }
     }
 
-    /// The product.
-    pub fn product(&self) -> &Product {
-        &self.product
+    /// The product's id and price.
+    pub fn price_tag(&self) -> PriceTag {
+        self.tag
     }
 
     /// Appends this product's JSON object, with `discount` if there is one.
@@ -136,12 +137,12 @@ impl InMemoryStore {
         products.sort_by_key(|p| p.id);
         let products: Vec<Arc<StoredProduct>> = products
             .into_iter()
-            .map(|p| Arc::new(StoredProduct::new(p)))
+            .map(|p| Arc::new(StoredProduct::new(&p)))
             .collect();
         let index = products
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.product.id, i))
+            .map(|(i, p)| (p.tag.id, i))
             .collect();
         Self { products, index }
     }
@@ -158,12 +159,12 @@ impl InMemoryStore {
 
     fn page_now(&self, after: Option<i32>, limit: usize) -> Page {
         let start = after.map_or(0, |after| {
-            self.products.partition_point(|p| p.product.id <= after)
+            self.products.partition_point(|p| p.tag.id <= after)
         });
         let end = start.saturating_add(limit).min(self.products.len());
         let products = self.products[start..end].to_vec();
         let next_after = if end < self.products.len() {
-            products.last().map(|p| p.product.id)
+            products.last().map(|p| p.tag.id)
         } else {
             None
         };
@@ -204,7 +205,7 @@ mod tests {
     }
 
     fn ids(page: &Page) -> Vec<i32> {
-        page.products.iter().map(|p| p.product().id).collect()
+        page.products.iter().map(|p| p.price_tag().id).collect()
     }
 
     #[tokio::test]
@@ -228,7 +229,7 @@ mod tests {
     async fn lookup_by_id() {
         let store = store(&[2, 4]);
         assert_eq!(
-            store.product(4).await.unwrap().map(|p| p.product().id),
+            store.product(4).await.unwrap().map(|p| p.price_tag().id),
             Some(4)
         );
         assert!(store.product(3).await.unwrap().is_none());
