@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use ecommerce_proto::runtime::LogFormat;
 use ecommerce_proto::tls::{TlsFileError, TlsFiles};
 
 use crate::app::{self, Settings};
@@ -68,6 +69,10 @@ pub struct Cli {
     /// Catalog's private key [default: <certs-dir>/catalog.key].
     #[arg(long, env = "CATALOG_TLS_KEY")]
     pub key: Option<PathBuf>,
+
+    /// Log line format on stderr: `text` for people, `json` for log collectors.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Tokio worker threads [default: one per CPU core].
     #[arg(long, env = "CATALOG_WORKER_THREADS",

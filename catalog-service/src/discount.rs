@@ -234,6 +234,7 @@ impl DiscountGateway {
         &self,
         customer: &Customer,
         products: &[PriceTag],
+        request_id: &http::HeaderValue,
     ) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
         if products.is_empty() {
             return Ok(Vec::new());
@@ -245,7 +246,7 @@ impl DiscountGateway {
         };
         let work = async {
             if self.batch_enabled() {
-                match self.batch(customer.clone(), products).await {
+                match self.batch(customer.clone(), products, request_id).await {
                     Err(status) if status.code() == Code::Unimplemented => {
                         self.disable_batch();
                         tracing::info!(
@@ -258,7 +259,7 @@ impl DiscountGateway {
                 }
             }
             let answer = self
-                .one_by_one(customer, products)
+                .one_by_one(customer, products, request_id)
                 .await
                 .map_err(|status| DiscountFailure::from_status(&status, self.timeout))?;
             extract(products, answer)
@@ -268,10 +269,16 @@ impl DiscountGateway {
             .map_err(|_| DiscountFailure::DeadlineExceeded(self.timeout))?
     }
 
-    fn request<T>(&self, message: T) -> Request<T> {
+    fn request<T>(&self, message: T, request_id: &http::HeaderValue) -> Request<T> {
         let mut request = Request::new(message);
         // Tells Discount (grpc-timeout) when Catalog stops waiting.
         request.set_timeout(self.timeout);
+        // Request ids are checked to be visible ASCII, so they are valid ASCII metadata.
+        if let Ok(id) = tonic::metadata::AsciiMetadataValue::try_from(request_id.as_bytes()) {
+            request
+                .metadata_mut()
+                .insert(ecommerce_proto::request_id::HEADER, id);
+        }
         request
     }
 
@@ -279,11 +286,15 @@ impl DiscountGateway {
         &self,
         customer: pb::Customer,
         products: &[PriceTag],
+        request_id: &http::HeaderValue,
     ) -> Result<Vec<pb::Product>, Status> {
-        let request = self.request(pb::BatchDiscountRequest {
-            customer: Some(customer),
-            products: products.iter().map(to_pb).collect(),
-        });
+        let request = self.request(
+            pb::BatchDiscountRequest {
+                customer: Some(customer),
+                products: products.iter().map(to_pb).collect(),
+            },
+            request_id,
+        );
         let response = self.client.clone().apply_discount_batch(request).await?;
         Ok(response.into_inner().products)
     }
@@ -292,12 +303,16 @@ impl DiscountGateway {
         &self,
         customer: pb::Customer,
         products: &[PriceTag],
+        request_id: &http::HeaderValue,
     ) -> Result<Vec<pb::Product>, Status> {
         let calls = products.iter().map(|product| {
-            let request = self.request(pb::DiscountRequest {
-                customer: Some(customer.clone()),
-                product: Some(to_pb(product)),
-            });
+            let request = self.request(
+                pb::DiscountRequest {
+                    customer: Some(customer.clone()),
+                    product: Some(to_pb(product)),
+                },
+                request_id,
+            );
             let mut client = self.client.clone();
             async move {
                 let response = client.apply_discount(request).await?.into_inner();

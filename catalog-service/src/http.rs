@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{Extension, FromRequestParts, Path, Query, State};
 use axum::http::header::{CONTENT_TYPE, HeaderValue, LINK};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use ecommerce_proto::request_id;
 use serde::Deserialize;
 
 use crate::catalog::{Customers, DiscountView, PriceTag};
@@ -59,6 +60,48 @@ pub fn router(state: AppState) -> Router {
         .route("/products/{id}", get(one_product))
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn(request_context))
+}
+
+/// The id of the request being served (see [`ecommerce_proto::request_id`]).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+/// Gives every request an id (the caller's `X-Request-Id` if it is usable, else a new one),
+/// returns it in the response, and writes one log line per request: method, path, status,
+/// latency, request id, and why the discount was skipped if it was.
+async fn request_context(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let id = request
+        .headers()
+        .get(request_id::HEADER)
+        .filter(|id| request_id::is_acceptable(id.as_bytes()))
+        .cloned()
+        .or_else(|| HeaderValue::from_str(&request_id::generate()).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("-"));
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut response = next.run(request).await;
+    let discount = response
+        .headers()
+        .get(DISCOUNT_UNAVAILABLE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info!(
+        request_id = id.to_str().unwrap_or("-"),
+        %method,
+        path,
+        status = response.status().as_u16(),
+        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        discount_unavailable = discount,
+        "http request"
+    );
+    response.headers_mut().insert(request_id::HEADER, id);
+    response
 }
 
 async fn root() -> &'static str {
@@ -67,11 +110,19 @@ async fn root() -> &'static str {
 
 async fn list_products(
     State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
     CustomerId(customer): CustomerId,
     page: PageRequest,
 ) -> Result<Response, ApiError> {
     let page_products = state.products.page(page.after, page.limit).await?;
-    let mut response = priced(&state, customer, &page_products.products, false).await;
+    let mut response = priced(
+        &state,
+        &request_id,
+        customer,
+        &page_products.products,
+        false,
+    )
+    .await;
     if let Some(after) = page_products.next_after {
         let link = format!(
             "</products?limit={}&cursor={}>; rel=\"next\"",
@@ -88,6 +139,7 @@ async fn list_products(
 
 async fn one_product(
     State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
     CustomerId(customer): CustomerId,
 ) -> Result<Response, ApiError> {
@@ -97,13 +149,14 @@ async fn one_product(
         .product(id)
         .await?
         .ok_or(ApiError::NoSuchProduct(id))?;
-    Ok(priced(&state, customer, &[product], true).await)
+    Ok(priced(&state, &request_id, customer, &[product], true).await)
 }
 
 /// Renders `products` for the caller: full prices unless Catalog knows the customer and
 /// Discount answers in time. `single` renders the one product as an object, not an array.
 async fn priced(
     state: &AppState,
+    request_id: &RequestId,
     customer: Option<i32>,
     products: &[Arc<StoredProduct>],
     single: bool,
@@ -129,10 +182,15 @@ async fn priced(
         return json(StatusCode::OK, render(None));
     };
     let asked: Vec<PriceTag> = products.iter().map(|p| p.price_tag()).collect();
-    match state.discounts.discounts(customer, &asked).await {
+    match state
+        .discounts
+        .discounts(customer, &asked, &request_id.0)
+        .await
+    {
         Ok(discounts) => json(StatusCode::OK, render(Some(&discounts))),
         Err(failure) => {
             tracing::warn!(
+                request_id = request_id.0.to_str().unwrap_or("-"),
                 customer = id,
                 reason = failure.reason(),
                 "serving full prices: {failure}"

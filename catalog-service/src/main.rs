@@ -11,7 +11,12 @@ use ecommerce_proto::runtime;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    runtime::run_service("catalog-service", cli.worker_threads, run(cli))
+    runtime::run_service(
+        "catalog-service",
+        cli.log_format,
+        cli.worker_threads,
+        run(cli),
+    )
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

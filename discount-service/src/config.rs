@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use ecommerce_proto::runtime::LogFormat;
 use ecommerce_proto::tls::{TlsFileError, TlsFiles};
 
 use crate::server::ServerSettings;
@@ -38,6 +39,10 @@ pub struct Cli {
     /// Seconds a client may take to complete the TLS handshake.
     #[arg(long, env = "DISCOUNT_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
     pub handshake_timeout_secs: u64,
+
+    /// Log line format on stderr: `text` for people, `json` for log collectors.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Tokio worker threads [default: one per CPU core].
     #[arg(long, env = "DISCOUNT_WORKER_THREADS",

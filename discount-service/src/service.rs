@@ -8,8 +8,12 @@ use ecommerce_proto::pb::{
     BatchDiscountRequest, BatchDiscountResponse, Customer, DiscountRequest, DiscountResponse,
     DiscountValue, Product,
 };
+use std::sync::Arc;
+use std::time::Instant;
+
+use ecommerce_proto::request_id;
 use ecommerce_proto::tls::PeerInfo;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::rule::{self, RuleError};
 
@@ -55,8 +59,43 @@ fn discount_product(
     }
 }
 
-fn caller<T>(request: &Request<T>) -> &str {
-    PeerInfo::of(request).map_or("unknown", PeerInfo::identity_or_unknown)
+/// Who asked and under which request id, read before the request is consumed, for the one log
+/// line each RPC gets.
+struct RpcLog {
+    rpc: &'static str,
+    caller: Option<Arc<str>>,
+    request_id: Option<tonic::metadata::AsciiMetadataValue>,
+    started: Instant,
+}
+
+impl RpcLog {
+    fn start<T>(rpc: &'static str, request: &Request<T>) -> Self {
+        Self {
+            rpc,
+            caller: PeerInfo::of(request).and_then(|peer| peer.identity.clone()),
+            request_id: request
+                .metadata()
+                .get(request_id::HEADER)
+                .filter(|id| request_id::is_acceptable(id.as_encoded_bytes()))
+                .cloned(),
+            started: Instant::now(),
+        }
+    }
+
+    fn finish<T>(self, result: &Result<T, Status>) {
+        let code = match result {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        tracing::info!(
+            rpc = self.rpc,
+            caller = self.caller.as_deref().unwrap_or("unknown"),
+            request_id = self.request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-"),
+            code = ?code,
+            latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "rpc"
+        );
+    }
 }
 
 #[tonic::async_trait]
@@ -65,42 +104,53 @@ impl Discount for DiscountService {
         &self,
         request: Request<DiscountRequest>,
     ) -> Result<Response<DiscountResponse>, Status> {
-        tracing::debug!(caller = caller(&request), "ApplyDiscount");
-        let DiscountRequest { customer, product } = request.into_inner();
-        let customer = require_customer(customer)?;
-        let product = product.ok_or_else(|| Status::invalid_argument("product is required"))?;
-        let product = discount_product(&customer, product, "product")?;
-        Ok(Response::new(DiscountResponse {
-            product: Some(product),
-        }))
+        let log = RpcLog::start("ApplyDiscount", &request);
+        let result = apply_one(request.into_inner());
+        log.finish(&result);
+        result.map(Response::new)
     }
 
     async fn apply_discount_batch(
         &self,
         request: Request<BatchDiscountRequest>,
     ) -> Result<Response<BatchDiscountResponse>, Status> {
-        tracing::debug!(caller = caller(&request), "ApplyDiscountBatch");
-        let BatchDiscountRequest { customer, products } = request.into_inner();
-        let customer = require_customer(customer)?;
-        if products.len() > MAX_BATCH_PRODUCTS {
-            return Err(Status::invalid_argument(format!(
-                "products: at most {MAX_BATCH_PRODUCTS} per batch, got {}",
-                products.len()
-            )));
-        }
-        let products = products
-            .into_iter()
-            .enumerate()
-            .map(|(i, product)| discount_product(&customer, product, &format!("products[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Response::new(BatchDiscountResponse { products }))
+        let log = RpcLog::start("ApplyDiscountBatch", &request);
+        let result = apply_batch(request.into_inner());
+        log.finish(&result);
+        result.map(Response::new)
     }
+}
+
+fn apply_one(request: DiscountRequest) -> Result<DiscountResponse, Status> {
+    let DiscountRequest { customer, product } = request;
+    let customer = require_customer(customer)?;
+    let product = product.ok_or_else(|| Status::invalid_argument("product is required"))?;
+    let product = discount_product(&customer, product, "product")?;
+    Ok(DiscountResponse {
+        product: Some(product),
+    })
+}
+
+fn apply_batch(request: BatchDiscountRequest) -> Result<BatchDiscountResponse, Status> {
+    let BatchDiscountRequest { customer, products } = request;
+    let customer = require_customer(customer)?;
+    if products.len() > MAX_BATCH_PRODUCTS {
+        return Err(Status::invalid_argument(format!(
+            "products: at most {MAX_BATCH_PRODUCTS} per batch, got {}",
+            products.len()
+        )));
+    }
+    let products = products
+        .into_iter()
+        .enumerate()
+        .map(|(i, product)| discount_product(&customer, product, &format!("products[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(BatchDiscountResponse { products })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::Code;
 
     fn customer(id: i32) -> Option<Customer> {
         Some(Customer {

@@ -9,8 +9,12 @@
 //! - [`tls`]: mutual TLS over rustls: loading PEM material, TLS 1.3-only server and client
 //!   configurations, the accept loop that hands authenticated connections to tonic, the connector
 //!   that opens them for a tonic channel, and the caller identity read from a certificate.
-//! - [`runtime`]: what every binary does the same way: logging set-up and the shutdown signal.
+//! - [`request_id`]: the `x-request-id` that ties one request's log lines together across
+//!   both services.
+//! - [`runtime`]: what every binary does the same way: logging set-up, the Tokio runtime, the
+//!   shutdown signal and the drain deadline.
 
+pub mod request_id;
 pub mod runtime;
 pub mod tls;
 

@@ -2,17 +2,45 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global `tracing` subscriber: human-readable lines on stderr (coloured only on
-/// a terminal), filtered by `RUST_LOG` (default `info`). Calling it twice is harmless: the
-/// second call does nothing.
-pub fn init_tracing() {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Keeps the background log writer alive; dropping it flushes what is still buffered.
+#[derive(Debug)]
+pub struct LogGuard {
+    _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+/// Installs the global `tracing` subscriber, writing to stderr in `format`, filtered by
+/// `RUST_LOG` (default `info`).
+///
+/// Lines are handed to a background thread, so a request never waits for stderr; the buffer
+/// blocks rather than drops when full, so no line is lost. Calling it twice is harmless: the
+/// second call installs nothing.
+pub fn init_tracing(format: LogFormat) -> LogGuard {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(writer);
+    let installed = match format {
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    LogGuard {
+        _worker: installed.is_ok().then_some(guard),
+    }
 }
 
 /// Completes when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM.
@@ -86,14 +114,19 @@ where
     }
 }
 
-/// Runs a service binary's `main`: sets up logging, builds the Tokio runtime
+/// Runs a service binary's `main`: sets up logging (`log_format`), builds the Tokio runtime
 /// (`worker_threads`, default one per core), runs `service` to completion, and turns an error
 /// into one log line and exit code 1. Never panics on a start-up error.
-pub fn run_service<F>(name: &str, worker_threads: Option<u16>, service: F) -> std::process::ExitCode
+pub fn run_service<F>(
+    name: &str,
+    log_format: LogFormat,
+    worker_threads: Option<u16>,
+    service: F,
+) -> std::process::ExitCode
 where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
-    init_tracing();
+    let _logs = init_tracing(log_format);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if let Some(threads) = worker_threads {

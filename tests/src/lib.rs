@@ -230,6 +230,20 @@ pub struct CountingDiscount {
     pub batch_calls: Arc<AtomicUsize>,
     /// Products asked about, over all calls answered.
     pub products_asked: Arc<AtomicUsize>,
+    /// The `x-request-id` metadata of every call, in arrival order.
+    pub request_ids: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl CountingDiscount {
+    fn record<T>(&self, request: &Request<T>) {
+        let id = request
+            .metadata()
+            .get("x-request-id")
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        self.request_ids.lock().unwrap().push(id);
+    }
 }
 
 impl CountingDiscount {
@@ -248,6 +262,7 @@ impl Discount for CountingDiscount {
         &self,
         request: Request<DiscountRequest>,
     ) -> Result<Response<DiscountResponse>, Status> {
+        self.record(&request);
         self.unary_calls.fetch_add(1, Ordering::SeqCst);
         self.products_asked.fetch_add(1, Ordering::SeqCst);
         DiscountService.apply_discount(request).await
@@ -257,6 +272,7 @@ impl Discount for CountingDiscount {
         &self,
         request: Request<BatchDiscountRequest>,
     ) -> Result<Response<BatchDiscountResponse>, Status> {
+        self.record(&request);
         self.batch_calls.fetch_add(1, Ordering::SeqCst);
         if self.original_style {
             // What a server generated from the original proto answers for an unknown method.

@@ -8,6 +8,7 @@ mod catalog_api;
 mod degraded;
 mod handshake;
 mod mtls;
+mod operations;
 mod pagination;
 
 /// SPEC's expected body for `X-USER-ID: 1`, byte for byte.
