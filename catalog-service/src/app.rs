@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
@@ -46,6 +47,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     drain_timeout: Duration,
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl Application {
@@ -59,15 +61,18 @@ impl Application {
             timeout = ?settings.discount.timeout,
             "Discount channel ready (mutual TLS 1.3, connects on first use)"
         );
+        let shutting_down = Arc::new(AtomicBool::new(false));
         let state = AppState {
             products: settings.products,
             customers: Arc::new(settings.customers),
             discounts,
+            shutting_down: shutting_down.clone(),
         };
         Ok(Self {
             listener,
             router: router(state),
             drain_timeout: settings.drain_timeout,
+            shutting_down,
         })
     }
 
@@ -89,6 +94,12 @@ impl Application {
             // Small JSON responses: do not let Nagle's algorithm hold them back.
             let _ = tcp.set_nodelay(true);
         });
+        let shutting_down = self.shutting_down;
+        let shutdown = async move {
+            shutdown.await;
+            shutting_down.store(true, Ordering::Relaxed);
+            tracing::info!("shutting down: no new connections, draining in-flight requests");
+        };
         let served = runtime::serve_with_drain(shutdown, self.drain_timeout, |signal| {
             axum::serve(listener, self.router)
                 .with_graceful_shutdown(signal)

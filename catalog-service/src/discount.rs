@@ -22,6 +22,8 @@ use ecommerce_proto::tls::{MtlsConnector, TlsError};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tonic::{Code, Request, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tower::ServiceExt;
 use tower::util::MapErr;
 
@@ -192,6 +194,8 @@ fn transport_error(err: hyper_util::client::legacy::Error) -> Status {
 #[derive(Debug, Clone)]
 pub struct DiscountGateway {
     client: DiscountClient<Transport>,
+    /// The same connection, for health checks.
+    health: HealthClient<Transport>,
     timeout: Duration,
     /// Milliseconds after `epoch` before which the batch RPC is not tried; 0 = always try.
     batch_off_until_ms: Arc<AtomicU64>,
@@ -221,7 +225,8 @@ impl DiscountGateway {
             .build(connector);
         let transport: Transport = client.map_err(transport_error);
         Ok(Self {
-            client: DiscountClient::with_origin(transport, origin),
+            client: DiscountClient::with_origin(transport.clone(), origin.clone()),
+            health: HealthClient::with_origin(transport, origin),
             timeout: settings.timeout,
             batch_off_until_ms: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
@@ -267,6 +272,30 @@ impl DiscountGateway {
         tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| DiscountFailure::DeadlineExceeded(self.timeout))?
+    }
+
+    /// Whether Discount answers over mutual TLS and reports `ecommerce.Discount` SERVING, within
+    /// the deadline. A Discount without the health service (original-style) counts as ready
+    /// once it answers at all.
+    pub async fn ready(&self) -> Result<(), DiscountFailure> {
+        let mut request = Request::new(HealthCheckRequest {
+            service: "ecommerce.Discount".into(),
+        });
+        request.set_timeout(self.timeout);
+        let mut health = self.health.clone();
+        let check = health.check(request);
+        let answer = tokio::time::timeout(self.timeout, check)
+            .await
+            .map_err(|_| DiscountFailure::DeadlineExceeded(self.timeout))?;
+        match answer {
+            Ok(response) if response.get_ref().status() == ServingStatus::Serving => Ok(()),
+            Ok(response) => Err(DiscountFailure::Rejected(format!(
+                "health status {:?}",
+                response.get_ref().status()
+            ))),
+            Err(status) if status.code() == Code::Unimplemented => Ok(()),
+            Err(status) => Err(DiscountFailure::from_status(&status, self.timeout)),
+        }
     }
 
     fn request<T>(&self, message: T, request_id: &http::HeaderValue) -> Request<T> {

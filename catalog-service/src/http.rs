@@ -50,12 +50,16 @@ pub struct AppState {
     pub customers: Arc<Customers>,
     /// The Discount client.
     pub discounts: DiscountGateway,
+    /// Set when shutdown starts: readiness then fails so that load balancers move away.
+    pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Builds the router. Tests drive it directly or over a socket.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(root))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/products", get(list_products))
         .route("/products/{id}", get(one_product))
         .fallback(not_found)
@@ -106,6 +110,34 @@ async fn request_context(
 
 async fn root() -> &'static str {
     "Catalog service is working.\n"
+}
+
+/// Liveness: the process is up and serving HTTP.
+async fn healthz() -> Response {
+    json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
+}
+
+/// Readiness: 200 when Catalog can serve discounted prices, 503 naming what is not ready
+/// (Discount unreachable or not serving, or shutting down).
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut not_ready = Vec::new();
+    if state
+        .shutting_down
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        not_ready.push("catalog: shutting down".to_owned());
+    }
+    if let Err(failure) = state.discounts.ready().await {
+        not_ready.push(format!("discount: {} ({failure})", failure.reason()));
+    }
+    if not_ready.is_empty() {
+        return json(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#));
+    }
+    let body = serde_json::json!({ "status": "not_ready", "not_ready": not_ready });
+    json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Bytes::from(body.to_string()),
+    )
 }
 
 async fn list_products(

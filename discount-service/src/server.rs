@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ecommerce_proto::pb::{self, discount_server::DiscountServer as DiscountGrpcServer};
 use ecommerce_proto::runtime;
 use ecommerce_proto::tls::{self, Identity, TlsError, TrustAnchors};
 use tokio::net::TcpListener;
@@ -79,10 +80,33 @@ impl DiscountServer {
             tracing::info!(%addr, "Discount listening (gRPC over mutual TLS 1.3)");
         }
         let incoming = tls::tls_incoming(listener, tls, settings.handshake_timeout);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<DiscountGrpcServer<DiscountService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|err| {
+                tracing::error!(%err, "cannot build the reflection service; serving without it");
+            })
+            .ok();
         let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(DiscountService.into_server());
+            .add_service(DiscountService.into_server())
+            .add_service(health_service)
+            .add_optional_service(reflection);
+        // Health turns NOT_SERVING the moment shutdown starts, so that clients still connected
+        // during the drain see it and move away.
+        let shutdown = async move {
+            shutdown.await;
+            health
+                .set_not_serving::<DiscountGrpcServer<DiscountService>>()
+                .await;
+            tracing::info!("shutting down: health is NOT_SERVING, draining in-flight RPCs");
+        };
         let served = runtime::serve_with_drain(shutdown, settings.drain_timeout, |signal| {
             router.serve_with_incoming_shutdown(incoming, signal)
         })

@@ -22,4 +22,8 @@ pub mod tls;
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
 pub mod pb {
     tonic::include_proto!("ecommerce");
+
+    /// The encoded `FileDescriptorSet` of `ecommerce.proto`, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/ecommerce_descriptor.bin"));
 }

@@ -77,6 +77,13 @@ impl Running {
         }
     }
 
+    /// Asks the server to shut down gracefully, without waiting for it.
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Asks the server to shut down gracefully and waits until it has.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -193,20 +200,28 @@ pub async fn spawn_catalog(
     })
 }
 
-/// A gRPC client for Discount on `addr` that trusts `server_ca` and presents `client_cert`
-/// (or no certificate at all).
+/// A gRPC channel to `addr` that trusts `server_ca` and presents `client_cert` (or no
+/// certificate at all).
+pub fn mtls_channel(
+    addr: SocketAddr,
+    server_ca: &CertificateAuthority,
+    client_cert: Option<&CertifiedKey>,
+) -> Channel {
+    let client_identity = client_cert.map(identity);
+    let config = tls::client_config(&anchors(server_ca), client_identity.as_ref()).unwrap();
+    let connector = MtlsConnector::new(config, "127.0.0.1", addr.port(), "localhost").unwrap();
+    Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
+        .unwrap()
+        .connect_with_connector_lazy(connector)
+}
+
+/// A Discount client over [`mtls_channel`].
 pub fn grpc_client(
     addr: SocketAddr,
     server_ca: &CertificateAuthority,
     client_cert: Option<&CertifiedKey>,
 ) -> DiscountClient<Channel> {
-    let client_identity = client_cert.map(identity);
-    let config = tls::client_config(&anchors(server_ca), client_identity.as_ref()).unwrap();
-    let connector = MtlsConnector::new(config, "127.0.0.1", addr.port(), "localhost").unwrap();
-    let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
-        .unwrap()
-        .connect_with_connector_lazy(connector);
-    DiscountClient::new(channel)
+    DiscountClient::new(mtls_channel(addr, server_ca, client_cert))
 }
 
 /// A gRPC client for Discount on `addr` that speaks plaintext HTTP/2 (no TLS at all).

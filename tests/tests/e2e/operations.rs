@@ -1,8 +1,11 @@
-//! The operational surface: request ids across both services.
+//! The operational surface: request ids across both services, health, readiness and
+//! reflection.
 
 use e2e_tests::{
     CatalogOptions, CountingDiscount, service_pki, spawn_catalog, spawn_counting_discount,
 };
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 #[tokio::test]
 async fn callers_request_id_is_returned_and_passed_to_discount() {
@@ -76,4 +79,95 @@ async fn request_id_is_returned_on_errors_too() {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(response.headers()["x-request-id"], "bad-input-1");
+}
+
+#[tokio::test]
+async fn discount_health_is_serving_then_not_serving_on_shutdown() {
+    let pki = service_pki();
+    let mut discount = e2e_tests::spawn_discount(&pki).await;
+    let channel = e2e_tests::mtls_channel(discount.addr, &pki.ca, Some(&pki.catalog));
+    let mut health = HealthClient::new(channel);
+    let request = || HealthCheckRequest {
+        service: "ecommerce.Discount".into(),
+    };
+
+    let status = health.check(request()).await.unwrap().into_inner().status();
+    assert_eq!(status, ServingStatus::Serving);
+
+    // A watch stream stays open through the drain, so it sees the flip.
+    let mut watch = health.watch(request()).await.unwrap().into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    discount.signal_stop();
+    let next = watch.message().await.unwrap().unwrap();
+    assert_eq!(next.status(), ServingStatus::NotServing);
+}
+
+#[tokio::test]
+async fn discount_reflection_lists_its_services() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let pki = service_pki();
+    let discount = e2e_tests::spawn_discount(&pki).await;
+    let channel = e2e_tests::mtls_channel(discount.addr, &pki.ca, Some(&pki.catalog));
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("unexpected answer: {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"ecommerce.Discount".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn catalog_is_ready_only_while_discount_is_serving() {
+    let pki = service_pki();
+    let discount = e2e_tests::spawn_discount(&pki).await;
+    let proxy = e2e_tests::spawn_proxy(discount.addr).await;
+    let catalog = spawn_catalog(&pki, proxy.addr, CatalogOptions::default()).await;
+    let get = |path: &'static str| {
+        let url = format!("http://{}{path}", catalog.addr);
+        async move { reqwest::get(url).await.unwrap() }
+    };
+
+    assert_eq!(get("/healthz").await.status(), 200);
+    let ready = get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), r#"{"status":"ready"}"#);
+
+    // Discount gone (new connections go nowhere, the old one is closed with it).
+    proxy.set_target(e2e_tests::closed_port().await);
+    discount.stop().await;
+    let not_ready = get("/readyz").await;
+    assert_eq!(not_ready.status(), 503);
+    let body: serde_json::Value = serde_json::from_str(&not_ready.text().await.unwrap()).unwrap();
+    assert_eq!(body["status"], "not_ready");
+    assert!(
+        body["not_ready"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("discount: "),
+        "{body}"
+    );
+    // Liveness does not depend on Discount.
+    assert_eq!(get("/healthz").await.status(), 200);
 }
