@@ -55,6 +55,7 @@ impl Application {
     /// Discount: Catalog serves full prices until it is reachable. Needs a Tokio runtime.
     pub fn build(settings: Settings, listener: TcpListener) -> Result<Self, ClientError> {
         let client_tls = tls::client_config(&settings.discount_ca, Some(&settings.identity))?;
+        runtime::prometheus();
         let discounts = DiscountGateway::connect_lazy(&settings.discount, client_tls)?;
         tracing::info!(
             discount = %settings.discount.addr,

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use ecommerce_proto::request_id;
+use ecommerce_proto::{request_id, runtime};
 use serde::Deserialize;
 
 use crate::catalog::{Customers, DiscountView, PriceTag};
@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(root))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route("/products", get(list_products))
         .route("/products/{id}", get(one_product))
         .fallback(not_found)
@@ -89,7 +90,21 @@ async fn request_context(
     request.extensions_mut().insert(RequestId(id.clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    // The route template (`/products/{id}`), so that metrics have one series per route.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let mut response = next.run(request).await;
+    let elapsed = started.elapsed();
+    metrics::counter!(
+        "catalog_http_requests_total",
+        "route" => route.clone(),
+        "status" => response.status().as_str().to_owned()
+    )
+    .increment(1);
+    metrics::histogram!("catalog_http_request_duration_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
     let discount = response
         .headers()
         .get(DISCOUNT_UNAVAILABLE_HEADER)
@@ -100,7 +115,7 @@ async fn request_context(
         %method,
         path,
         status = response.status().as_u16(),
-        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         discount_unavailable = discount,
         "http request"
     );
@@ -110,6 +125,18 @@ async fn request_context(
 
 async fn root() -> &'static str {
     "Catalog service is working.\n"
+}
+
+/// Prometheus metrics of this process.
+async fn metrics_text() -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static(runtime::PROMETHEUS_CONTENT_TYPE),
+        )],
+        runtime::prometheus().render(),
+    )
+        .into_response()
 }
 
 /// Liveness: the process is up and serving HTTP.
@@ -214,11 +241,15 @@ async fn priced(
         return json(StatusCode::OK, render(None));
     };
     let asked: Vec<PriceTag> = products.iter().map(|p| p.price_tag()).collect();
-    match state
+    let outcome = state
         .discounts
         .discounts(customer, &asked, &request_id.0)
-        .await
-    {
+        .await;
+    let label = outcome
+        .as_ref()
+        .map_or_else(|failure| failure.reason(), |_| "ok");
+    metrics::counter!("catalog_discount_calls_total", "outcome" => label).increment(1);
+    match outcome {
         Ok(discounts) => json(StatusCode::OK, render(Some(&discounts))),
         Err(failure) => {
             tracing::warn!(

@@ -19,6 +19,11 @@ pub struct Cli {
     #[arg(long, env = "DISCOUNT_LISTEN", default_value = "127.0.0.1:11443")]
     pub listen: SocketAddr,
 
+    /// Address for the plain-HTTP metrics port (`/metrics`, `/healthz`), e.g. 127.0.0.1:9464.
+    /// Off when not given: it has no authentication, so it is opened only where you choose.
+    #[arg(long, env = "DISCOUNT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Folder holding `ca.pem`, `discount.pem` and `discount.key` (as written by
     /// `cargo xtask gen-certs`) [default: the repository's certs/ folder].
     #[arg(long, env = "CERTS_DIR")]

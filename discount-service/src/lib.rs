@@ -6,10 +6,12 @@
 //! - [`service`]: the `ecommerce.Discount` handlers; they validate input and convert types.
 //! - [`server`]: serves the handlers on an already-bound listener through rustls, until a
 //!   shutdown future completes.
+//! - [`metrics_http`]: the optional plain-HTTP port for Prometheus (`/metrics`) and liveness.
 //! - [`config`]: command-line flags and their environment variables, turned into a
 //!   [`server::ServerSettings`] before anything is bound.
 
 pub mod config;
+pub mod metrics_http;
 pub mod rule;
 pub mod server;
 pub mod service;

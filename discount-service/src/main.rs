@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use discount_service::config::Cli;
+use discount_service::metrics_http;
 use discount_service::server::DiscountServer;
 use ecommerce_proto::runtime;
 
@@ -25,6 +26,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("--listen {}: cannot bind", cli.listen))?;
     let server = DiscountServer::build(settings, listener).context("TLS configuration")?;
+    if let Some(addr) = cli.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--metrics-listen {addr}: cannot bind"))?;
+        tokio::spawn(async move {
+            if let Err(err) = metrics_http::serve(metrics).await {
+                tracing::error!(%err, "metrics port stopped");
+            }
+        });
+    }
     server
         .run_until(runtime::shutdown_signal())
         .await

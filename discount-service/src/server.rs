@@ -53,6 +53,8 @@ impl DiscountServer {
     /// Builds the TLS configuration (mutual, TLS 1.3 only) for `listener`.
     pub fn build(settings: ServerSettings, listener: TcpListener) -> Result<Self, TlsError> {
         let tls = tls::server_config(&settings.identity, &settings.client_ca)?;
+        // RPC and handshake metrics go to the process's registry from the first connection on.
+        runtime::prometheus();
         Ok(Self {
             listener,
             tls,

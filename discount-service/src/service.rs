@@ -87,14 +87,38 @@ impl RpcLog {
             Ok(_) => Code::Ok,
             Err(status) => status.code(),
         };
+        let elapsed = self.started.elapsed();
+        metrics::counter!(
+            "discount_rpc_requests_total",
+            "rpc" => self.rpc,
+            "code" => code_label(code)
+        )
+        .increment(1);
+        metrics::histogram!("discount_rpc_duration_seconds", "rpc" => self.rpc)
+            .record(elapsed.as_secs_f64());
         tracing::info!(
             rpc = self.rpc,
             caller = self.caller.as_deref().unwrap_or("unknown"),
             request_id = self.request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-"),
             code = ?code,
-            latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "rpc"
         );
+    }
+}
+
+/// The gRPC status code as a metric label (`OK`, `INVALID_ARGUMENT`, ...).
+fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::Cancelled => "CANCELLED",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::Internal => "INTERNAL",
+        _ => "OTHER",
     }
 }
 

@@ -448,6 +448,11 @@ pub fn tls_incoming(
                         Ok(Err(err)) => HandshakeFailure::from_io(&err),
                         Err(_) => HandshakeFailure::Timeout,
                     };
+                metrics::counter!(
+                    "discount_tls_handshake_failures_total",
+                    "reason" => failure.label()
+                )
+                .increment(1);
                 tracing::warn!(
                     peer = %remote_addr,
                     reason = failure.label(),

@@ -407,3 +407,15 @@ pub async fn spawn_proxy(target: SocketAddr) -> Proxy {
         _running: running,
     }
 }
+
+/// Starts Discount's plain-HTTP metrics port (`/metrics`, `/healthz`).
+pub async fn spawn_discount_metrics() -> Running {
+    let listener = bind_loopback().await;
+    let addr = listener.local_addr().unwrap();
+    Running::spawn(addr, |stopped| async move {
+        axum::serve(listener, discount_service::metrics_http::router())
+            .with_graceful_shutdown(shutdown_on(stopped))
+            .await
+            .unwrap();
+    })
+}

@@ -171,3 +171,89 @@ async fn catalog_is_ready_only_while_discount_is_serving() {
     // Liveness does not depend on Discount.
     assert_eq!(get("/healthz").await.status(), 200);
 }
+
+/// The value of the Prometheus series whose line starts with `series` (name and labels).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test]
+async fn catalog_metrics_count_requests_and_discount_outcomes() {
+    let pki = service_pki();
+    let catalog = spawn_catalog(
+        &pki,
+        e2e_tests::closed_port().await,
+        CatalogOptions::default(),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let products = client
+        .get(format!("http://{}/products", catalog.addr))
+        .header("X-USER-ID", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(products.headers()["x-discount-unavailable"], "unavailable");
+
+    let response = client
+        .get(format!("http://{}/metrics", catalog.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    let requests = r#"catalog_http_requests_total{route="/products",status="200"}"#;
+    assert!(metric(&text, requests) >= Some(1.0), "{text}");
+    let fallbacks = r#"catalog_discount_calls_total{outcome="unavailable"}"#;
+    assert!(metric(&text, fallbacks) >= Some(1.0), "{text}");
+    assert!(
+        text.contains("catalog_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn discount_metrics_count_rpcs_and_refused_handshakes() {
+    let pki = service_pki();
+    let discount = e2e_tests::spawn_discount(&pki).await;
+    let metrics_port = e2e_tests::spawn_discount_metrics().await;
+
+    let mut good = e2e_tests::grpc_client(discount.addr, &pki.ca, Some(&pki.catalog));
+    let request = ecommerce_proto::pb::BatchDiscountRequest {
+        customer: Some(ecommerce_proto::pb::Customer {
+            id: 1,
+            ..Default::default()
+        }),
+        products: Vec::new(),
+    };
+    good.apply_discount_batch(request).await.unwrap();
+    let mut anonymous = e2e_tests::grpc_client(discount.addr, &pki.ca, None);
+    let refused = anonymous
+        .apply_discount_batch(ecommerce_proto::pb::BatchDiscountRequest::default())
+        .await;
+    assert!(refused.is_err());
+
+    let text = reqwest::get(format!("http://{}/metrics", metrics_port.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rpcs = r#"discount_rpc_requests_total{rpc="ApplyDiscountBatch",code="OK"}"#;
+    assert!(metric(&text, rpcs) >= Some(1.0), "{text}");
+    let handshakes = r#"discount_tls_handshake_failures_total{reason="no_client_certificate"}"#;
+    assert!(metric(&text, handshakes) >= Some(1.0), "{text}");
+    let health = reqwest::get(format!("http://{}/healthz", metrics_port.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
