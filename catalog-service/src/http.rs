@@ -26,6 +26,7 @@ use serde::Deserialize;
 
 use crate::catalog::{Customers, DiscountView, PriceTag};
 use crate::discount::DiscountGateway;
+use crate::openapi::{ErrorDoc, ProductDoc};
 use crate::store::{ProductStore, StoreError, StoredProduct, render_json};
 
 /// The request header that names the customer.
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
         .route("/products", get(list_products))
         .route("/products/{id}", get(one_product))
         .fallback(not_found)
@@ -127,6 +129,10 @@ async fn root() -> &'static str {
     "Catalog service is working.\n"
 }
 
+async fn openapi_json() -> Response {
+    json(StatusCode::OK, crate::openapi::json())
+}
+
 /// Prometheus metrics of this process.
 async fn metrics_text() -> Response {
     (
@@ -140,13 +146,20 @@ async fn metrics_text() -> Response {
 }
 
 /// Liveness: the process is up and serving HTTP.
-async fn healthz() -> Response {
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", content_type = "application/json")))]
+pub(crate) async fn healthz() -> Response {
     json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
 }
 
 /// Readiness: 200 when Catalog can serve discounted prices, 503 naming what is not ready
 /// (Discount unreachable or not serving, or shutting down).
-async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready: Discount answers and reports SERVING", content_type = "application/json"),
+        (status = 503, description = "Not ready; `not_ready` lists what (Discount, or shutting down)", content_type = "application/json"),
+    ))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let mut not_ready = Vec::new();
     if state
         .shutting_down
@@ -167,7 +180,28 @@ async fn readyz(State(state): State<AppState>) -> Response {
     )
 }
 
-async fn list_products(
+/// The products, one page at a time, discounted for the caller.
+#[utoipa::path(get, path = "/products", tag = "products",
+    params(
+        ("X-USER-ID" = Option<String>, Header,
+            description = "The customer: a whole number from 1 to 2147483647. Absent: full prices."),
+        ("X-Request-Id" = Option<String>, Header,
+            description = "Correlation id (1-128 visible ASCII characters); made up if absent or unusable."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
+            description = "Products per page (default 100, at most 1000)."),
+        ("cursor" = Option<String>, Query,
+            description = "Where the page starts: copy it from the previous page's `Link` header."),
+    ),
+    responses(
+        (status = 200, description = "One page of products, in ascending id order", body = [ProductDoc],
+            headers(
+                ("link" = String, description = "RFC 8288 link to the next page (`rel=\"next\"`), when there is one"),
+                ("x-discount-unavailable" = String, description = "Present when the discount could not be applied and prices are full: `unavailable`, `deadline-exceeded`, `rejected` or `bad-response`"),
+                ("x-request-id" = String, description = "The request's correlation id"),
+            )),
+        (status = 400, description = "Bad `X-USER-ID`, `limit` or `cursor`", body = ErrorDoc),
+    ))]
+pub(crate) async fn list_products(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     CustomerId(customer): CustomerId,
@@ -196,7 +230,23 @@ async fn list_products(
     Ok(response)
 }
 
-async fn one_product(
+/// One product, discounted for the caller.
+#[utoipa::path(get, path = "/products/{id}", tag = "products",
+    params(
+        ("id" = i32, Path, minimum = 1, description = "Product id"),
+        ("X-USER-ID" = Option<String>, Header,
+            description = "The customer: a whole number from 1 to 2147483647. Absent: full price."),
+    ),
+    responses(
+        (status = 200, description = "The product", body = ProductDoc,
+            headers(
+                ("x-discount-unavailable" = String, description = "Present when the discount could not be applied"),
+                ("x-request-id" = String, description = "The request's correlation id"),
+            )),
+        (status = 400, description = "Bad id or `X-USER-ID`", body = ErrorDoc),
+        (status = 404, description = "No such product", body = ErrorDoc),
+    ))]
+pub(crate) async fn one_product(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,

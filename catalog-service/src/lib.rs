@@ -9,6 +9,7 @@
 //! - [`discount`]: the client side of Discount: one long-lived mTLS channel, the batch RPC with
 //!   a fallback to per-product calls, a deadline, and the reasons a discount can fail.
 //! - [`http`]: the router, the `X-USER-ID` extractor and the error responses.
+//! - [`openapi`]: the OpenAPI 3 document served at `/openapi.json`, generated from the code.
 //! - [`app`]: [`app::Application`], which binds everything to a listener and runs it.
 //! - [`config`]: command-line flags and their environment variables, turned into
 //!   [`app::Settings`] before any port is bound.
@@ -18,4 +19,5 @@ pub mod catalog;
 pub mod config;
 pub mod discount;
 pub mod http;
+pub mod openapi;
 pub mod store;

@@ -257,3 +257,100 @@ async fn discount_metrics_count_rpcs_and_refused_handshakes() {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// The property names of a schema in the document's components, and those it requires.
+fn schema_fields(doc: &serde_json::Value, name: &str) -> (Vec<String>, Vec<String>) {
+    let schema = &doc["components"]["schemas"][name];
+    let mut properties: Vec<String> = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("schema {name} has no properties: {schema}"))
+        .keys()
+        .cloned()
+        .collect();
+    properties.sort();
+    let required = schema["required"]
+        .as_array()
+        .map(|r| r.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    (properties, required)
+}
+
+/// Checks that `value` has every required field of `schema` and nothing it does not describe.
+fn conforms(doc: &serde_json::Value, schema: &str, value: &serde_json::Value) {
+    let (properties, required) = schema_fields(doc, schema);
+    let object = value.as_object().unwrap();
+    for key in object.keys() {
+        assert!(
+            properties.contains(key),
+            "{schema} does not describe `{key}` in {value}"
+        );
+    }
+    for key in &required {
+        assert!(
+            object.contains_key(key),
+            "{value} lacks required `{key}` of {schema}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_describes_the_real_responses() {
+    let pki = service_pki();
+    let discount = e2e_tests::spawn_discount(&pki).await;
+    let catalog = spawn_catalog(&pki, discount.addr, CatalogOptions::default()).await;
+    let base = format!("http://{}", catalog.addr);
+    let client = reqwest::Client::new();
+    let get_json = |url: String, user: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let mut request = client.get(url);
+            if let Some(user) = user {
+                request = request.header("X-USER-ID", user);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value =
+                serde_json::from_str(&response.text().await.unwrap()).unwrap();
+            (status, body)
+        }
+    };
+
+    let (status, doc) = get_json(format!("{base}/openapi.json"), None).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let products = &doc["paths"]["/products"]["get"];
+    let params: Vec<&str> = products["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in ["X-USER-ID", "limit", "cursor"] {
+        assert!(params.contains(&name), "{name} not documented: {params:?}");
+    }
+    let headers = &products["responses"]["200"]["headers"];
+    assert!(headers.get("x-discount-unavailable").is_some(), "{headers}");
+    assert!(headers.get("link").is_some(), "{headers}");
+    assert!(products["responses"].get("400").is_some());
+
+    // Real answers, discounted and not, match the documented product schema.
+    for user in [Some("1"), None] {
+        let (status, list) = get_json(format!("{base}/products"), user).await;
+        assert_eq!(status, 200);
+        for product in list.as_array().unwrap() {
+            conforms(&doc, "ProductDoc", product);
+            if let Some(discount) = product.get("discount_value") {
+                conforms(&doc, "DiscountDoc", discount);
+            }
+        }
+    }
+    let (_, one) = get_json(format!("{base}/products/1"), Some("1")).await;
+    conforms(&doc, "ProductDoc", &one);
+    // And the documented error body is what a bad request gets.
+    let (status, error) = get_json(format!("{base}/products"), Some("abc")).await;
+    assert_eq!(status, 400);
+    conforms(&doc, "ErrorDoc", &error);
+    let (status, error) = get_json(format!("{base}/products/999"), None).await;
+    assert_eq!(status, 404);
+    conforms(&doc, "ErrorDoc", &error);
+}
