@@ -96,3 +96,35 @@ async fn malformed_flag_value_is_refused_by_name() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--discount-timeout-ms"), "{stderr}");
 }
+
+fn certs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    xtask::certs_dir::gen_certs(&xtask::certs_dir::GenCerts {
+        dir: dir.path().to_owned(),
+        days: 1,
+        force: false,
+    })
+    .unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn key_that_does_not_match_the_certificate_is_named() {
+    let certs = certs();
+    let dir = certs.path().to_str().unwrap();
+    let key = format!("{dir}/discount.key");
+    let line = single_error_line(&run(&["--certs-dir", dir, "--key", &key]).await);
+    assert!(line.contains("private key does not match the certificate"), "{line}");
+    assert!(line.contains("catalog.pem"), "{line}");
+}
+
+#[tokio::test]
+async fn port_already_in_use_is_named() {
+    let certs = certs();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = certs.path().to_str().unwrap();
+    let line = single_error_line(&run(&["--certs-dir", dir, "--listen", &addr]).await);
+    assert!(line.contains(&format!("--listen {addr}: cannot bind")), "{line}");
+    assert!(line.to_lowercase().contains("in use"), "{line}");
+}

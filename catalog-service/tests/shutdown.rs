@@ -1,0 +1,154 @@
+//! Graceful shutdown of the real `catalog-service` binary: on SIGTERM it stops accepting,
+//! lets the request in flight finish, and exits 0; and it never waits past its drain deadline.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+
+/// A "Discount" that accepts connections and never answers, and says when the first one
+/// arrives: from then on, a request is in flight in Catalog.
+async fn black_hole() -> (u16, tokio::sync::oneshot::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(());
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// Starts Catalog on a free port with certificates made here; returns it and its address.
+async fn start_catalog(discount_port: u16, extra: &[&str]) -> (Child, String, tempfile::TempDir) {
+    let certs = tempfile::tempdir().unwrap();
+    xtask::certs_dir::gen_certs(&xtask::certs_dir::GenCerts {
+        dir: certs.path().to_owned(),
+        days: 1,
+        force: false,
+    })
+    .unwrap();
+    // Port 0 is not reported by the binary; take a free port and hand it over.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_catalog-service"))
+        .args(["--listen", &addr])
+        .args(["--discount-addr", &format!("127.0.0.1:{discount_port}")])
+        .arg("--certs-dir")
+        .arg(certs.path())
+        .args(extra)
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Ready when it logs that it listens (read from its stderr: no polling, no sleep).
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("Catalog listening") {
+        let n = tokio::time::timeout(Duration::from_secs(30), stderr.read(&mut buf))
+            .await
+            .expect("catalog-service starts")
+            .unwrap();
+        assert!(
+            n > 0,
+            "catalog-service exited: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Keep draining its stderr so that it never blocks on a full pipe.
+    tokio::spawn(async move { while stderr.read(&mut buf).await.is_ok_and(|n| n > 0) {} });
+    (child, addr, certs)
+}
+
+fn sigterm(child: &Child) {
+    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+}
+
+#[tokio::test]
+async fn request_in_flight_at_sigterm_completes_and_process_exits_0() {
+    let (discount_port, in_flight) = black_hole().await;
+    // The request waits 1.5 s for Discount, then answers with full prices.
+    let (mut child, addr, _certs) =
+        start_catalog(discount_port, &["--discount-timeout-ms", "1500"]).await;
+
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .get(format!("http://{addr}/products"))
+            .header("X-USER-ID", "1")
+            .send(),
+    );
+    in_flight.await.unwrap();
+    sigterm(&child);
+
+    let response = request
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-discount-unavailable"],
+        "deadline-exceeded"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits after draining")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    // And it no longer accepts connections.
+    assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
+}
+
+#[tokio::test]
+async fn drain_deadline_bounds_shutdown() {
+    let (discount_port, in_flight) = black_hole().await;
+    // A request that would take 30 s; the drain deadline is 1 s.
+    let (mut child, addr, _certs) = start_catalog(
+        discount_port,
+        &[
+            "--discount-timeout-ms",
+            "30000",
+            "--drain-timeout-secs",
+            "1",
+        ],
+    )
+    .await;
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .get(format!("http://{addr}/products"))
+            .header("X-USER-ID", "1")
+            .send(),
+    );
+    in_flight.await.unwrap();
+
+    let signalled = Instant::now();
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits at the drain deadline, not after the request")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let waited = signalled.elapsed();
+    assert!(waited >= Duration::from_secs(1), "{waited:?}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    // The cut-off request fails rather than hanging.
+    assert!(request.await.unwrap().is_err());
+}
