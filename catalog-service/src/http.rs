@@ -113,6 +113,7 @@ async fn request_context(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     tracing::info!(
+        target: "access",
         request_id = id.to_str().unwrap_or("-"),
         %method,
         path,

@@ -114,7 +114,10 @@ async fn key_that_does_not_match_the_certificate_is_named() {
     let dir = certs.path().to_str().unwrap();
     let key = format!("{dir}/discount.key");
     let line = single_error_line(&run(&["--certs-dir", dir, "--key", &key]).await);
-    assert!(line.contains("private key does not match the certificate"), "{line}");
+    assert!(
+        line.contains("private key does not match the certificate"),
+        "{line}"
+    );
     assert!(line.contains("catalog.pem"), "{line}");
 }
 
@@ -125,6 +128,9 @@ async fn port_already_in_use_is_named() {
     let addr = taken.local_addr().unwrap().to_string();
     let dir = certs.path().to_str().unwrap();
     let line = single_error_line(&run(&["--certs-dir", dir, "--listen", &addr]).await);
-    assert!(line.contains(&format!("--listen {addr}: cannot bind")), "{line}");
+    assert!(
+        line.contains(&format!("--listen {addr}: cannot bind")),
+        "{line}"
+    );
     assert!(line.to_lowercase().contains("in use"), "{line}");
 }

@@ -97,6 +97,7 @@ impl RpcLog {
         metrics::histogram!("discount_rpc_duration_seconds", "rpc" => self.rpc)
             .record(elapsed.as_secs_f64());
         tracing::info!(
+            target: "access",
             rpc = self.rpc,
             caller = self.caller.as_deref().unwrap_or("unknown"),
             request_id = self.request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-"),

@@ -23,8 +23,9 @@ pub struct LogGuard {
 /// Installs the global `tracing` subscriber, writing to stderr in `format`, filtered by
 /// `RUST_LOG` (default `info`).
 ///
-/// Lines are handed to a background thread, so a request never waits for stderr; the buffer
-/// blocks rather than drops when full, so no line is lost. Calling it twice is harmless: the
+/// Lines are handed to a background thread, so a request does not wait for stderr; the queue
+/// is bounded and blocks rather than drops when full, so no line is lost and memory stays flat.
+/// Per-request lines use the target `access` (`RUST_LOG=info,access=off` turns them off). Calling it twice is harmless: the
 /// second call installs nothing.
 pub fn init_tracing(format: LogFormat) -> LogGuard {
     use std::io::IsTerminal;
@@ -32,6 +33,9 @@ pub fn init_tracing(format: LogFormat) -> LogGuard {
     let ansi = std::io::stderr().is_terminal();
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        // A small queue: enough to absorb bursts, while a writer that cannot keep up slows
+        // requests down instead of growing memory (the default queue holds 128,000 lines).
+        .buffered_lines_limit(4096)
         .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -149,7 +153,8 @@ where
 
 /// The process's Prometheus registry: installed as the `metrics` recorder on first use, the
 /// same handle afterwards (so several services in one test process share it harmlessly).
-/// Histograms get fixed buckets from 0.5 ms to 2.5 s.
+/// Histograms get fixed buckets from 0.5 ms to 2.5 s; a background thread folds recorded
+/// samples into them every second, so memory stays flat under load.
 pub fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -166,6 +171,20 @@ pub fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            // The recorder queues histogram samples until they are folded into buckets; without
+            // this upkeep they would pile up with every request.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        upkeep.run_upkeep();
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::error!(%err, "cannot start metrics upkeep: histograms will grow");
             }
             handle
         })
