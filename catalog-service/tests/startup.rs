@@ -99,12 +99,8 @@ async fn malformed_flag_value_is_refused_by_name() {
 
 fn certs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    xtask::certs_dir::gen_certs(&xtask::certs_dir::GenCerts {
-        dir: dir.path().to_owned(),
-        days: 1,
-        force: false,
-    })
-    .unwrap();
+    xtask::certs_dir::gen_certs(&xtask::certs_dir::GenCerts::new(dir.path().to_owned(), 1))
+        .unwrap();
     dir
 }
 

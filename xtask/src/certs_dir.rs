@@ -34,6 +34,32 @@ pub struct GenCerts {
     pub days: u32,
     /// Replace an existing CA.
     pub force: bool,
+    /// Validity of the service (leaf) certificates in hours, instead of `days` (short-lived
+    /// certificates for rotation; the CA, if one is made, still gets `days`).
+    pub leaf_hours: Option<u32>,
+    /// Issue client certificates for these services only (`<name>.pem`, `<name>.key`), leaving
+    /// Discount's and Catalog's files alone.
+    pub services: Vec<String>,
+}
+
+impl GenCerts {
+    /// The default set (CA, Discount, Catalog) in `dir`, valid for `days` days.
+    pub fn new(dir: impl Into<PathBuf>, days: u32) -> Self {
+        Self {
+            dir: dir.into(),
+            days,
+            force: false,
+            leaf_hours: None,
+            services: Vec::new(),
+        }
+    }
+
+    fn leaf_validity(&self) -> Validity {
+        match self.leaf_hours {
+            Some(hours) => Validity::lasting(time::Duration::hours(i64::from(hours))),
+            None => Validity::days(self.days),
+        }
+    }
 }
 
 /// One file written, for the report.
@@ -83,10 +109,18 @@ pub fn gen_certs(opts: &GenCerts) -> anyhow::Result<Vec<Written>> {
             },
         ),
     };
+    if opts.leaf_hours == Some(0) {
+        bail!("--hours must be at least 1");
+    }
+    for service in &opts.services {
+        if matches!(service.as_str(), "ca" | "discount" | "catalog") {
+            bail!("--service {service}: that name is reserved (run without --service to renew it)");
+        }
+    }
     let reused = existing_ca.is_some();
-    let pki = match existing_ca {
-        Some(ca) => ServicePki::from_ca(ca, opts.days)?,
-        None => ServicePki::generate(opts.days)?,
+    let ca = match existing_ca {
+        Some(ca) => ca,
+        None => CertificateAuthority::new("Shop Private CA", Validity::days(opts.days))?,
     };
 
     let mut written = Vec::new();
@@ -95,17 +129,25 @@ pub fn gen_certs(opts: &GenCerts) -> anyhow::Result<Vec<Written>> {
             &opts.dir,
             "ca",
             "private CA",
-            pki.ca.certified_key(),
+            ca.certified_key(),
         )?);
     } else {
         written.push(Written {
             cert_path: ca_pem,
             key_path: ca_key,
             what: "private CA (existing)",
-            not_after: pki.ca.certified_key().validity.not_after,
+            not_after: ca.certified_key().validity.not_after,
             reused: true,
         });
     }
+    if !opts.services.is_empty() {
+        for service in &opts.services {
+            let cert = ca.issue_client(service, opts.leaf_validity())?;
+            written.push(write_pair(&opts.dir, service, "client certificate", &cert)?);
+        }
+        return Ok(written);
+    }
+    let pki = ServicePki::from_ca_for(ca, opts.leaf_validity())?;
     written.push(write_pair(
         &opts.dir,
         "discount",
@@ -204,10 +246,56 @@ mod tests {
 
     fn opts(dir: &Path, force: bool) -> GenCerts {
         GenCerts {
-            dir: dir.to_owned(),
-            days: 30,
             force,
+            ..GenCerts::new(dir, 30)
         }
+    }
+
+    #[test]
+    fn named_service_gets_a_client_certificate_from_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        gen_certs(&opts(dir.path(), false)).unwrap();
+        let ca_before = fs::read(dir.path().join("ca.pem")).unwrap();
+        let catalog_before = fs::read(dir.path().join("catalog.pem")).unwrap();
+        let written = gen_certs(&GenCerts {
+            services: vec!["reports".into()],
+            ..GenCerts::new(dir.path(), 30)
+        })
+        .unwrap();
+        assert_eq!(written.len(), 2);
+        assert!(dir.path().join("reports.pem").is_file());
+        assert!(dir.path().join("reports.key").is_file());
+        assert_eq!(fs::read(dir.path().join("ca.pem")).unwrap(), ca_before);
+        assert_eq!(
+            fs::read(dir.path().join("catalog.pem")).unwrap(),
+            catalog_before
+        );
+        let uri = crate::pki::spiffe_id("reports");
+        let pem = fs::read_to_string(dir.path().join("reports.pem")).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        assert!(san.value.general_names.iter().any(|n| matches!(
+            n,
+            x509_parser::extensions::GeneralName::URI(u) if *u == uri
+        )));
+    }
+
+    #[test]
+    fn hours_make_short_lived_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = gen_certs(&GenCerts {
+            leaf_hours: Some(2),
+            ..GenCerts::new(dir.path(), 30)
+        })
+        .unwrap();
+        let ca = written[0].not_after - time::OffsetDateTime::now_utc();
+        let leaf = written[1].not_after - time::OffsetDateTime::now_utc();
+        assert!(ca > time::Duration::days(29), "{ca}");
+        assert!(
+            leaf <= time::Duration::hours(2) && leaf > time::Duration::minutes(110),
+            "{leaf}"
+        );
     }
 
     #[test]

@@ -35,6 +35,15 @@ enum Cmd {
         /// Replace an existing CA (everything it signed stops being trusted).
         #[arg(long)]
         force: bool,
+        /// Make the service certificates valid for this many hours instead (short-lived
+        /// certificates, to exercise rotation).
+        #[arg(long, value_name = "N")]
+        hours: Option<u32>,
+        /// Issue a client certificate for this service only (repeatable), e.g. `--service
+        /// reports` writes reports.pem and reports.key with identity
+        /// spiffe://shop.local/reports.
+        #[arg(long = "service", value_name = "NAME")]
+        services: Vec<String>,
     },
     /// Build and start Discount and Catalog on loopback (creating certificates if missing);
     /// Ctrl-C stops both.
@@ -73,9 +82,20 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Cmd::GenCerts { out, days, force } => {
+        Cmd::GenCerts {
+            out,
+            days,
+            force,
+            hours,
+            services,
+        } => {
             let dir = out.unwrap_or_else(default_certs_dir);
-            gen_certs(&GenCerts { dir, days, force })
+            gen_certs(&GenCerts {
+                force,
+                leaf_hours: hours,
+                services,
+                ..GenCerts::new(dir, days)
+            })
         }
         Cmd::Up {
             certs,
@@ -119,11 +139,7 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
         println!("using the certificates in {}", certs.display());
     } else {
         println!("no certificates in {}: creating them", certs.display());
-        gen_certs(&GenCerts {
-            dir: certs.to_owned(),
-            days: 365,
-            force: false,
-        })?;
+        gen_certs(&GenCerts::new(certs, 365))?;
     }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -269,10 +269,15 @@ impl ServicePki {
         Self::from_ca(ca, days)
     }
 
-    /// Both service certificates, issued by an existing CA.
+    /// Both service certificates, issued by an existing CA, valid for `days` days.
     pub fn from_ca(ca: CertificateAuthority, days: u32) -> Result<Self, PkiError> {
-        let discount = ca.issue_local_server("discount", Validity::days(days))?;
-        let catalog = ca.issue_client("catalog", Validity::days(days))?;
+        Self::from_ca_for(ca, Validity::days(days))
+    }
+
+    /// Both service certificates, issued by an existing CA, valid for `validity`.
+    pub fn from_ca_for(ca: CertificateAuthority, validity: Validity) -> Result<Self, PkiError> {
+        let discount = ca.issue_local_server("discount", validity)?;
+        let catalog = ca.issue_client("catalog", validity)?;
         Ok(Self {
             ca,
             discount,

@@ -228,12 +228,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .tempdir()
         .context("cannot create a temporary folder")?;
     let certs = tmp.path().join("certs");
-    certs_dir::gen_certs(&GenCerts {
-        dir: certs.clone(),
-        days: 1,
-        force: false,
-    })
-    .context("cannot make certificates for the benchmark")?;
+    certs_dir::gen_certs(&GenCerts::new(certs.clone(), 1))
+        .context("cannot make certificates for the benchmark")?;
     let files = write_data(tmp.path())?;
 
     // Start everything, then wait for each Catalog in turn.
