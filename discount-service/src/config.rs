@@ -9,7 +9,17 @@ use clap::Parser;
 use ecommerce_proto::runtime::LogFormat;
 use ecommerce_proto::tls::{TlsFileError, TlsFiles};
 
+use crate::authz::{AllowList, RuleError};
 use crate::server::ServerSettings;
+
+/// A setting that stops start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Allow(#[from] RuleError),
+    #[error(transparent)]
+    Tls(#[from] TlsFileError),
+}
 
 /// Discount: the shop's discount rule as a gRPC service, reachable only over mutual TLS.
 #[derive(Debug, Clone, Parser)]
@@ -18,6 +28,17 @@ pub struct Cli {
     /// Address to listen on for gRPC over mutual TLS.
     #[arg(long, env = "DISCOUNT_LISTEN", default_value = "127.0.0.1:11443")]
     pub listen: SocketAddr,
+
+    /// Who may call what: `RPC=IDENTITY[,IDENTITY...]`, RPC being ApplyDiscount,
+    /// ApplyDiscountBatch or * (repeatable; in the variable, separate rules with ';').
+    #[arg(
+        long = "allow",
+        env = "DISCOUNT_ALLOW",
+        value_delimiter = ';',
+        default_value = "*=spiffe://shop.local/catalog",
+        value_name = "RULE"
+    )]
+    pub allow: Vec<String>,
 
     /// Address for the plain-HTTP metrics port (`/metrics`, `/healthz`), e.g. 127.0.0.1:9464.
     /// Off when not given: it has no authentication, so it is opened only where you choose.
@@ -72,9 +93,11 @@ impl Cli {
     }
 
     /// Loads the TLS material and builds the server settings.
-    pub fn settings(&self) -> Result<ServerSettings, TlsFileError> {
+    pub fn settings(&self) -> Result<ServerSettings, ConfigError> {
+        let allow = AllowList::parse(&self.allow)?;
         let (identity, client_ca) = self.tls_files().load()?;
         Ok(ServerSettings {
+            allow,
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             ..ServerSettings::new(identity, client_ca)

@@ -2,6 +2,7 @@
 //! shop's discount rule.
 //!
 //! # Layout
+//! - [`authz`]: the allow-list of caller identities per RPC.
 //! - [`rule`]: the business rule as a pure function over `rust_decimal` (no I/O, no gRPC).
 //! - [`service`]: the `ecommerce.Discount` handlers; they validate input and convert types.
 //! - [`server`]: serves the handlers on an already-bound listener through rustls, until a
@@ -10,6 +11,7 @@
 //! - [`config`]: command-line flags and their environment variables, turned into a
 //!   [`server::ServerSettings`] before anything is bound.
 
+pub mod authz;
 pub mod config;
 pub mod metrics_http;
 pub mod rule;

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = cli.settings().context("TLS configuration")?;
+    let settings = cli.settings()?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("--listen {}: cannot bind", cli.listen))?;

@@ -13,6 +13,7 @@ use ecommerce_proto::runtime;
 use ecommerce_proto::tls::{self, Identity, TlsError, TrustAnchors};
 use tokio::net::TcpListener;
 
+use crate::authz::AllowList;
 use crate::service::DiscountService;
 
 /// Everything the server needs, already loaded and validated.
@@ -27,6 +28,8 @@ pub struct ServerSettings {
     /// After shutdown is requested, how long in-flight RPCs may take before the server stops
     /// anyway.
     pub drain_timeout: Duration,
+    /// Which caller identities may call which RPC.
+    pub allow: AllowList,
 }
 
 impl ServerSettings {
@@ -37,6 +40,7 @@ impl ServerSettings {
             client_ca,
             handshake_timeout: tls::DEFAULT_HANDSHAKE_TIMEOUT,
             drain_timeout: Duration::from_secs(10),
+            allow: AllowList::default(),
         }
     }
 }
@@ -97,7 +101,7 @@ impl DiscountServer {
         let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(DiscountService.into_server())
+            .add_service(DiscountService::new(settings.allow.clone()).into_server())
             .add_service(health_service)
             .add_optional_service(reflection);
         // Health turns NOT_SERVING the moment shutdown starts, so that clients still connected

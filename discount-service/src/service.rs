@@ -15,17 +15,43 @@ use ecommerce_proto::request_id;
 use ecommerce_proto::tls::PeerInfo;
 use tonic::{Code, Request, Response, Status};
 
+use crate::authz::AllowList;
 use crate::rule::{self, RuleError};
 
 /// Most products one batch may carry. Far above any page Catalog sends; it bounds the work one
 /// request can ask for.
 pub const MAX_BATCH_PRODUCTS: usize = 10_000;
 
-/// The Discount service. Stateless: the rule needs nothing but the request.
+/// The Discount service: who may call it ([`AllowList`]) and the rule, which needs nothing
+/// but the request.
 #[derive(Debug, Default, Clone)]
-pub struct DiscountService;
+pub struct DiscountService {
+    allow: Arc<AllowList>,
+}
 
 impl DiscountService {
+    /// A service that lets the identities in `allow` call its RPCs.
+    pub fn new(allow: AllowList) -> Self {
+        Self {
+            allow: Arc::new(allow),
+        }
+    }
+
+    /// Refuses a caller the allow-list does not name, with a log line and a metric.
+    fn authorize(&self, log: &RpcLog) -> Result<(), Status> {
+        let verdict = self.allow.check(log.rpc, log.caller.as_deref());
+        if let Err(status) = &verdict {
+            metrics::counter!("discount_authz_denied_total", "rpc" => log.rpc).increment(1);
+            tracing::warn!(
+                rpc = log.rpc,
+                caller = log.caller.as_deref().unwrap_or("none"),
+                "permission denied: {}",
+                status.message()
+            );
+        }
+        verdict
+    }
+
     /// Turns the service into the tonic server that routes `ecommerce.Discount` RPCs to it.
     pub fn into_server(self) -> ecommerce_proto::pb::discount_server::DiscountServer<Self> {
         ecommerce_proto::pb::discount_server::DiscountServer::new(self)
@@ -130,7 +156,9 @@ impl Discount for DiscountService {
         request: Request<DiscountRequest>,
     ) -> Result<Response<DiscountResponse>, Status> {
         let log = RpcLog::start("ApplyDiscount", &request);
-        let result = apply_one(request.into_inner());
+        let result = self
+            .authorize(&log)
+            .and_then(|()| apply_one(request.into_inner()));
         log.finish(&result);
         result.map(Response::new)
     }
@@ -140,13 +168,16 @@ impl Discount for DiscountService {
         request: Request<BatchDiscountRequest>,
     ) -> Result<Response<BatchDiscountResponse>, Status> {
         let log = RpcLog::start("ApplyDiscountBatch", &request);
-        let result = apply_batch(request.into_inner());
+        let result = self
+            .authorize(&log)
+            .and_then(|()| apply_batch(request.into_inner()));
         log.finish(&result);
         result.map(Response::new)
     }
 }
 
-fn apply_one(request: DiscountRequest) -> Result<DiscountResponse, Status> {
+/// `ApplyDiscount` without the authorization step.
+pub fn apply_one(request: DiscountRequest) -> Result<DiscountResponse, Status> {
     let DiscountRequest { customer, product } = request;
     let customer = require_customer(customer)?;
     let product = product.ok_or_else(|| Status::invalid_argument("product is required"))?;
@@ -156,7 +187,8 @@ fn apply_one(request: DiscountRequest) -> Result<DiscountResponse, Status> {
     })
 }
 
-fn apply_batch(request: BatchDiscountRequest) -> Result<BatchDiscountResponse, Status> {
+/// `ApplyDiscountBatch` without the authorization step.
+pub fn apply_batch(request: BatchDiscountRequest) -> Result<BatchDiscountResponse, Status> {
     let BatchDiscountRequest { customer, products } = request;
     let customer = require_customer(customer)?;
     if products.len() > MAX_BATCH_PRODUCTS {
@@ -199,13 +231,41 @@ mod tests {
         customer: Option<Customer>,
         product: Option<Product>,
     ) -> Result<Product, Status> {
-        let response = DiscountService
-            .apply_discount(Request::new(DiscountRequest { customer, product }))
-            .await?;
-        Ok(response
-            .into_inner()
-            .product
-            .expect("handler always sets product"))
+        let response = apply_one(DiscountRequest { customer, product })?;
+        Ok(response.product.expect("handler always sets product"))
+    }
+
+    fn as_caller<T>(message: T, identity: Option<&str>) -> Request<T> {
+        let mut request = Request::new(message);
+        request.extensions_mut().insert(PeerInfo {
+            remote_addr: ([127, 0, 0, 1], 1).into(),
+            identity: identity.map(Arc::from),
+        });
+        request
+    }
+
+    #[tokio::test]
+    async fn only_allowed_identities_reach_the_rule() {
+        let service = DiscountService::default();
+        let request = || DiscountRequest {
+            customer: customer(1),
+            product: Some(product(1, 100)),
+        };
+        let catalog = as_caller(request(), Some(crate::authz::CATALOG_IDENTITY));
+        assert!(service.apply_discount(catalog).await.is_ok());
+        let other = as_caller(request(), Some("spiffe://shop.local/reports"));
+        let denied = service.apply_discount(other).await.unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert!(denied.message().contains("spiffe://shop.local/reports"));
+        let anonymous = as_caller(request(), None);
+        let denied = service.apply_discount(anonymous).await.unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        let batch = as_caller(
+            BatchDiscountRequest::default(),
+            Some("spiffe://shop.local/reports"),
+        );
+        let denied = service.apply_discount_batch(batch).await.unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
     }
 
     #[tokio::test]
@@ -261,12 +321,7 @@ mod tests {
             customer: customer(1),
             products: vec![product(3, 32_999), product(1, 0), product(2, 150_000)],
         };
-        let products = DiscountService
-            .apply_discount_batch(Request::new(request))
-            .await
-            .unwrap()
-            .into_inner()
-            .products;
+        let products = apply_batch(request).unwrap().products;
         let ids: Vec<_> = products.iter().map(|p| p.id).collect();
         assert_eq!(ids, [3, 1, 2]);
         let values: Vec<_> = products
@@ -279,10 +334,7 @@ mod tests {
             customer: customer(1),
             products: vec![product(1, 10), product(2, -1)],
         };
-        let status = DiscountService
-            .apply_discount_batch(Request::new(request))
-            .await
-            .unwrap_err();
+        let status = apply_batch(request).unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(
             status.message().contains("products[1].price_in_cents"),
@@ -292,13 +344,11 @@ mod tests {
 
     #[tokio::test]
     async fn batch_without_customer_is_invalid_argument() {
-        let status = DiscountService
-            .apply_discount_batch(Request::new(BatchDiscountRequest {
-                customer: None,
-                products: vec![product(1, 1)],
-            }))
-            .await
-            .unwrap_err();
+        let status = apply_batch(BatchDiscountRequest {
+            customer: None,
+            products: vec![product(1, 1)],
+        })
+        .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains("customer"));
     }

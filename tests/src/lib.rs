@@ -14,7 +14,6 @@ use catalog_service::app::{Application, Settings};
 use catalog_service::catalog::{CatalogData, Customer, Product};
 use catalog_service::discount::{DiscountAddr, DiscountSettings};
 use discount_service::server::{DiscountServer, ServerSettings};
-use discount_service::service::DiscountService;
 use ecommerce_proto::pb::discount_client::DiscountClient;
 use ecommerce_proto::pb::discount_server::{Discount, DiscountServer as GrpcDiscountServer};
 use ecommerce_proto::pb::{
@@ -280,7 +279,7 @@ impl Discount for CountingDiscount {
         self.record(&request);
         self.unary_calls.fetch_add(1, Ordering::SeqCst);
         self.products_asked.fetch_add(1, Ordering::SeqCst);
-        DiscountService.apply_discount(request).await
+        discount_service::service::apply_one(request.into_inner()).map(Response::new)
     }
 
     async fn apply_discount_batch(
@@ -295,7 +294,7 @@ impl Discount for CountingDiscount {
         }
         self.products_asked
             .fetch_add(request.get_ref().products.len(), Ordering::SeqCst);
-        DiscountService.apply_discount_batch(request).await
+        discount_service::service::apply_batch(request.into_inner()).map(Response::new)
     }
 }
 

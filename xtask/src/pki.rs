@@ -188,13 +188,36 @@ impl CertificateAuthority {
         validity: Validity,
     ) -> Result<CertifiedKey, PkiError> {
         check_service_name(service)?;
+        self.issue_with_uri(service, Some(&spiffe_id(service)), role, hosts, validity)
+    }
+
+    /// A client certificate from this CA that names no service (no URI SAN): what Discount
+    /// must refuse even though it chains to the CA. For tests.
+    pub fn issue_client_without_identity(
+        &self,
+        validity: Validity,
+    ) -> Result<CertifiedKey, PkiError> {
+        self.issue_with_uri("anonymous", None, Role::Client, &[], validity)
+    }
+
+    fn issue_with_uri(
+        &self,
+        common_name: &str,
+        uri: Option<&str>,
+        role: Role,
+        hosts: &[&str],
+        validity: Validity,
+    ) -> Result<CertifiedKey, PkiError> {
+        let service = common_name;
         let validity = validity.capped_at(self.cert.validity.not_after);
         let key = KeyPair::generate()?;
         let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
         let mut params = CertificateParams::new(hosts)?;
-        params
-            .subject_alt_names
-            .push(SanType::URI(spiffe_id(service).try_into()?));
+        if let Some(uri) = uri {
+            params
+                .subject_alt_names
+                .push(SanType::URI(uri.to_owned().try_into()?));
+        }
         params.distinguished_name = distinguished_name(service);
         params.is_ca = IsCa::ExplicitNoCa;
         params.use_authority_key_identifier_extension = true;

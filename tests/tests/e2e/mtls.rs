@@ -131,3 +131,70 @@ async fn client_refuses_a_server_certified_by_another_ca() {
     let chain = status_chain(&status);
     assert!(chain.contains("UnknownIssuer"), "{chain}");
 }
+
+#[tokio::test]
+async fn another_service_from_our_ca_is_permission_denied_by_name() {
+    let pki = service_pki();
+    let reports = pki.ca.issue_client("reports", Validity::days(1)).unwrap();
+    let discount = spawn_discount(&pki).await;
+    let mut client = grpc_client(discount.addr, &pki.ca, Some(&reports));
+
+    let status = client.apply_discount(request(100)).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{}",
+        status_chain(&status)
+    );
+    assert!(
+        status.message().contains("spiffe://shop.local/reports"),
+        "{}",
+        status.message()
+    );
+    let batch = client
+        .apply_discount_batch(ecommerce_proto::pb::BatchDiscountRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(batch.code(), Code::PermissionDenied);
+
+    // Catalog, on the same server, is allowed.
+    let mut catalog = grpc_client(discount.addr, &pki.ca, Some(&pki.catalog));
+    assert!(catalog.apply_discount(request(100)).await.is_ok());
+}
+
+#[tokio::test]
+async fn client_certificate_without_identity_is_permission_denied() {
+    let pki = service_pki();
+    let anonymous = pki
+        .ca
+        .issue_client_without_identity(Validity::days(1))
+        .unwrap();
+    let discount = spawn_discount(&pki).await;
+    let mut client = grpc_client(discount.addr, &pki.ca, Some(&anonymous));
+
+    let status = client.apply_discount(request(100)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("no service identity"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn client_with_not_yet_valid_certificate_is_refused() {
+    let pki = service_pki();
+    let early = pki
+        .ca
+        .issue_client("catalog", Validity::not_yet_valid())
+        .unwrap();
+    let discount = spawn_discount(&pki).await;
+    let mut client = grpc_client(discount.addr, &pki.ca, Some(&early));
+
+    let status = client.apply_discount(request(100)).await.unwrap_err();
+    let chain = status_chain(&status);
+    assert!(
+        chain.contains("BadCertificate") || chain.contains("CertificateExpired"),
+        "{chain}"
+    );
+}
