@@ -32,6 +32,8 @@ pub struct Settings {
     pub identity: Identity,
     /// CA(s) Discount's certificate must chain to.
     pub discount_ca: TrustAnchors,
+    /// The URI SAN Discount's certificate must carry (not merely any certificate from the CA).
+    pub discount_identity: String,
     /// After shutdown is requested, how long in-flight requests may take.
     pub drain_timeout: Duration,
 }
@@ -54,7 +56,11 @@ impl Application {
     /// Builds the TLS client configuration and the (lazy) Discount channel. Does not wait for
     /// Discount: Catalog serves full prices until it is reachable. Needs a Tokio runtime.
     pub fn build(settings: Settings, listener: TcpListener) -> Result<Self, ClientError> {
-        let client_tls = tls::client_config(&settings.discount_ca, Some(&settings.identity))?;
+        let client_tls = tls::client_config(
+            &settings.discount_ca,
+            Some(&settings.identity),
+            Some(&settings.discount_identity),
+        )?;
         runtime::prometheus();
         let discounts = DiscountGateway::connect_lazy(&settings.discount, client_tls)?;
         tracing::info!(

@@ -38,6 +38,14 @@ pub struct Cli {
     #[arg(long, env = "DISCOUNT_TLS_NAME")]
     pub discount_tls_name: Option<String>,
 
+    /// Identity (URI SAN) Discount's certificate must carry.
+    #[arg(
+        long,
+        env = "DISCOUNT_IDENTITY",
+        default_value = "spiffe://shop.local/discount"
+    )]
+    pub discount_identity: String,
+
     /// Milliseconds to wait for Discount per HTTP request before serving full prices.
     #[arg(long, env = "DISCOUNT_TIMEOUT_MS", default_value_t = 250,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -113,6 +121,7 @@ impl Cli {
             },
             identity,
             discount_ca,
+            discount_identity: self.discount_identity.clone(),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
         })
     }

@@ -191,6 +191,7 @@ pub async fn spawn_catalog(
         },
         identity: identity(&pki.catalog),
         discount_ca: anchors(&pki.ca),
+        discount_identity: pki::spiffe_id("discount"),
         drain_timeout: Duration::from_secs(5),
     };
     let app = Application::build(settings, listener).unwrap();
@@ -207,7 +208,7 @@ pub fn mtls_channel(
     client_cert: Option<&CertifiedKey>,
 ) -> Channel {
     let client_identity = client_cert.map(identity);
-    let config = tls::client_config(&anchors(server_ca), client_identity.as_ref()).unwrap();
+    let config = tls::client_config(&anchors(server_ca), client_identity.as_ref(), None).unwrap();
     let connector = MtlsConnector::new(config, "127.0.0.1", addr.port(), "localhost").unwrap();
     Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
         .unwrap()

@@ -110,3 +110,17 @@ async fn original_style_discount_gets_concurrent_unary_calls() {
     assert_eq!(original.batch_calls.load(Ordering::SeqCst), 1);
     assert_eq!(original.unary_calls.load(Ordering::SeqCst), 6);
 }
+
+#[tokio::test]
+async fn catalog_refuses_a_server_from_our_ca_with_another_identity() {
+    let pki = service_pki();
+    // Valid for localhost and issued by our CA, but it says it is "impostor", not Discount.
+    let impostor = pki
+        .ca
+        .issue_local_server("impostor", e2e_tests::pki::Validity::days(1))
+        .unwrap();
+    let discount = spawn_discount_with(&impostor, &pki.ca).await;
+    let catalog = spawn_catalog(&pki, discount.addr, CatalogOptions::default()).await;
+
+    assert_full_price_with_reason(catalog.addr, "unavailable").await;
+}

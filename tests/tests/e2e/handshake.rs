@@ -15,7 +15,7 @@ async fn server_verdict(client_cert: Option<&CertifiedKey>) -> Result<(), Handsh
     let pki = service_pki();
     let server = tls::server_config(&identity(&pki.discount), &anchors(&pki.ca)).unwrap();
     let client_identity = client_cert.map(identity);
-    let client = tls::client_config(&anchors(&pki.ca), client_identity.as_ref()).unwrap();
+    let client = tls::client_config(&anchors(&pki.ca), client_identity.as_ref(), None).unwrap();
     verdict(server, Some(client)).await
 }
 
@@ -54,7 +54,8 @@ async fn verdict(
 async fn valid_client_completes_the_handshake() {
     let pki = service_pki();
     let server = tls::server_config(&identity(&pki.discount), &anchors(&pki.ca)).unwrap();
-    let client = tls::client_config(&anchors(&pki.ca), Some(&identity(&pki.catalog))).unwrap();
+    let client =
+        tls::client_config(&anchors(&pki.ca), Some(&identity(&pki.catalog)), None).unwrap();
     assert_eq!(verdict(server, Some(client)).await, Ok(()));
 }
 
@@ -81,7 +82,7 @@ async fn expired_certificate_is_named() {
     let pki = service_pki();
     let expired = pki.ca.issue_client("catalog", Validity::expired()).unwrap();
     let server = tls::server_config(&identity(&pki.discount), &anchors(&pki.ca)).unwrap();
-    let client = tls::client_config(&anchors(&pki.ca), Some(&identity(&expired))).unwrap();
+    let client = tls::client_config(&anchors(&pki.ca), Some(&identity(&expired)), None).unwrap();
     assert_eq!(
         verdict(server, Some(client)).await,
         Err(HandshakeFailure::Expired)
@@ -96,7 +97,7 @@ async fn not_yet_valid_certificate_is_named() {
         .issue_client("catalog", Validity::not_yet_valid())
         .unwrap();
     let server = tls::server_config(&identity(&pki.discount), &anchors(&pki.ca)).unwrap();
-    let client = tls::client_config(&anchors(&pki.ca), Some(&identity(&early))).unwrap();
+    let client = tls::client_config(&anchors(&pki.ca), Some(&identity(&early)), None).unwrap();
     assert_eq!(
         verdict(server, Some(client)).await,
         Err(HandshakeFailure::NotYetValid)
