@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
+use ecommerce_proto::reload::{ReloadSettings, Reloadable, TlsReloader};
 use ecommerce_proto::runtime;
 use ecommerce_proto::tls::{self, Identity, TrustAnchors};
 use tokio::net::TcpListener;
@@ -34,6 +35,8 @@ pub struct Settings {
     pub discount_ca: TrustAnchors,
     /// The URI SAN Discount's certificate must carry (not merely any certificate from the CA).
     pub discount_identity: String,
+    /// Where to reload certificates from when they change; `None`: keep `identity`.
+    pub reload: Option<ReloadSettings>,
     /// After shutdown is requested, how long in-flight requests may take.
     pub drain_timeout: Duration,
 }
@@ -50,17 +53,33 @@ pub struct Application {
     router: axum::Router,
     drain_timeout: Duration,
     shutting_down: Arc<AtomicBool>,
+    reloader: Option<Arc<TlsReloader<rustls::ClientConfig>>>,
 }
 
 impl Application {
     /// Builds the TLS client configuration and the (lazy) Discount channel. Does not wait for
     /// Discount: Catalog serves full prices until it is reachable. Needs a Tokio runtime.
     pub fn build(settings: Settings, listener: TcpListener) -> Result<Self, ClientError> {
-        let client_tls = tls::client_config(
-            &settings.discount_ca,
-            Some(&settings.identity),
-            Some(&settings.discount_identity),
-        )?;
+        let discount_identity = settings.discount_identity.clone();
+        let build = move |identity: &tls::Identity, ca: &tls::TrustAnchors| {
+            tls::client_config(ca, Some(identity), Some(&discount_identity))
+        };
+        let (client_tls, reloader) = match &settings.reload {
+            None => (
+                Reloadable::new(build(&settings.identity, &settings.discount_ca)?),
+                None,
+            ),
+            Some(reload) => {
+                let reloader = TlsReloader::start(
+                    "catalog",
+                    reload.files.clone(),
+                    reload.expiry_warning,
+                    build,
+                )?;
+                reloader.spawn(reload.interval);
+                (reloader.config(), Some(reloader))
+            }
+        };
         runtime::prometheus();
         let discounts = DiscountGateway::connect_lazy(&settings.discount, client_tls)?;
         tracing::info!(
@@ -80,7 +99,13 @@ impl Application {
             router: router(state),
             drain_timeout: settings.drain_timeout,
             shutting_down,
+            reloader,
         })
+    }
+
+    /// The certificate reloader, when Catalog was given files to watch.
+    pub fn tls_reloader(&self) -> Option<Arc<TlsReloader<rustls::ClientConfig>>> {
+        self.reloader.clone()
     }
 
     /// The address Catalog listens on (useful when bound to port 0).

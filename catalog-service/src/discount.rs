@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ecommerce_proto::pb::{self, discount_client::DiscountClient};
+use ecommerce_proto::reload::{ReloadError, Reloadable};
 use ecommerce_proto::tls::{MtlsConnector, TlsError};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -120,6 +121,8 @@ pub struct DiscountSettings {
 pub enum ClientError {
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
     #[error("invalid Discount endpoint: {0}")]
     Endpoint(#[from] http::uri::InvalidUri),
 }
@@ -207,7 +210,7 @@ impl DiscountGateway {
     /// for Discount. Must be called inside a Tokio runtime.
     pub fn connect_lazy(
         settings: &DiscountSettings,
-        tls: Arc<rustls::ClientConfig>,
+        tls: Arc<Reloadable<rustls::ClientConfig>>,
     ) -> Result<Self, ClientError> {
         let tls_name = settings.tls_name.as_deref().unwrap_or(&settings.addr.host);
         let connector = MtlsConnector::new(tls, &settings.addr.host, settings.addr.port, tls_name)?

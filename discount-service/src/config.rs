@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use ecommerce_proto::reload::ReloadSettings;
 use ecommerce_proto::runtime::LogFormat;
 use ecommerce_proto::tls::{TlsFileError, TlsFiles};
 
@@ -66,6 +67,16 @@ pub struct Cli {
     #[arg(long, env = "DISCOUNT_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
     pub handshake_timeout_secs: u64,
 
+    /// Seconds between checks of the TLS files for a rotated certificate (SIGHUP also
+    /// triggers a check).
+    #[arg(long, env = "DISCOUNT_TLS_RELOAD_INTERVAL_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub tls_reload_interval_secs: u64,
+
+    /// Warn when the certificate in use expires within this many hours.
+    #[arg(long, env = "DISCOUNT_CERT_EXPIRY_WARNING_HOURS", default_value_t = 12)]
+    pub cert_expiry_warning_hours: u64,
+
     /// Log line format on stderr: `text` for people, `json` for log collectors.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -81,6 +92,15 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// How the TLS files are watched for rotation.
+    pub fn reload_settings(&self) -> ReloadSettings {
+        ReloadSettings {
+            files: self.tls_files(),
+            interval: Duration::from_secs(self.tls_reload_interval_secs),
+            expiry_warning: Duration::from_secs(self.cert_expiry_warning_hours * 3600),
+        }
+    }
+
     /// The TLS files to load, flags overriding the certs folder.
     pub fn tls_files(&self) -> TlsFiles {
         let dir = self.certs_dir.clone().unwrap_or_else(TlsFiles::default_dir);
@@ -98,6 +118,7 @@ impl Cli {
         let (identity, client_ca) = self.tls_files().load()?;
         Ok(ServerSettings {
             allow,
+            reload: Some(self.reload_settings()),
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             ..ServerSettings::new(identity, client_ca)

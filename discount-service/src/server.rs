@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ecommerce_proto::pb::{self, discount_server::DiscountServer as DiscountGrpcServer};
+use ecommerce_proto::reload::{ReloadError, ReloadSettings, Reloadable, TlsReloader};
 use ecommerce_proto::runtime;
-use ecommerce_proto::tls::{self, Identity, TlsError, TrustAnchors};
+use ecommerce_proto::tls::{self, Identity, TrustAnchors};
 use tokio::net::TcpListener;
 
 use crate::authz::AllowList;
@@ -30,6 +31,8 @@ pub struct ServerSettings {
     pub drain_timeout: Duration,
     /// Which caller identities may call which RPC.
     pub allow: AllowList,
+    /// Where to reload certificates from when they change; `None`: keep `identity`.
+    pub reload: Option<ReloadSettings>,
 }
 
 impl ServerSettings {
@@ -41,6 +44,7 @@ impl ServerSettings {
             handshake_timeout: tls::DEFAULT_HANDSHAKE_TIMEOUT,
             drain_timeout: Duration::from_secs(10),
             allow: AllowList::default(),
+            reload: None,
         }
     }
 }
@@ -49,21 +53,42 @@ impl ServerSettings {
 #[derive(Debug)]
 pub struct DiscountServer {
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<Reloadable<rustls::ServerConfig>>,
+    reloader: Option<Arc<TlsReloader<rustls::ServerConfig>>>,
     settings: ServerSettings,
 }
 
 impl DiscountServer {
     /// Builds the TLS configuration (mutual, TLS 1.3 only) for `listener`.
-    pub fn build(settings: ServerSettings, listener: TcpListener) -> Result<Self, TlsError> {
-        let tls = tls::server_config(&settings.identity, &settings.client_ca)?;
+    pub fn build(settings: ServerSettings, listener: TcpListener) -> Result<Self, ReloadError> {
+        let (tls, reloader) = match &settings.reload {
+            None => (
+                Reloadable::new(tls::server_config(&settings.identity, &settings.client_ca)?),
+                None,
+            ),
+            Some(reload) => {
+                let reloader = TlsReloader::start(
+                    "discount",
+                    reload.files.clone(),
+                    reload.expiry_warning,
+                    tls::server_config,
+                )?;
+                (reloader.config(), Some(reloader))
+            }
+        };
         // RPC and handshake metrics go to the process's registry from the first connection on.
         runtime::prometheus();
         Ok(Self {
             listener,
             tls,
+            reloader,
             settings,
         })
+    }
+
+    /// The certificate reloader, when the server was given files to watch.
+    pub fn tls_reloader(&self) -> Option<Arc<TlsReloader<rustls::ServerConfig>>> {
+        self.reloader.clone()
     }
 
     /// The address the server listens on (useful when bound to port 0).
@@ -80,8 +105,12 @@ impl DiscountServer {
         let Self {
             listener,
             tls,
+            reloader,
             settings,
         } = self;
+        if let (Some(reloader), Some(reload)) = (&reloader, &settings.reload) {
+            reloader.spawn(reload.interval);
+        }
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "Discount listening (gRPC over mutual TLS 1.3)");
         }

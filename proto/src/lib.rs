@@ -9,11 +9,14 @@
 //! - [`tls`]: mutual TLS over rustls: loading PEM material, TLS 1.3-only server and client
 //!   configurations, the accept loop that hands authenticated connections to tonic, the connector
 //!   that opens them for a tonic channel, and the caller identity read from a certificate.
+//! - [`reload`]: certificate rotation without restarts: reloading TLS files on change or
+//!   SIGHUP into the configuration new connections use.
 //! - [`request_id`]: the `x-request-id` that ties one request's log lines together across
 //!   both services.
 //! - [`runtime`]: what every binary does the same way: logging set-up, the Tokio runtime, the
 //!   shutdown signal and the drain deadline.
 
+pub mod reload;
 pub mod request_id;
 pub mod runtime;
 pub mod tls;

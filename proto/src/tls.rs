@@ -36,6 +36,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
+use crate::reload::Reloadable;
+
 /// ALPN protocol both ends insist on: gRPC runs over HTTP/2.
 const ALPN_H2: &[u8] = b"h2";
 
@@ -485,11 +487,10 @@ impl fmt::Display for HandshakeFailure {
 /// accept task ends when the returned stream is dropped (when the server stops).
 pub fn tls_incoming(
     listener: TcpListener,
-    config: Arc<ServerConfig>,
+    config: Arc<Reloadable<ServerConfig>>,
     handshake_timeout: Duration,
 ) -> ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(128);
-    let acceptor = TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -506,7 +507,9 @@ pub fn tls_incoming(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let (tx, acceptor) = (tx.clone(), acceptor.clone());
+            // The configuration of the moment: a rotated certificate applies from the next
+            // connection on, while open ones keep theirs.
+            let (tx, acceptor) = (tx.clone(), TlsAcceptor::from(config.current()));
             tokio::spawn(async move {
                 let failure =
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
@@ -614,7 +617,7 @@ impl hyper_util::client::legacy::connect::Connection for MtlsStream {
 /// may take, and which name the server's certificate must carry.
 #[derive(Clone)]
 pub struct MtlsConnector {
-    connector: TlsConnector,
+    config: Arc<Reloadable<ClientConfig>>,
     host: Arc<str>,
     port: u16,
     server_name: ServerName<'static>,
@@ -635,7 +638,7 @@ impl MtlsConnector {
     /// Connects to `host:port` and requires the server's certificate to be valid for
     /// `server_name` (a DNS name or an IP address).
     pub fn new(
-        config: Arc<ClientConfig>,
+        config: Arc<Reloadable<ClientConfig>>,
         host: &str,
         port: u16,
         server_name: &str,
@@ -646,7 +649,7 @@ impl MtlsConnector {
                 reason: err.to_string(),
             })?;
         Ok(Self {
-            connector: TlsConnector::from(config),
+            config,
             host: Arc::from(host),
             port,
             server_name,
@@ -676,7 +679,8 @@ impl tower::Service<http::Uri> for MtlsConnector {
             let connect = async {
                 let tcp = TcpStream::connect((&*this.host, this.port)).await?;
                 tcp.set_nodelay(true)?;
-                this.connector.connect(this.server_name, tcp).await
+                let connector = TlsConnector::from(this.config.current());
+                connector.connect(this.server_name, tcp).await
             };
             let tls = tokio::time::timeout(this.connect_timeout, connect)
                 .await

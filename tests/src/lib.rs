@@ -19,7 +19,8 @@ use ecommerce_proto::pb::discount_server::{Discount, DiscountServer as GrpcDisco
 use ecommerce_proto::pb::{
     BatchDiscountRequest, BatchDiscountResponse, DiscountRequest, DiscountResponse,
 };
-use ecommerce_proto::tls::{self, Identity, MtlsConnector, TrustAnchors};
+use ecommerce_proto::reload::{ReloadSettings, Reloadable, TlsReloader};
+use ecommerce_proto::tls::{self, Identity, MtlsConnector, TlsFiles, TrustAnchors};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -192,6 +193,7 @@ pub async fn spawn_catalog(
         identity: identity(&pki.catalog),
         discount_ca: anchors(&pki.ca),
         discount_identity: pki::spiffe_id("discount"),
+        reload: None,
         drain_timeout: Duration::from_secs(5),
     };
     let app = Application::build(settings, listener).unwrap();
@@ -209,7 +211,13 @@ pub fn mtls_channel(
 ) -> Channel {
     let client_identity = client_cert.map(identity);
     let config = tls::client_config(&anchors(server_ca), client_identity.as_ref(), None).unwrap();
-    let connector = MtlsConnector::new(config, "127.0.0.1", addr.port(), "localhost").unwrap();
+    let connector = MtlsConnector::new(
+        Reloadable::new(config),
+        "127.0.0.1",
+        addr.port(),
+        "localhost",
+    )
+    .unwrap();
     Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
         .unwrap()
         .connect_with_connector_lazy(connector)
@@ -304,7 +312,11 @@ pub async fn spawn_counting_discount(pki: &ServicePki, service: CountingDiscount
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
     let config = tls::server_config(&identity(&pki.discount), &anchors(&pki.ca)).unwrap();
-    let incoming = tls::tls_incoming(listener, config, tls::DEFAULT_HANDSHAKE_TIMEOUT);
+    let incoming = tls::tls_incoming(
+        listener,
+        Reloadable::new(config),
+        tls::DEFAULT_HANDSHAKE_TIMEOUT,
+    );
     Running::spawn(addr, |stopped| async move {
         tonic::transport::Server::builder()
             .add_service(GrpcDiscountServer::new(service))
@@ -418,4 +430,114 @@ pub async fn spawn_discount_metrics() -> Running {
             .await
             .unwrap();
     })
+}
+
+/// Services that read their certificates from files in one folder (as `gen-certs` writes
+/// them) and reload them when asked, for rotation tests.
+#[derive(Debug)]
+pub struct RotatingPair {
+    /// The folder holding the files.
+    pub dir: std::path::PathBuf,
+    /// Discount, serving from `dir`.
+    pub discount: Running,
+    /// Catalog, serving from `dir`.
+    pub catalog: Running,
+    /// Discount's reloader.
+    pub discount_tls: Arc<TlsReloader<rustls::ServerConfig>>,
+    /// Catalog's reloader.
+    pub catalog_tls: Arc<TlsReloader<rustls::ClientConfig>>,
+}
+
+fn reload_settings(dir: &std::path::Path, service: &str) -> ReloadSettings {
+    ReloadSettings {
+        files: TlsFiles::in_dir(dir, service),
+        // Tests reload explicitly; the timer never fires during a test.
+        interval: Duration::from_secs(3600),
+        expiry_warning: Duration::from_secs(60),
+    }
+}
+
+/// Writes a fresh PKI to `dir` and starts Discount and Catalog on it, watching the files.
+pub async fn spawn_rotating_pair(dir: &std::path::Path) -> RotatingPair {
+    xtask::certs_dir::gen_certs(&xtask::certs_dir::GenCerts::new(dir, 1)).unwrap();
+    let (identity, anchors) = TlsFiles::in_dir(dir, "discount").load().unwrap();
+    let listener = bind_loopback().await;
+    let discount_addr = listener.local_addr().unwrap();
+    let settings = ServerSettings {
+        reload: Some(reload_settings(dir, "discount")),
+        ..ServerSettings::new(identity, anchors)
+    };
+    let server = DiscountServer::build(settings, listener).unwrap();
+    let discount_tls = server.tls_reloader().unwrap();
+    let discount = Running::spawn(discount_addr, |stopped| async move {
+        server.run_until(shutdown_on(stopped)).await.unwrap();
+    });
+
+    let (identity, anchors) = TlsFiles::in_dir(dir, "catalog").load().unwrap();
+    let listener = bind_loopback().await;
+    let catalog_addr = listener.local_addr().unwrap();
+    let (products, customers) = catalog_service::app::in_memory(CatalogData::embedded_default());
+    let settings = Settings {
+        products,
+        customers,
+        discount: DiscountSettings {
+            addr: DiscountAddr {
+                host: "localhost".into(),
+                port: discount_addr.port(),
+            },
+            tls_name: None,
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+        },
+        identity,
+        discount_ca: anchors,
+        discount_identity: pki::spiffe_id("discount"),
+        reload: Some(reload_settings(dir, "catalog")),
+        drain_timeout: Duration::from_secs(5),
+    };
+    let app = Application::build(settings, listener).unwrap();
+    let catalog_tls = app.tls_reloader().unwrap();
+    let catalog = Running::spawn(catalog_addr, |stopped| async move {
+        app.run_until(shutdown_on(stopped)).await.unwrap();
+    });
+    RotatingPair {
+        dir: dir.to_owned(),
+        discount,
+        catalog,
+        discount_tls,
+        catalog_tls,
+    }
+}
+
+/// The serial number (hex) of the certificate in a PEM file.
+pub fn pem_serial(path: &std::path::Path) -> String {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_file(path).unwrap();
+    ecommerce_proto::reload::serial_hex(&der)
+}
+
+/// Opens a new mutual-TLS connection to Discount at `addr` with the catalog files in `dir`, and
+/// returns the serial number (hex) of the certificate the server presented.
+pub async fn server_serial(addr: SocketAddr, dir: &std::path::Path) -> String {
+    use tower::Service;
+    let (identity, anchors) = TlsFiles::in_dir(dir, "catalog").load().unwrap();
+    let config = tls::client_config(&anchors, Some(&identity), None).unwrap();
+    let mut connector = MtlsConnector::new(
+        Reloadable::new(config),
+        "127.0.0.1",
+        addr.port(),
+        "localhost",
+    )
+    .unwrap();
+    let io = connector
+        .call(
+            format!("https://localhost:{}", addr.port())
+                .parse()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let leaf = io.inner().server_certificates().unwrap()[0].clone();
+    ecommerce_proto::reload::serial_hex(&leaf)
 }

@@ -10,6 +10,7 @@ mod handshake;
 mod mtls;
 mod operations;
 mod pagination;
+mod rotation;
 
 /// SPEC's expected body for `X-USER-ID: 1`, byte for byte.
 pub const SPEC_CUSTOMER_1_JSON: &str = concat!(

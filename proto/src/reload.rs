@@ -1,0 +1,250 @@
+//! Certificate rotation without restarts.
+//!
+//! A [`Reloadable`] holds the TLS configuration that *new* connections use; connections already
+//! open keep the one they started with, so nothing in flight is dropped. A [`TlsReloader`]
+//! re-reads the service's [`TlsFiles`] (on a timer, on SIGHUP, or when asked), and swaps in a
+//! configuration built from them only if every file parses, the key matches the certificate and
+//! the certificate is already valid; otherwise it logs why and the current material keeps
+//! serving. It also warns when the certificate in use is close to expiry and publishes its
+//! expiry time as the metric `tls_certificate_expiry_timestamp_seconds{service}`.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+
+use crate::tls::{Identity, TlsError, TlsFileError, TlsFiles, TrustAnchors};
+
+/// Where a service's TLS files are and how it watches them.
+#[derive(Debug, Clone)]
+pub struct ReloadSettings {
+    /// The CA bundle, certificate and key to watch.
+    pub files: TlsFiles,
+    /// How often to look for changes (SIGHUP also triggers a look).
+    pub interval: Duration,
+    /// Warn when the certificate in use expires within this.
+    pub expiry_warning: Duration,
+}
+
+/// A TLS configuration that can be replaced while connections use it.
+#[derive(Debug)]
+pub struct Reloadable<T>(RwLock<Arc<T>>);
+
+impl<T> Reloadable<T> {
+    /// Starts with `config`.
+    pub fn new(config: Arc<T>) -> Arc<Self> {
+        Arc::new(Self(RwLock::new(config)))
+    }
+
+    /// The configuration for the next connection.
+    pub fn current(&self) -> Arc<T> {
+        match self.0.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, config: Arc<T>) {
+        match self.0.write() {
+            Ok(mut guard) => *guard = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The files are the ones already in use.
+    Unchanged,
+    /// New material is in use; the new certificate's serial number, in hex.
+    Reloaded { serial: String },
+}
+
+/// Why new material was refused (the current material stays in use).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Files(#[from] TlsFileError),
+    #[error("{0}")]
+    Config(#[from] TlsError),
+    #[error("the new certificate is not valid until {0} (UTC)")]
+    NotYetValid(String),
+}
+
+type Build<T> = dyn Fn(&Identity, &TrustAnchors) -> Result<Arc<T>, TlsError> + Send + Sync;
+
+/// Re-reads a service's TLS files and swaps the configuration they make into a [`Reloadable`].
+pub struct TlsReloader<T> {
+    service: &'static str,
+    files: TlsFiles,
+    build: Box<Build<T>>,
+    target: Arc<Reloadable<T>>,
+    expiry_warning: Duration,
+    /// Hash of the files' contents last seen (good or bad), so each change is judged once.
+    last_seen: Mutex<Option<u64>>,
+}
+
+impl<T> std::fmt::Debug for TlsReloader<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsReloader")
+            .field("service", &self.service)
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + Sync + 'static> TlsReloader<T> {
+    /// Loads `files` now (an error here is a start-up error), builds the first configuration
+    /// with `build`, and returns the reloader with the [`Reloadable`] it feeds.
+    pub fn start(
+        service: &'static str,
+        files: TlsFiles,
+        expiry_warning: Duration,
+        build: impl Fn(&Identity, &TrustAnchors) -> Result<Arc<T>, TlsError> + Send + Sync + 'static,
+    ) -> Result<Arc<Self>, ReloadError> {
+        let (identity, anchors) = files.load()?;
+        let config = build(&identity, &anchors)?;
+        let reloader = Arc::new(Self {
+            service,
+            files,
+            build: Box::new(build),
+            target: Reloadable::new(config),
+            expiry_warning,
+            last_seen: Mutex::new(None),
+        });
+        *reloader.lock_seen() = reloader.fingerprint().ok();
+        reloader.watch_expiry(identity.leaf());
+        Ok(reloader)
+    }
+
+    /// The configuration new connections use.
+    pub fn config(&self) -> Arc<Reloadable<T>> {
+        self.target.clone()
+    }
+
+    fn lock_seen(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        match self.last_seen.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn fingerprint(&self) -> std::io::Result<u64> {
+        let mut hasher = DefaultHasher::new();
+        for path in [&self.files.ca, &self.files.cert, &self.files.key] {
+            std::fs::read(path)?.hash(&mut hasher);
+        }
+        Ok(hasher.finish())
+    }
+
+    /// Re-reads the files; if they changed and are good, new connections use them from now on.
+    /// A bad change is reported once, and the current material keeps serving.
+    pub fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
+        let fingerprint = self.fingerprint().ok();
+        if fingerprint.is_some() && *self.lock_seen() == fingerprint {
+            return Ok(ReloadOutcome::Unchanged);
+        }
+        *self.lock_seen() = fingerprint;
+        let (identity, anchors) = self.files.load()?;
+        if let Some(not_before) = not_before_in_future(identity.leaf()) {
+            return Err(ReloadError::NotYetValid(not_before));
+        }
+        let config = (self.build)(&identity, &anchors)?;
+        self.target.replace(config);
+        self.watch_expiry(identity.leaf());
+        Ok(ReloadOutcome::Reloaded {
+            serial: serial_hex(identity.leaf()),
+        })
+    }
+
+    /// [`Self::reload`], logged: what an operator sees on each change.
+    pub fn reload_and_log(&self) {
+        match self.reload() {
+            Ok(ReloadOutcome::Unchanged) => {}
+            Ok(ReloadOutcome::Reloaded { serial }) => tracing::info!(
+                service = self.service,
+                serial,
+                "TLS material reloaded: new connections use the new certificate"
+            ),
+            Err(err) => tracing::error!(
+                service = self.service,
+                "new TLS material rejected, the current certificate keeps serving: {err}"
+            ),
+        }
+    }
+
+    /// Reloads every `interval` and on SIGHUP, until the process ends. Also re-checks how
+    /// close the certificate in use is to expiry.
+    pub fn spawn(self: &Arc<Self>, interval: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            #[cfg(unix)]
+            let mut hangup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                #[cfg(unix)]
+                {
+                    let sighup = async {
+                        match hangup.as_mut() {
+                            Some(signal) => signal.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = ticker.tick() => {}
+                        _ = sighup => tracing::info!(service = this.service, "SIGHUP: reloading TLS material"),
+                    }
+                }
+                #[cfg(not(unix))]
+                ticker.tick().await;
+                this.reload_and_log();
+            }
+        });
+    }
+
+    fn watch_expiry(&self, leaf: &CertificateDer<'_>) {
+        let Some(not_after) = not_after_unix(leaf) else {
+            return;
+        };
+        metrics::gauge!("tls_certificate_expiry_timestamp_seconds", "service" => self.service)
+            .set(not_after as f64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let left = not_after - now;
+        if left < self.expiry_warning.as_secs() as i64 {
+            tracing::warn!(
+                service = self.service,
+                seconds_left = left,
+                "the TLS certificate in use expires soon: rotate it (cargo xtask gen-certs, or your certificate manager)"
+            );
+        }
+    }
+}
+
+fn parse<'a>(
+    leaf: &'a CertificateDer<'_>,
+) -> Option<x509_parser::certificate::X509Certificate<'a>> {
+    x509_parser::parse_x509_certificate(leaf.as_ref())
+        .ok()
+        .map(|(_, cert)| cert)
+}
+
+fn not_after_unix(leaf: &CertificateDer<'_>) -> Option<i64> {
+    parse(leaf).map(|cert| cert.validity().not_after.timestamp())
+}
+
+fn not_before_in_future(leaf: &CertificateDer<'_>) -> Option<String> {
+    let cert = parse(leaf)?;
+    let now = x509_parser::time::ASN1Time::now();
+    (cert.validity().not_before > now).then(|| cert.validity().not_before.to_string())
+}
+
+/// The serial number of a DER certificate, in hex.
+pub fn serial_hex(leaf: &CertificateDer<'_>) -> String {
+    parse(leaf).map_or_else(String::new, |cert| cert.raw_serial_as_string())
+}
