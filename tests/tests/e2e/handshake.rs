@@ -110,3 +110,17 @@ async fn plaintext_is_named() {
     let server = tls::server_config(&identity(&pki.discount), &anchors(&pki.ca)).unwrap();
     assert_eq!(verdict(server, None).await, Err(HandshakeFailure::NotTls));
 }
+
+#[tokio::test]
+async fn a_bundle_of_old_and_new_ca_accepts_clients_of_both_during_a_rollover() {
+    let old = service_pki();
+    let new = other_pki();
+    let bundle = format!("{}{}", old.ca.cert_pem(), new.ca.cert_pem());
+    let anchors_both = ecommerce_proto::tls::TrustAnchors::from_pem(bundle.as_bytes()).unwrap();
+    let server = tls::server_config(&identity(&old.discount), &anchors_both).unwrap();
+    for client_cert in [&old.catalog, &new.catalog] {
+        let client =
+            tls::client_config(&anchors(&old.ca), Some(&identity(client_cert)), None).unwrap();
+        assert_eq!(verdict(server.clone(), Some(client)).await, Ok(()));
+    }
+}
