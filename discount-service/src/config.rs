@@ -94,22 +94,22 @@ pub struct Cli {
 impl Cli {
     /// How the TLS files are watched for rotation.
     pub fn reload_settings(&self) -> ReloadSettings {
-        ReloadSettings {
-            files: self.tls_files(),
-            interval: Duration::from_secs(self.tls_reload_interval_secs),
-            expiry_warning: Duration::from_secs(self.cert_expiry_warning_hours * 3600),
-        }
+        ReloadSettings::from_flags(
+            self.tls_files(),
+            self.tls_reload_interval_secs,
+            self.cert_expiry_warning_hours,
+        )
     }
 
     /// The TLS files to load, flags overriding the certs folder.
     pub fn tls_files(&self) -> TlsFiles {
-        let dir = self.certs_dir.clone().unwrap_or_else(TlsFiles::default_dir);
-        let defaults = TlsFiles::in_dir(&dir, "discount");
-        TlsFiles {
-            ca: self.ca.clone().unwrap_or(defaults.ca),
-            cert: self.cert.clone().unwrap_or(defaults.cert),
-            key: self.key.clone().unwrap_or(defaults.key),
-        }
+        TlsFiles::resolve(
+            self.certs_dir.as_deref(),
+            "discount",
+            self.ca.as_deref(),
+            self.cert.as_deref(),
+            self.key.as_deref(),
+        )
     }
 
     /// Loads the TLS material and builds the server settings.

@@ -27,6 +27,18 @@ pub struct ReloadSettings {
     pub expiry_warning: Duration,
 }
 
+impl ReloadSettings {
+    /// Settings from a service's flags: check every `interval_secs`, warn `warning_hours`
+    /// before expiry.
+    pub fn from_flags(files: TlsFiles, interval_secs: u64, warning_hours: u64) -> Self {
+        Self {
+            files,
+            interval: Duration::from_secs(interval_secs),
+            expiry_warning: Duration::from_secs(warning_hours.saturating_mul(3600)),
+        }
+    }
+}
+
 /// A TLS configuration that can be replaced while connections use it.
 #[derive(Debug)]
 pub struct Reloadable<T>(RwLock<Arc<T>>);

@@ -743,6 +743,24 @@ impl TlsFiles {
         }
     }
 
+    /// The files for `service` from the flags a service takes: each of `ca`, `cert`, `key` if
+    /// given, else its default in `certs_dir` (itself [`Self::default_dir`] if not given).
+    pub fn resolve(
+        certs_dir: Option<&Path>,
+        service: &str,
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Self {
+        let dir = certs_dir.map_or_else(Self::default_dir, Path::to_path_buf);
+        let defaults = Self::in_dir(&dir, service);
+        Self {
+            ca: ca.map_or(defaults.ca, Path::to_path_buf),
+            cert: cert.map_or(defaults.cert, Path::to_path_buf),
+            key: key.map_or(defaults.key, Path::to_path_buf),
+        }
+    }
+
     /// The repository's `certs/` folder, where `cargo xtask gen-certs` writes by default.
     /// Resolved at build time, so it does not depend on the working directory.
     pub fn default_dir() -> PathBuf {

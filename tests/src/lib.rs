@@ -168,6 +168,34 @@ pub fn generated_catalog(count: i32) -> CatalogData {
     )
 }
 
+/// Catalog's settings for the tests: Discount on `localhost:discount_port`, the given TLS
+/// material, no file watching.
+fn catalog_settings(
+    options: CatalogOptions,
+    discount_port: u16,
+    (identity, discount_ca): (Identity, TrustAnchors),
+) -> Settings {
+    let (products, customers) = catalog_service::app::in_memory(options.data);
+    Settings {
+        products,
+        customers,
+        discount: DiscountSettings {
+            addr: DiscountAddr {
+                host: "localhost".into(),
+                port: discount_port,
+            },
+            tls_name: None,
+            timeout: options.discount_timeout,
+            connect_timeout: Duration::from_secs(5),
+        },
+        identity,
+        discount_ca,
+        discount_identity: pki::spiffe_id("discount"),
+        reload: None,
+        drain_timeout: Duration::from_secs(5),
+    }
+}
+
 /// Starts the real Catalog service pointed at Discount on `discount`, with the PKI's Catalog
 /// certificate, trusting Discount certificates from the PKI's CA.
 pub async fn spawn_catalog(
@@ -177,25 +205,11 @@ pub async fn spawn_catalog(
 ) -> Running {
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
-    let (products, customers) = catalog_service::app::in_memory(options.data);
-    let settings = Settings {
-        products,
-        customers,
-        discount: DiscountSettings {
-            addr: DiscountAddr {
-                host: "localhost".into(),
-                port: discount.port(),
-            },
-            tls_name: None,
-            timeout: options.discount_timeout,
-            connect_timeout: Duration::from_secs(5),
-        },
-        identity: identity(&pki.catalog),
-        discount_ca: anchors(&pki.ca),
-        discount_identity: pki::spiffe_id("discount"),
-        reload: None,
-        drain_timeout: Duration::from_secs(5),
-    };
+    let settings = catalog_settings(
+        options,
+        discount.port(),
+        (identity(&pki.catalog), anchors(&pki.ca)),
+    );
     let app = Application::build(settings, listener).unwrap();
     Running::spawn(addr, |stopped| async move {
         app.run_until(shutdown_on(stopped)).await.unwrap();
@@ -473,27 +487,18 @@ pub async fn spawn_rotating_pair(dir: &std::path::Path) -> RotatingPair {
         server.run_until(shutdown_on(stopped)).await.unwrap();
     });
 
-    let (identity, anchors) = TlsFiles::in_dir(dir, "catalog").load().unwrap();
     let listener = bind_loopback().await;
     let catalog_addr = listener.local_addr().unwrap();
-    let (products, customers) = catalog_service::app::in_memory(CatalogData::embedded_default());
     let settings = Settings {
-        products,
-        customers,
-        discount: DiscountSettings {
-            addr: DiscountAddr {
-                host: "localhost".into(),
-                port: discount_addr.port(),
-            },
-            tls_name: None,
-            timeout: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(5),
-        },
-        identity,
-        discount_ca: anchors,
-        discount_identity: pki::spiffe_id("discount"),
         reload: Some(reload_settings(dir, "catalog")),
-        drain_timeout: Duration::from_secs(5),
+        ..catalog_settings(
+            CatalogOptions {
+                discount_timeout: Duration::from_secs(2),
+                ..CatalogOptions::default()
+            },
+            discount_addr.port(),
+            TlsFiles::in_dir(dir, "catalog").load().unwrap(),
+        )
     };
     let app = Application::build(settings, listener).unwrap();
     let catalog_tls = app.tls_reloader().unwrap();
