@@ -21,6 +21,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // First, so that a signal during start-up is handled, not fatal.
+    let shutdown = runtime::shutdown_signal();
     let settings = cli.settings()?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
@@ -36,8 +38,5 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         });
     }
-    server
-        .run_until(runtime::shutdown_signal())
-        .await
-        .context("serving gRPC")
+    server.run_until(shutdown).await.context("serving gRPC")
 }

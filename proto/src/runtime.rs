@@ -49,36 +49,50 @@ pub fn init_tracing(format: LogFormat) -> LogGuard {
     }
 }
 
-/// Completes when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+/// A future that completes when the process is asked to stop: Ctrl-C (SIGINT) or SIGTERM.
 ///
-/// If a signal handler cannot be installed, the error is logged and that signal is ignored
-/// rather than stopping the service at once.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// The signal handlers are installed when this is called, not when the future is first
+/// polled, so a signal that arrives during start-up is not lost (without a handler, SIGTERM
+/// would kill the process on the spot). Call it first thing inside the runtime. A handler that
+/// cannot be installed is logged and that signal ignored, rather than stopping the service.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(stream) => Some(stream),
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for {name}");
+                None
+            }
+        };
+        let mut interrupt = listen(SignalKind::interrupt(), "Ctrl-C (SIGINT)");
+        let mut terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async move {
+            tokio::select! {
+                () = wait_for(interrupt.as_mut()) => tracing::info!("received Ctrl-C, shutting down"),
+                () = wait_for(terminate.as_mut()) => tracing::info!("received SIGTERM, shutting down"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::error!(%err, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
+        tracing::info!("received Ctrl-C, shutting down");
+    }
+}
 
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received Ctrl-C, shutting down"),
-        () = terminate => tracing::info!("received SIGTERM, shutting down"),
+/// Waits for the next delivery of a signal, or forever if it has no handler.
+#[cfg(unix)]
+async fn wait_for(stream: Option<&mut tokio::signal::unix::Signal>) {
+    match stream {
+        Some(stream) => {
+            stream.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 
