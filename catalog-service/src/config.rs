@@ -18,9 +18,22 @@ use crate::discount::{DiscountAddr, DiscountSettings};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("data file {0}")]
-    Data(#[from] DataError),
+    Data(DataError),
     #[error("TLS file {0}")]
-    Tls(#[from] TlsFileError),
+    Tls(TlsFileError),
+}
+
+// Not `#[from]`: that would also chain the cause, and `{:#}` would print it twice.
+impl From<DataError> for ConfigError {
+    fn from(err: DataError) -> Self {
+        ConfigError::Data(err)
+    }
+}
+
+impl From<TlsFileError> for ConfigError {
+    fn from(err: TlsFileError) -> Self {
+        ConfigError::Tls(err)
+    }
 }
 
 /// Catalog: the shop's product list over HTTP, discounted by Discount over mutual TLS.

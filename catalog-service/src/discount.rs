@@ -412,7 +412,10 @@ fn extract(
             }
             match got.discount_value {
                 None => Ok(None),
-                Some(d) if (0..=asked.price_in_cents).contains(&d.value_in_cents) => {
+                Some(d)
+                    if (0..=asked.price_in_cents).contains(&d.value_in_cents)
+                        && (0.0..=1.0).contains(&d.pct) =>
+                {
                     Ok(Some(DiscountView {
                         pct: d.pct,
                         value_in_cents: d.value_in_cents,
@@ -491,6 +494,16 @@ mod tests {
             vec![answer(2, None), answer(1, None)],
             vec![answer(1, Some(101)), answer(2, None)],
             vec![answer(1, Some(-1)), answer(2, None)],
+            vec![
+                pb::Product {
+                    discount_value: Some(pb::DiscountValue {
+                        pct: f32::NAN,
+                        value_in_cents: 90,
+                    }),
+                    ..answer(1, None)
+                },
+                answer(2, None),
+            ],
         ] {
             assert!(matches!(
                 extract(&asked, bad),

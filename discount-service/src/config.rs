@@ -64,7 +64,8 @@ pub struct Cli {
     pub key: Option<PathBuf>,
 
     /// Seconds a client may take to complete the TLS handshake.
-    #[arg(long, env = "DISCOUNT_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "DISCOUNT_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
     pub handshake_timeout_secs: u64,
 
     /// Seconds between checks of the TLS files for a rotated certificate (SIGHUP also

@@ -114,7 +114,12 @@ impl DiscountServer {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "Discount listening (gRPC over mutual TLS 1.3)");
         }
-        let incoming = tls::tls_incoming(listener, tls, settings.handshake_timeout);
+        // Closes the listener when shutdown starts (tonic keeps the stream of connections
+        // until every open one has drained, so it cannot be the trigger).
+        let (stop_accepting, stopped_accepting) = tokio::sync::oneshot::channel::<()>();
+        let incoming = tls::tls_incoming(listener, tls, settings.handshake_timeout, async move {
+            let _ = stopped_accepting.await;
+        });
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<DiscountGrpcServer<DiscountService>>()
@@ -137,6 +142,7 @@ impl DiscountServer {
         // during the drain see it and move away.
         let shutdown = async move {
             shutdown.await;
+            let _ = stop_accepting.send(());
             health
                 .set_not_serving::<DiscountGrpcServer<DiscountService>>()
                 .await;

@@ -79,7 +79,7 @@ pub enum ReloadOutcome {
 pub enum ReloadError {
     #[error(transparent)]
     Files(#[from] TlsFileError),
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] TlsError),
     #[error("the new certificate is not valid until {0} (UTC)")]
     NotYetValid(String),

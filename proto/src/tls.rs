@@ -41,6 +41,9 @@ use crate::reload::Reloadable;
 /// ALPN protocol both ends insist on: gRPC runs over HTTP/2.
 const ALPN_H2: &[u8] = b"h2";
 
+/// Most TLS handshakes a server runs at once.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 1024;
+
 /// How long a peer may take to finish the TLS handshake before its connection is dropped.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -184,6 +187,11 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    // No session resumption: a resumed session skips the client-certificate check, so a
+    // certificate that has expired (or been rotated out) could keep its identity. Every
+    // connection does a full handshake; Catalog keeps one long-lived connection anyway.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
 }
 
@@ -489,12 +497,22 @@ pub fn tls_incoming(
     listener: TcpListener,
     config: Arc<Reloadable<ServerConfig>>,
     handshake_timeout: Duration,
+    stop_accepting: impl Future<Output = ()> + Send + 'static,
 ) -> ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(128);
+    // Handshakes in progress at once; past this, accepting waits (a flood of idle connections
+    // cannot exhaust file descriptors or memory).
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     tokio::spawn(async move {
+        let mut stop_accepting = std::pin::pin!(stop_accepting);
         loop {
+            let Ok(permit) = handshakes.clone().acquire_owned().await else {
+                break;
+            };
             let accepted = tokio::select! {
                 () = tx.closed() => break,
+                // Shutdown: the listener closes now, while tonic drains open connections.
+                () = &mut stop_accepting => break,
                 accepted = listener.accept() => accepted,
             };
             let (tcp, remote_addr) = match accepted {
@@ -511,6 +529,7 @@ pub fn tls_incoming(
             // connection on, while open ones keep theirs.
             let (tx, acceptor) = (tx.clone(), TlsAcceptor::from(config.current()));
             tokio::spawn(async move {
+                let _permit = permit;
                 let failure =
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
@@ -710,17 +729,17 @@ pub struct TlsFiles {
 /// Why TLS files could not be loaded; the message names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsFileError {
-    #[error("cannot read {role} file {}: {source}{}", path.display(), hint(source))]
+    #[error("cannot read {role} file {}: {cause}{}", path.display(), hint(cause))]
     Read {
         role: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
-    #[error("{role} file {}: {source}", path.display())]
+    #[error("{role} file {}: {cause}", path.display())]
     Invalid {
         role: &'static str,
         path: PathBuf,
-        source: TlsError,
+        cause: TlsError,
     },
 }
 
@@ -771,15 +790,15 @@ impl TlsFiles {
     /// Reads and parses the three files.
     pub fn load(&self) -> Result<(Identity, TrustAnchors), TlsFileError> {
         let read = |role, path: &Path| {
-            std::fs::read(path).map_err(|source| TlsFileError::Read {
+            std::fs::read(path).map_err(|cause| TlsFileError::Read {
                 role,
                 path: path.to_owned(),
-                source,
+                cause,
             })
         };
         let invalid = |role, path: &Path| {
             let path = path.to_owned();
-            move |source| TlsFileError::Invalid { role, path, source }
+            move |cause| TlsFileError::Invalid { role, path, cause }
         };
         let ca = TrustAnchors::from_pem(&read("CA", &self.ca)?).map_err(invalid("CA", &self.ca))?;
         let cert_pem = read("certificate", &self.cert)?;

@@ -330,6 +330,7 @@ pub async fn spawn_counting_discount(pki: &ServicePki, service: CountingDiscount
         listener,
         Reloadable::new(config),
         tls::DEFAULT_HANDSHAKE_TIMEOUT,
+        std::future::pending(),
     );
     Running::spawn(addr, |stopped| async move {
         tonic::transport::Server::builder()
