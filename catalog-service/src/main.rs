@@ -23,9 +23,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // First, so that a signal during start-up is handled, not fatal.
     let shutdown = runtime::shutdown_signal();
     let settings = cli.settings()?;
-    let listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
-        .with_context(|| format!("--listen {}: cannot bind", cli.listen))?;
+    let listener = runtime::bind(cli.listen, "--listen").await?;
     let app = Application::build(settings, listener).context("Discount client")?;
     app.run_until(shutdown).await.context("serving HTTP")
 }

@@ -24,14 +24,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // First, so that a signal during start-up is handled, not fatal.
     let shutdown = runtime::shutdown_signal();
     let settings = cli.settings()?;
-    let listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
-        .with_context(|| format!("--listen {}: cannot bind", cli.listen))?;
+    let listener = runtime::bind(cli.listen, "--listen").await?;
     let server = DiscountServer::build(settings, listener).context("TLS configuration")?;
     if let Some(addr) = cli.metrics_listen {
-        let metrics = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("--metrics-listen {addr}: cannot bind"))?;
+        let metrics = runtime::bind(addr, "--metrics-listen").await?;
         tokio::spawn(async move {
             if let Err(err) = metrics_http::serve(metrics).await {
                 tracing::error!(%err, "metrics port stopped");

@@ -134,6 +134,17 @@ where
     }
 }
 
+/// Binds a TCP listener for the setting `flag`; the error names the flag and the address.
+pub async fn bind(
+    addr: std::net::SocketAddr,
+    flag: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{flag} {addr}: cannot bind"))
+}
+
 /// Runs a service binary's `main`: sets up logging (`log_format`), builds the Tokio runtime
 /// (`worker_threads`, default one per core), runs `service` to completion, and turns an error
 /// into one log line and exit code 1. Never panics on a start-up error.

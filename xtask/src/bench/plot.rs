@@ -129,7 +129,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::wrk::{SocketErrors, WrkStats};
+    use crate::bench::wrk::WrkStats;
 
     fn scenario(key: &'static str, rps: &[(u32, u64)]) -> ScenarioResult {
         let runs = rps
@@ -138,21 +138,11 @@ mod tests {
                 let stats = WrkStats {
                     requests,
                     duration_us: 1_000_000,
-                    bytes: 0,
                     p50_us: 100 * u64::from(c),
                     p90_us: 150 * u64::from(c),
                     p99_us: 200 * u64::from(c),
                     max_us: 300 * u64::from(c),
-                    mean_us: 0.0,
-                    errors: SocketErrors {
-                        connect: 0,
-                        read: 0,
-                        write: 0,
-                        status: 0,
-                        timeout: 0,
-                    },
-                    non2xx: 0,
-                    degraded: 0,
+                    ..WrkStats::default()
                 };
                 RunResult::new(c, 1, stats)
             })

@@ -249,27 +249,16 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::wrk::SocketErrors;
 
     fn stats(requests: u64, p99_us: u64) -> WrkStats {
         WrkStats {
             requests,
             duration_us: 1_000_000,
-            bytes: 0,
             p50_us: p99_us / 2,
             p90_us: p99_us,
             p99_us,
             max_us: p99_us,
-            mean_us: 0.0,
-            errors: SocketErrors {
-                connect: 0,
-                read: 0,
-                write: 0,
-                status: 0,
-                timeout: 0,
-            },
-            non2xx: 0,
-            degraded: 0,
+            ..WrkStats::default()
         }
     }
 

@@ -261,7 +261,7 @@ impl Wrk {
 }
 
 /// What the `done()` hook reports. Times in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct WrkStats {
     pub requests: u64,
     pub duration_us: u64,
@@ -279,7 +279,7 @@ pub struct WrkStats {
 }
 
 /// wrk's own error counters (`status` counts statuses above 399).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketErrors {
     pub connect: u64,
     pub read: u64,
