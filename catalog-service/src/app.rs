@@ -82,10 +82,16 @@ impl Application {
         };
         runtime::prometheus();
         let discounts = DiscountGateway::connect_lazy(&settings.discount, client_tls)?;
+        let addrs: Vec<String> = settings
+            .discount
+            .addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         tracing::info!(
-            discount = %settings.discount.addr,
+            discount = %addrs.join(","),
             timeout = ?settings.discount.timeout,
-            "Discount channel ready (mutual TLS 1.3, connects on first use)"
+            "Discount client ready (mutual TLS 1.3, balanced over the replicas, connects on first use)"
         );
         let shutting_down = Arc::new(AtomicBool::new(false));
         let state = AppState {

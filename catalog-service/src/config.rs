@@ -13,6 +13,7 @@ use ecommerce_proto::tls::{TlsFileError, TlsFiles};
 use crate::app::{self, Settings};
 use crate::catalog::{CatalogData, DataError};
 use crate::discount::{DiscountAddr, DiscountSettings};
+use crate::replicas::ReplicaSettings;
 
 /// A setting that stops start-up.
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +45,32 @@ pub struct Cli {
     #[arg(long, env = "CATALOG_LISTEN", default_value = "127.0.0.1:11080")]
     pub listen: SocketAddr,
 
-    /// Discount's address: host[:port] (port 11443 if omitted).
-    #[arg(long, env = "DISCOUNT_SERVICE_HOST", default_value = "localhost:11443")]
-    pub discount_addr: DiscountAddr,
+    /// Discount's replicas: host[:port] (port 11443 if omitted), comma-separated. A name that
+    /// resolves to several addresses (a headless Service) stands for all of them; RPCs are
+    /// spread over every replica that is up.
+    #[arg(
+        long,
+        env = "DISCOUNT_SERVICE_HOST",
+        default_value = "127.0.0.1:11443",
+        value_delimiter = ',',
+        value_name = "HOST[:PORT],..."
+    )]
+    pub discount_addr: Vec<DiscountAddr>,
 
-    /// Name Discount's certificate must carry [default: the host of --discount-addr].
+    /// Name Discount's certificates must carry [default: the host of each --discount-addr].
     #[arg(long, env = "DISCOUNT_TLS_NAME")]
     pub discount_tls_name: Option<String>,
+
+    /// Seconds between lookups of Discount's names, to follow replicas as they come and go.
+    #[arg(long, env = "DISCOUNT_RESOLVE_INTERVAL_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub discount_resolve_interval_secs: u64,
+
+    /// Milliseconds between health checks of each Discount replica: a replica that fails one
+    /// leaves the rotation, one that passes one comes back.
+    #[arg(long, env = "DISCOUNT_HEALTH_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub discount_health_interval_ms: u64,
 
     /// Identity (URI SAN) Discount's certificate must carry.
     #[arg(
@@ -147,10 +167,14 @@ impl Cli {
             products,
             customers,
             discount: DiscountSettings {
-                addr: self.discount_addr.clone(),
+                addrs: self.discount_addr.clone(),
                 tls_name: self.discount_tls_name.clone(),
                 timeout,
-                connect_timeout: Duration::from_secs(5),
+                replicas: ReplicaSettings {
+                    resolve_interval: Duration::from_secs(self.discount_resolve_interval_secs),
+                    health_interval: Duration::from_millis(self.discount_health_interval_ms),
+                    ..ReplicaSettings::default()
+                },
             },
             identity,
             discount_ca,
@@ -169,15 +193,30 @@ mod tests {
     fn defaults_match_the_documented_ports() {
         let cli = Cli::try_parse_from(["catalog-service"]).unwrap();
         assert_eq!(cli.listen.port(), 11080);
-        assert_eq!(cli.discount_addr.port, 11443);
-        assert_eq!(cli.discount_addr.host, "localhost");
+        assert_eq!(cli.discount_addr.len(), 1);
+        assert_eq!(cli.discount_addr[0].to_string(), "127.0.0.1:11443");
         assert!(cli.discount_timeout_ms < 1000);
     }
 
     #[test]
     fn discount_host_without_port_gets_the_default_port() {
         let cli = Cli::try_parse_from(["catalog-service", "--discount-addr", "discount"]).unwrap();
-        assert_eq!(cli.discount_addr.to_string(), "discount:11443");
+        assert_eq!(cli.discount_addr[0].to_string(), "discount:11443");
+    }
+
+    #[test]
+    fn several_discount_replicas_can_be_listed() {
+        let cli = Cli::try_parse_from([
+            "catalog-service",
+            "--discount-addr",
+            "10.0.0.1,10.0.0.2:9000,discount-2",
+        ])
+        .unwrap();
+        let addrs: Vec<String> = cli.discount_addr.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            addrs,
+            ["10.0.0.1:11443", "10.0.0.2:9000", "discount-2:11443"]
+        );
     }
 
     #[test]
@@ -186,6 +225,8 @@ mod tests {
             &["--discount-addr", "http://x"][..],
             &["--listen", "nope"],
             &["--discount-timeout-ms", "0"],
+            &["--discount-addr", "a,,b"],
+            &["--discount-health-interval-ms", "5"],
         ] {
             let err =
                 Cli::try_parse_from(std::iter::once("catalog-service").chain(args.iter().copied()))

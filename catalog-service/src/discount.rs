@@ -1,17 +1,21 @@
 //! Catalog's side of the Discount service.
 //!
-//! - ONE long-lived HTTP/2 connection over mutual TLS, created on first use and shared by every
-//!   HTTP request (HTTP/2 multiplexes their RPCs). It reconnects on its own, so Catalog starts,
-//!   and serves full prices, while Discount is down. The transport is hyper's pooled HTTP/2
-//!   client rather than tonic's `Channel`: the same connection handling without the `Channel`'s
-//!   request buffer, a task hand-off per RPC that showed up in the profile under load.
+//! - The RPCs go to one or more Discount replicas, balanced client-side (see
+//!   [`crate::replicas`]): one long-lived HTTP/2 connection over mutual TLS per replica,
+//!   created on first use and shared by every HTTP request (HTTP/2 multiplexes their RPCs).
+//!   Connections reopen on their own, so Catalog starts, and serves full prices, while
+//!   Discount is down. The transport is hyper's pooled HTTP/2 client rather than tonic's
+//!   `Channel`: the same connection handling without the `Channel`'s request buffer, a task
+//!   hand-off per RPC that showed up in the profile under load.
 //! - One `ApplyDiscountBatch` RPC per HTTP request. A Discount that answers `UNIMPLEMENTED`
 //!   (built from the original proto) gets concurrent `ApplyDiscount` calls instead, and the
 //!   batch RPC is tried again after [`BATCH_RETRY_AFTER`].
-//! - Everything runs under one deadline; any failure is a [`DiscountFailure`] that the HTTP
-//!   layer turns into full prices plus a header, never into a dropped product or a 5xx.
+//! - Everything runs under one deadline, retries on another replica included; any failure is
+//!   a [`DiscountFailure`] that the HTTP layer turns into full prices plus a header, never into
+//!   a dropped product or a 5xx.
 
 use std::fmt;
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,16 +23,11 @@ use std::time::{Duration, Instant};
 
 use ecommerce_proto::pb::{self, discount_client::DiscountClient};
 use ecommerce_proto::reload::{ReloadError, Reloadable};
-use ecommerce_proto::tls::{MtlsConnector, TlsError};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use ecommerce_proto::tls::TlsError;
 use tonic::{Code, Request, Status};
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-use tower::ServiceExt;
-use tower::util::MapErr;
 
 use crate::catalog::{Customer, DiscountView, PriceTag};
+use crate::replicas::{ReplicaSettings, Replicas, Transport};
 
 /// Discount's default gRPC port.
 pub const DEFAULT_PORT: u16 = 11443;
@@ -106,14 +105,14 @@ impl fmt::Display for DiscountAddr {
 /// How to reach Discount.
 #[derive(Debug, Clone)]
 pub struct DiscountSettings {
-    /// Where Discount listens.
-    pub addr: DiscountAddr,
-    /// The name Discount's certificate must carry [default: the host of `addr`].
+    /// Where Discount's replicas are: IP addresses, and names that resolve to one or more.
+    pub addrs: Vec<DiscountAddr>,
+    /// The name Discount's certificates must carry [default: the host of each address].
     pub tls_name: Option<String>,
     /// Deadline for the whole discount step of one HTTP request.
     pub timeout: Duration,
-    /// Deadline for opening a connection (runs in the background of the channel).
-    pub connect_timeout: Duration,
+    /// How replicas are found and watched.
+    pub replicas: ReplicaSettings,
 }
 
 /// Why the Discount client could not be created.
@@ -125,6 +124,8 @@ pub enum ClientError {
     Reload(#[from] ReloadError),
     #[error("invalid Discount endpoint: {0}")]
     Endpoint(#[from] http::uri::InvalidUri),
+    #[error("no Discount address given")]
+    NoTargets,
 }
 
 /// Why a discount could not be applied. The HTTP layer serves full prices instead.
@@ -162,7 +163,7 @@ impl DiscountFailure {
 
 /// A status with its sources, which is where TLS failures explain themselves
 /// (e.g. `invalid peer certificate: UnknownIssuer`).
-fn error_chain(status: &Status) -> String {
+pub(crate) fn error_chain(status: &Status) -> String {
     let mut text = format!("{:?}: {}", status.code(), status.message());
     let mut source = std::error::Error::source(status);
     while let Some(err) = source {
@@ -176,29 +177,25 @@ fn error_chain(status: &Status) -> String {
     text
 }
 
-/// The HTTP/2 transport under the gRPC client; transport failures become `UNAVAILABLE`.
-type Transport = MapErr<
-    Client<MtlsConnector, tonic::body::Body>,
-    fn(hyper_util::client::legacy::Error) -> Status,
->;
-
-fn transport_error(err: hyper_util::client::legacy::Error) -> Status {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+/// Whether a failed RPC says something about the replica rather than the request: then the
+/// replica is taken out of rotation and the RPC is tried on another one. (Discount's RPCs are
+/// pure functions of their input, so trying again is always safe.)
+fn replica_fault(status: &Status) -> Option<&'static str> {
+    match status.code() {
+        Code::Unavailable => Some("unavailable"),
+        Code::Unknown | Code::Internal | Code::Cancelled | Code::DataLoss => Some("error"),
+        Code::ResourceExhausted => Some("overloaded"),
+        _ => None,
     }
-    Status::unavailable(text)
 }
 
-/// The shared Discount client. Cheap to clone: clones share the connection.
+/// At most this many replicas are tried for one RPC.
+const MAX_ATTEMPTS: usize = 3;
+
+/// The shared Discount client. Cheap to clone: clones share the replicas and connections.
 #[derive(Debug, Clone)]
 pub struct DiscountGateway {
-    client: DiscountClient<Transport>,
-    /// The same connection, for health checks.
-    health: HealthClient<Transport>,
+    replicas: Arc<Replicas>,
     timeout: Duration,
     /// Milliseconds after `epoch` before which the batch RPC is not tried; 0 = always try.
     batch_off_until_ms: Arc<AtomicU64>,
@@ -206,30 +203,22 @@ pub struct DiscountGateway {
 }
 
 impl DiscountGateway {
-    /// Creates the channel. It connects on first use and reconnects by itself; this never waits
-    /// for Discount. Must be called inside a Tokio runtime.
+    /// Sets up the replicas and starts watching them. Connections open on first use and
+    /// reopen by themselves; this never waits for Discount. Must be called inside a Tokio
+    /// runtime.
     pub fn connect_lazy(
         settings: &DiscountSettings,
         tls: Arc<Reloadable<rustls::ClientConfig>>,
     ) -> Result<Self, ClientError> {
-        let tls_name = settings.tls_name.as_deref().unwrap_or(&settings.addr.host);
-        let connector = MtlsConnector::new(tls, &settings.addr.host, settings.addr.port, tls_name)?
-            .with_connect_timeout(settings.connect_timeout);
-        // The connector does TLS itself; the URI only supplies the HTTP/2 :authority.
-        let origin: http::Uri = format!("https://{}", settings.addr).parse()?;
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .timer(TokioTimer::new())
-            // Keep the one connection for good; pings find a dead peer.
-            .pool_idle_timeout(None)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(10))
-            .http2_keep_alive_while_idle(true)
-            .build(connector);
-        let transport: Transport = client.map_err(transport_error);
+        let replicas = Replicas::new(
+            &settings.addrs,
+            settings.tls_name.as_deref(),
+            tls,
+            settings.replicas.clone(),
+        )?;
+        replicas.start();
         Ok(Self {
-            client: DiscountClient::with_origin(transport.clone(), origin.clone()),
-            health: HealthClient::with_origin(transport, origin),
+            replicas,
             timeout: settings.timeout,
             batch_off_until_ms: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
@@ -277,41 +266,71 @@ impl DiscountGateway {
             .map_err(|_| DiscountFailure::DeadlineExceeded(self.timeout))?
     }
 
-    /// Whether Discount answers over mutual TLS and reports `ecommerce.Discount` SERVING, within
-    /// the deadline. A Discount without the health service (original-style) counts as ready
-    /// once it answers at all.
+    /// Whether at least one Discount replica answers over mutual TLS and reports
+    /// `ecommerce.Discount` SERVING, checked now, within the deadline. A Discount without the
+    /// health service (original-style) counts as ready once it answers at all.
     pub async fn ready(&self) -> Result<(), DiscountFailure> {
-        let mut request = Request::new(HealthCheckRequest {
-            service: "ecommerce.Discount".into(),
-        });
-        request.set_timeout(self.timeout);
-        let mut health = self.health.clone();
-        let check = health.check(request);
-        let answer = tokio::time::timeout(self.timeout, check)
-            .await
-            .map_err(|_| DiscountFailure::DeadlineExceeded(self.timeout))?;
-        match answer {
-            Ok(response) if response.get_ref().status() == ServingStatus::Serving => Ok(()),
-            Ok(response) => Err(DiscountFailure::Rejected(format!(
-                "health status {:?}",
-                response.get_ref().status()
-            ))),
-            Err(status) if status.code() == Code::Unimplemented => Ok(()),
-            Err(status) => Err(DiscountFailure::from_status(&status, self.timeout)),
+        let check = self.replicas.check_now(self.timeout);
+        match tokio::time::timeout(self.timeout, check).await {
+            Err(_) => Err(DiscountFailure::DeadlineExceeded(self.timeout)),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reasons)) => Err(DiscountFailure::Unavailable(reasons.join("; "))),
         }
     }
 
-    fn request<T>(&self, message: T, request_id: &http::HeaderValue) -> Request<T> {
-        let mut request = Request::new(message);
-        // Tells Discount (grpc-timeout) when Catalog stops waiting.
-        request.set_timeout(self.timeout);
-        // Request ids are checked to be visible ASCII, so they are valid ASCII metadata.
-        if let Ok(id) = tonic::metadata::AsciiMetadataValue::try_from(request_id.as_bytes()) {
-            request
-                .metadata_mut()
-                .insert(ecommerce_proto::request_id::HEADER, id);
+    /// Runs `rpc` on a replica; when the replica fails (unreachable, reset, or silent for
+    /// half the deadline), takes it out of rotation and tries another.
+    async fn call<T, F, Fut>(&self, rpc: F) -> Result<T, Status>
+    where
+        F: Fn(DiscountClient<Transport>, Duration) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let replicas = self.replicas.known().await;
+        // With one replica there is nowhere to retry: it gets the whole deadline.
+        let attempt_timeout = if replicas.len() > 1 {
+            self.timeout / 2
+        } else {
+            self.timeout
+        };
+        let mut tried = Vec::new();
+        let mut last_failure = None;
+        while tried.len() < MAX_ATTEMPTS {
+            let Some(replica) = self.replicas.pick(&replicas, &tried) else {
+                break;
+            };
+            if !tried.is_empty() {
+                metrics::counter!("catalog_discount_retries_total").increment(1);
+            }
+            tried.push(replica.addr);
+            let in_flight = replica.start();
+            let outcome = tokio::time::timeout(
+                attempt_timeout,
+                rpc(replica.client.clone(), attempt_timeout),
+            )
+            .await;
+            drop(in_flight);
+            let status = match outcome {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(status)) => status,
+                Err(_) => {
+                    let status = Status::deadline_exceeded(format!(
+                        "replica {} did not answer within {attempt_timeout:?}",
+                        replica.addr
+                    ));
+                    self.replicas
+                        .take_out(&replica, "timeout", status.message());
+                    last_failure = Some(status);
+                    continue;
+                }
+            };
+            let Some(fault) = replica_fault(&status) else {
+                return Err(status);
+            };
+            self.replicas
+                .take_out(&replica, fault, &error_chain(&status));
+            last_failure = Some(status);
         }
-        request
+        Err(last_failure.unwrap_or_else(|| Status::unavailable(self.replicas.why_none())))
     }
 
     async fn batch(
@@ -320,15 +339,21 @@ impl DiscountGateway {
         products: &[PriceTag],
         request_id: &http::HeaderValue,
     ) -> Result<Vec<pb::Product>, Status> {
-        let request = self.request(
-            pb::BatchDiscountRequest {
-                customer: Some(customer),
-                products: products.iter().map(to_pb).collect(),
-            },
-            request_id,
-        );
-        let response = self.client.clone().apply_discount_batch(request).await?;
-        Ok(response.into_inner().products)
+        let message = pb::BatchDiscountRequest {
+            customer: Some(customer),
+            products: products.iter().map(to_pb).collect(),
+        };
+        self.call(|mut client, timeout| {
+            let request = request(message.clone(), request_id, timeout);
+            async move {
+                Ok(client
+                    .apply_discount_batch(request)
+                    .await?
+                    .into_inner()
+                    .products)
+            }
+        })
+        .await
     }
 
     async fn one_by_one(
@@ -338,20 +363,19 @@ impl DiscountGateway {
         request_id: &http::HeaderValue,
     ) -> Result<Vec<pb::Product>, Status> {
         let calls = products.iter().map(|product| {
-            let request = self.request(
-                pb::DiscountRequest {
-                    customer: Some(customer.clone()),
-                    product: Some(to_pb(product)),
-                },
-                request_id,
-            );
-            let mut client = self.client.clone();
-            async move {
-                let response = client.apply_discount(request).await?.into_inner();
-                response
-                    .product
-                    .ok_or_else(|| Status::internal("DiscountResponse without a product"))
-            }
+            let message = pb::DiscountRequest {
+                customer: Some(customer.clone()),
+                product: Some(to_pb(product)),
+            };
+            self.call(move |mut client, timeout| {
+                let request = request(message.clone(), request_id, timeout);
+                async move {
+                    let response = client.apply_discount(request).await?.into_inner();
+                    response
+                        .product
+                        .ok_or_else(|| Status::internal("DiscountResponse without a product"))
+                }
+            })
         });
         futures_util::future::join_all(calls)
             .await
@@ -373,6 +397,20 @@ impl DiscountGateway {
     fn elapsed_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
+}
+
+/// A request carrying Catalog's deadline (`grpc-timeout`, so Discount knows when Catalog stops
+/// waiting) and the HTTP request's id.
+fn request<T>(message: T, request_id: &http::HeaderValue, timeout: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(timeout);
+    // Request ids are checked to be visible ASCII, so they are valid ASCII metadata.
+    if let Ok(id) = tonic::metadata::AsciiMetadataValue::try_from(request_id.as_bytes()) {
+        request
+            .metadata_mut()
+            .insert(ecommerce_proto::request_id::HEADER, id);
+    }
+    request
 }
 
 /// What Discount is sent about a product: its id and price. Slug and description stay empty

@@ -20,4 +20,5 @@ pub mod config;
 pub mod discount;
 pub mod http;
 pub mod openapi;
+pub mod replicas;
 pub mod store;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use catalog_service::app::{Application, Settings};
 use catalog_service::catalog::{CatalogData, Customer, Product};
 use catalog_service::discount::{DiscountAddr, DiscountSettings};
+use catalog_service::replicas::ReplicaSettings;
 use discount_service::server::{DiscountServer, ServerSettings};
 use ecommerce_proto::pb::discount_client::DiscountClient;
 use ecommerce_proto::pb::discount_server::{Discount, DiscountServer as GrpcDiscountServer};
@@ -133,6 +134,8 @@ pub struct CatalogOptions {
     pub discount_timeout: Duration,
     /// Products and customers.
     pub data: CatalogData,
+    /// How Discount's replicas are found and health-checked.
+    pub replicas: ReplicaSettings,
 }
 
 impl Default for CatalogOptions {
@@ -140,6 +143,7 @@ impl Default for CatalogOptions {
         Self {
             discount_timeout: Duration::from_millis(500),
             data: CatalogData::embedded_default(),
+            replicas: ReplicaSettings::default(),
         }
     }
 }
@@ -168,11 +172,11 @@ pub fn generated_catalog(count: i32) -> CatalogData {
     )
 }
 
-/// Catalog's settings for the tests: Discount on `localhost:discount_port`, the given TLS
-/// material, no file watching.
+/// Catalog's settings for the tests: Discount's replicas at `discounts` (certificates for
+/// `localhost`), the given TLS material, no file watching.
 fn catalog_settings(
     options: CatalogOptions,
-    discount_port: u16,
+    discounts: &[SocketAddr],
     (identity, discount_ca): (Identity, TrustAnchors),
 ) -> Settings {
     let (products, customers) = catalog_service::app::in_memory(options.data);
@@ -180,13 +184,16 @@ fn catalog_settings(
         products,
         customers,
         discount: DiscountSettings {
-            addr: DiscountAddr {
-                host: "localhost".into(),
-                port: discount_port,
-            },
-            tls_name: None,
+            addrs: discounts
+                .iter()
+                .map(|addr| DiscountAddr {
+                    host: addr.ip().to_string(),
+                    port: addr.port(),
+                })
+                .collect(),
+            tls_name: Some("localhost".into()),
             timeout: options.discount_timeout,
-            connect_timeout: Duration::from_secs(5),
+            replicas: options.replicas,
         },
         identity,
         discount_ca,
@@ -203,11 +210,20 @@ pub async fn spawn_catalog(
     discount: SocketAddr,
     options: CatalogOptions,
 ) -> Running {
+    spawn_catalog_balancing(pki, &[discount], options).await
+}
+
+/// Starts the real Catalog service balancing over the Discount replicas at `discounts`.
+pub async fn spawn_catalog_balancing(
+    pki: &ServicePki,
+    discounts: &[SocketAddr],
+    options: CatalogOptions,
+) -> Running {
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
     let settings = catalog_settings(
         options,
-        discount.port(),
+        discounts,
         (identity(&pki.catalog), anchors(&pki.ca)),
     );
     let app = Application::build(settings, listener).unwrap();
@@ -497,7 +513,7 @@ pub async fn spawn_rotating_pair(dir: &std::path::Path) -> RotatingPair {
                 discount_timeout: Duration::from_secs(2),
                 ..CatalogOptions::default()
             },
-            discount_addr.port(),
+            &[discount_addr],
             TlsFiles::in_dir(dir, "catalog").load().unwrap(),
         )
     };

@@ -1,0 +1,568 @@
+//! Client-side balancing across Discount replicas.
+//!
+//! A Kubernetes Service balances TCP connections, not HTTP/2 streams: one long-lived gRPC
+//! connection would pin all of Catalog's RPCs to one pod. So Catalog finds the replicas itself
+//! and spreads RPCs over them:
+//!
+//! - **Discovery.** `--discount-addr` lists one or more `host[:port]` targets. IP addresses
+//!   are used as they are; DNS names (a headless Service, a compose service with replicas) are
+//!   resolved at start and re-resolved every [`ReplicaSettings::resolve_interval`]. A failed
+//!   lookup keeps the last answer. Replicas that leave DNS stop getting new RPCs; their
+//!   in-flight RPCs finish.
+//! - **One connection per replica**, HTTP/2 over mutual TLS, opened on first use and reopened
+//!   as needed.
+//! - **Picking: power of two choices.** Two random ready replicas, the one with fewer RPCs in
+//!   flight wins. Fair under a steady stream, and it steers away from a slow replica.
+//!   No shared lock and no queue on the hot path: a slow replica never holds up the others.
+//! - **Out of rotation quickly.** An RPC that fails on a replica in a way that says the replica
+//!   is sick (unreachable, reset, no answer within half the deadline) takes it out at once, and
+//!   the RPC is retried on another replica within the same deadline (the RPCs are pure
+//!   functions of their input, so a retry is safe). A health check every
+//!   [`ReplicaSettings::health_interval`] takes out replicas that report NOT_SERVING (draining)
+//!   or do not answer, and puts back those that answer SERVING again.
+//! - **Last resort.** With every replica out of rotation, RPCs still try them (one may have just
+//!   come back); if that fails too, Catalog serves full prices, as with a single Discount.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use ecommerce_proto::pb::discount_client::DiscountClient;
+use ecommerce_proto::reload::Reloadable;
+use ecommerce_proto::tls::{MtlsConnector, TlsError};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::watch;
+use tonic::{Code, Request, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tower::ServiceExt;
+use tower::util::MapErr;
+
+use crate::discount::{ClientError, DiscountAddr};
+
+/// The HTTP/2 transport under the gRPC clients; transport failures become `UNAVAILABLE`.
+pub(crate) type Transport = MapErr<
+    Client<MtlsConnector, tonic::body::Body>,
+    fn(hyper_util::client::legacy::Error) -> Status,
+>;
+
+/// How replicas are found and watched.
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// How often DNS names are resolved again.
+    pub resolve_interval: Duration,
+    /// How often every replica's health is checked.
+    pub health_interval: Duration,
+    /// Deadline for opening a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Turns names into addresses [default: the system's resolver].
+    pub resolver: Arc<dyn Resolve>,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        Self {
+            resolve_interval: Duration::from_secs(5),
+            health_interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(5),
+            resolver: Arc::new(SystemResolver),
+        }
+    }
+}
+
+/// A boxed future, as [`Resolve`] returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Turns a host name into the addresses of its replicas.
+pub trait Resolve: fmt::Debug + Send + Sync + 'static {
+    /// Every address `host` has now, with `port`.
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>>;
+}
+
+/// The operating system's resolver (`getaddrinfo`: `/etc/hosts`, then DNS).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
+        let host = host.to_owned();
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
+
+/// Longest wait for one DNS answer.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One configured `--discount-addr` entry.
+#[derive(Debug)]
+struct Target {
+    addr: DiscountAddr,
+    /// The name the replicas' certificates must be valid for.
+    server_name: String,
+    /// Set when `addr` is an IP address: nothing to resolve.
+    fixed: Option<SocketAddr>,
+}
+
+/// One Discount replica: an address, its connection, and what Catalog knows of its health.
+pub(crate) struct Replica {
+    pub(crate) addr: SocketAddr,
+    pub(crate) client: DiscountClient<Transport>,
+    pub(crate) health: HealthClient<Transport>,
+    in_rotation: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+impl fmt::Debug for Replica {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replica")
+            .field("addr", &self.addr)
+            .field("in_rotation", &self.in_rotation.load(Ordering::Relaxed))
+            .field("in_flight", &self.in_flight.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    fn connect_lazy(
+        target: &Target,
+        addr: SocketAddr,
+        tls: &Arc<Reloadable<rustls::ClientConfig>>,
+        connect_timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let connector = MtlsConnector::new(
+            tls.clone(),
+            &addr.ip().to_string(),
+            addr.port(),
+            &target.server_name,
+        )?
+        .with_connect_timeout(connect_timeout);
+        // The connector does TLS itself; the URI only supplies the HTTP/2 :authority.
+        let origin: http::Uri = format!("https://{}", target.addr).parse()?;
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .timer(TokioTimer::new())
+            // Keep the connection for good; pings find a dead peer.
+            .pool_idle_timeout(None)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(10))
+            .http2_keep_alive_while_idle(true)
+            .build(connector);
+        let transport: Transport = client.map_err(transport_error);
+        Ok(Self {
+            addr,
+            client: DiscountClient::with_origin(transport.clone(), origin.clone()),
+            health: HealthClient::with_origin(transport, origin),
+            in_rotation: AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    /// Whether new RPCs may be sent here.
+    pub(crate) fn in_rotation(&self) -> bool {
+        self.in_rotation.load(Ordering::Relaxed)
+    }
+
+    /// Counts an RPC in flight here until the guard is dropped.
+    pub(crate) fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// Asks for `ecommerce.Discount`'s health. A replica without the health service
+    /// (original-style) counts as serving once it answers at all.
+    pub(crate) async fn check_health(&self, timeout: Duration) -> Result<(), String> {
+        let mut request = Request::new(HealthCheckRequest {
+            service: "ecommerce.Discount".into(),
+        });
+        request.set_timeout(timeout);
+        let mut health = self.health.clone();
+        match tokio::time::timeout(timeout, health.check(request)).await {
+            Err(_) => Err(format!("no health answer within {timeout:?}")),
+            Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving => Ok(()),
+            Ok(Ok(response)) => Err(format!("health status {:?}", response.get_ref().status())),
+            Ok(Err(status)) if status.code() == Code::Unimplemented => Ok(()),
+            Ok(Err(status)) => Err(crate::discount::error_chain(&status)),
+        }
+    }
+}
+
+/// An RPC in flight on a replica (see [`Replica::start`]).
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Replica>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn transport_error(err: hyper_util::client::legacy::Error) -> Status {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Status::unavailable(text)
+}
+
+/// The replicas known now.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    replicas: Arc<[Arc<Replica>]>,
+    /// False until the first lookup of every name has finished (successfully or not).
+    settled: bool,
+}
+
+/// What the last lookup of each name gave, for the operator.
+#[derive(Debug, Default)]
+struct LookupState {
+    /// Target index -> addresses from its last successful lookup.
+    last_good: HashMap<usize, Vec<SocketAddr>>,
+    /// Target index -> why its last lookup failed.
+    failing: HashMap<usize, String>,
+}
+
+/// The set of Discount replicas and their health, shared by every clone of the gateway.
+#[derive(Debug)]
+pub(crate) struct Replicas {
+    targets: Vec<Target>,
+    tls: Arc<Reloadable<rustls::ClientConfig>>,
+    settings: ReplicaSettings,
+    current: watch::Sender<Snapshot>,
+    lookups: Mutex<LookupState>,
+    /// Source of the random picks.
+    seq: AtomicU64,
+}
+
+impl Replicas {
+    /// The replica set for `targets` (at least one). IP targets are usable at once; names are
+    /// resolved by the background task that [`Replicas::start`] spawns.
+    pub(crate) fn new(
+        targets: &[DiscountAddr],
+        tls_name: Option<&str>,
+        tls: Arc<Reloadable<rustls::ClientConfig>>,
+        settings: ReplicaSettings,
+    ) -> Result<Arc<Self>, ClientError> {
+        let targets: Vec<Target> = targets
+            .iter()
+            .map(|addr| {
+                let fixed = addr
+                    .host
+                    .parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, addr.port));
+                Target {
+                    server_name: tls_name.unwrap_or(&addr.host).to_owned(),
+                    addr: addr.clone(),
+                    fixed,
+                }
+            })
+            .collect();
+        if targets.is_empty() {
+            return Err(ClientError::NoTargets);
+        }
+        // Fail at start-up, not at first use, on a name no certificate could carry.
+        for target in &targets {
+            rustls::pki_types::ServerName::try_from(target.server_name.as_str()).map_err(
+                |err| TlsError::ServerName {
+                    name: target.server_name.clone(),
+                    reason: err.to_string(),
+                },
+            )?;
+        }
+        let this = Arc::new(Self {
+            targets,
+            tls,
+            settings,
+            current: watch::Sender::new(Snapshot::default()),
+            lookups: Mutex::new(LookupState::default()),
+            seq: AtomicU64::new(seed()),
+        });
+        let fixed: Vec<(usize, SocketAddr)> = this
+            .targets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.fixed.map(|addr| (i, addr)))
+            .collect();
+        let all_fixed = fixed.len() == this.targets.len();
+        this.install(fixed, all_fixed)?;
+        Ok(this)
+    }
+
+    /// Spawns the task that re-resolves names and checks health; it ends when the last
+    /// gateway using these replicas is dropped. Needs a Tokio runtime.
+    pub(crate) fn start(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let resolve_every = self.settings.resolve_interval;
+        let check_every = self.settings.health_interval;
+        let has_names = self.targets.iter().any(|t| t.fixed.is_none());
+        tokio::spawn(async move {
+            let mut resolve = tokio::time::interval(resolve_every);
+            let mut check = tokio::time::interval(check_every);
+            resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first health round waits one interval: replicas start in rotation.
+            check.tick().await;
+            loop {
+                tokio::select! {
+                    _ = resolve.tick(), if has_names => {
+                        let Some(this) = Weak::upgrade(&weak) else { return };
+                        this.resolve_all().await;
+                    }
+                    _ = check.tick() => {
+                        let Some(this) = Weak::upgrade(&weak) else { return };
+                        this.check_all().await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Resolves every name now and installs the new replica set.
+    async fn resolve_all(&self) {
+        let lookups = self
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, target)| async move {
+                let answer = match target.fixed {
+                    Some(addr) => Ok(vec![addr]),
+                    None => {
+                        let lookup = self
+                            .settings
+                            .resolver
+                            .resolve(&target.addr.host, target.addr.port);
+                        match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+                            Ok(Ok(addrs)) if addrs.is_empty() => Err("no addresses".to_owned()),
+                            Ok(Ok(addrs)) => Ok(addrs),
+                            Ok(Err(err)) => Err(err.to_string()),
+                            Err(_) => Err(format!("no answer within {RESOLVE_TIMEOUT:?}")),
+                        }
+                    }
+                };
+                (i, answer)
+            });
+        let answers = futures_util::future::join_all(lookups).await;
+        let mut wanted = Vec::new();
+        {
+            let mut state = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
+            for (i, answer) in answers {
+                let name = &self.targets[i].addr;
+                match answer {
+                    Ok(mut addrs) => {
+                        addrs.sort_unstable();
+                        addrs.dedup();
+                        if state.failing.remove(&i).is_some() {
+                            tracing::info!(%name, "Discount name resolves again");
+                        }
+                        state.last_good.insert(i, addrs);
+                    }
+                    Err(reason) => {
+                        let known = state.last_good.get(&i).map_or(0, Vec::len);
+                        if state.failing.get(&i) != Some(&reason) {
+                            tracing::warn!(%name, %reason, keeping = known,
+                                "cannot resolve Discount's name; keeping the replicas it had");
+                        }
+                        state.failing.insert(i, reason);
+                    }
+                }
+                if let Some(addrs) = state.last_good.get(&i) {
+                    wanted.extend(addrs.iter().map(|addr| (i, *addr)));
+                }
+            }
+        }
+        if let Err(err) = self.install(wanted, true) {
+            tracing::error!(%err, "cannot use the resolved Discount replicas");
+        }
+    }
+
+    /// Makes `wanted` the replica set, keeping the replicas (and their connections and health)
+    /// that were already there.
+    fn install(&self, wanted: Vec<(usize, SocketAddr)>, settled: bool) -> Result<(), ClientError> {
+        let old = self.current.borrow().replicas.clone();
+        let mut next: Vec<Arc<Replica>> = Vec::with_capacity(wanted.len());
+        for (target, addr) in wanted {
+            if next.iter().any(|r| r.addr == addr) {
+                continue;
+            }
+            match old.iter().find(|r| r.addr == addr) {
+                Some(existing) => next.push(existing.clone()),
+                None => next.push(Arc::new(Replica::connect_lazy(
+                    &self.targets[target],
+                    addr,
+                    &self.tls,
+                    self.settings.connect_timeout,
+                )?)),
+            }
+        }
+        let changed =
+            next.len() != old.len() || next.iter().zip(old.iter()).any(|(a, b)| a.addr != b.addr);
+        if changed {
+            let addrs: Vec<String> = next.iter().map(|r| r.addr.to_string()).collect();
+            tracing::info!(replicas = %addrs.join(","), "Discount replicas");
+        }
+        self.current.send_if_modified(|snapshot| {
+            let modified = changed || snapshot.settled != settled;
+            if changed {
+                snapshot.replicas = next.into();
+            }
+            snapshot.settled = settled;
+            modified
+        });
+        self.publish_gauges();
+        Ok(())
+    }
+
+    /// Checks every replica's health at once and moves them in or out of rotation.
+    async fn check_all(&self) {
+        let replicas = self.snapshot().replicas;
+        let timeout = self.settings.health_interval.min(Duration::from_secs(1));
+        let checks = replicas.iter().map(|replica| async move {
+            let health = replica.check_health(timeout).await;
+            self.record_health(replica, health);
+        });
+        futures_util::future::join_all(checks).await;
+    }
+
+    /// Puts a replica that answered its health check back in rotation, or takes out one that
+    /// did not.
+    pub(crate) fn record_health(&self, replica: &Replica, health: Result<(), String>) {
+        match health {
+            Ok(()) => {
+                if !replica.in_rotation.swap(true, Ordering::Relaxed) {
+                    tracing::info!(replica = %replica.addr, "Discount replica back in rotation");
+                    self.publish_gauges();
+                }
+            }
+            Err(reason) => self.take_out(replica, "health", &reason),
+        }
+    }
+
+    /// Takes `replica` out of rotation until a health check finds it serving.
+    pub(crate) fn take_out(&self, replica: &Replica, why: &'static str, detail: &str) {
+        if replica.in_rotation.swap(false, Ordering::Relaxed) {
+            tracing::warn!(replica = %replica.addr, reason = why, detail,
+                "Discount replica taken out of rotation");
+            metrics::counter!("catalog_discount_replica_ejections_total", "reason" => why)
+                .increment(1);
+            self.publish_gauges();
+        }
+    }
+
+    fn publish_gauges(&self) {
+        let snapshot = self.snapshot();
+        let ready = snapshot.replicas.iter().filter(|r| r.in_rotation()).count();
+        let out = snapshot.replicas.len() - ready;
+        metrics::gauge!("catalog_discount_replicas", "state" => "in_rotation").set(ready as f64);
+        metrics::gauge!("catalog_discount_replicas", "state" => "out_of_rotation").set(out as f64);
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.current.borrow().clone()
+    }
+
+    /// The replicas known now, waiting for the first lookup of names if it has not finished.
+    pub(crate) async fn known(&self) -> Arc<[Arc<Replica>]> {
+        let snapshot = self.snapshot();
+        if snapshot.settled {
+            return snapshot.replicas;
+        }
+        let mut changes = self.current.subscribe();
+        match changes.wait_for(|s| s.settled).await {
+            Ok(snapshot) => snapshot.replicas.clone(),
+            Err(_) => snapshot.replicas,
+        }
+    }
+
+    /// Why no replica is known, for error messages.
+    pub(crate) fn why_none(&self) -> String {
+        let state = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
+        let failures: Vec<String> = state
+            .failing
+            .iter()
+            .map(|(i, reason)| format!("{}: {reason}", self.targets[*i].addr))
+            .collect();
+        if failures.is_empty() {
+            "no Discount replica known".to_owned()
+        } else {
+            format!("no Discount replica known ({})", failures.join("; "))
+        }
+    }
+
+    /// Picks a replica for the next RPC, skipping those in `tried`: power of two choices among
+    /// the replicas in rotation, or among all of them when none is.
+    pub(crate) fn pick(
+        &self,
+        replicas: &[Arc<Replica>],
+        tried: &[SocketAddr],
+    ) -> Option<Arc<Replica>> {
+        let untried = |r: &&Arc<Replica>| !tried.contains(&r.addr);
+        let in_rotation = |r: &&Arc<Replica>| untried(r) && r.in_rotation();
+        let count = replicas.iter().filter(in_rotation).count();
+        if count > 0 {
+            self.two_choices(replicas.iter().filter(in_rotation), count)
+        } else {
+            let count = replicas.iter().filter(untried).count();
+            self.two_choices(replicas.iter().filter(untried), count)
+        }
+    }
+
+    fn two_choices<'a>(
+        &self,
+        candidates: impl Iterator<Item = &'a Arc<Replica>> + Clone,
+        count: usize,
+    ) -> Option<Arc<Replica>> {
+        if count <= 1 {
+            return candidates.clone().next().cloned();
+        }
+        let random = splitmix64(self.seq.fetch_add(1, Ordering::Relaxed));
+        let first = (random % count as u64) as usize;
+        let step = 1 + ((random >> 32) % (count as u64 - 1)) as usize;
+        let second = (first + step) % count;
+        let a = candidates.clone().nth(first)?;
+        let b = candidates.clone().nth(second)?;
+        let load = |r: &Replica| r.in_flight.load(Ordering::Relaxed);
+        Some(if load(b) < load(a) { b } else { a }.clone())
+    }
+
+    /// Checks every known replica now (for `/readyz`); `Ok` when at least one is serving.
+    pub(crate) async fn check_now(&self, timeout: Duration) -> Result<(), Vec<String>> {
+        let replicas = self.known().await;
+        if replicas.is_empty() {
+            return Err(vec![self.why_none()]);
+        }
+        let checks = replicas.iter().map(|replica| async move {
+            let health = replica.check_health(timeout).await;
+            self.record_health(replica, health.clone());
+            health.map_err(|reason| format!("{}: {reason}", replica.addr))
+        });
+        let results = futures_util::future::join_all(checks).await;
+        if results.iter().any(Result::is_ok) {
+            return Ok(());
+        }
+        Err(results.into_iter().filter_map(Result::err).collect())
+    }
+}
+
+/// A per-process seed, so that two Catalogs do not pick in lock-step.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id())
+}
+
+/// A fast, well-mixed 64-bit hash of a counter: random enough to pick replicas.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
