@@ -425,7 +425,11 @@ impl Replicas {
     /// Checks every replica's health at once and moves them in or out of rotation.
     async fn check_all(&self) {
         let replicas = self.snapshot().replicas;
-        let timeout = self.settings.health_interval.min(Duration::from_secs(1));
+        // Room for a first connection on a busy machine, but never past a second.
+        let timeout = self
+            .settings
+            .health_interval
+            .clamp(Duration::from_millis(200), Duration::from_secs(1));
         let checks = replicas.iter().map(|replica| async move {
             let health = replica.check_health(timeout).await;
             self.record_health(replica, health);

@@ -1,0 +1,310 @@
+//! Catalog in front of several Discount replicas: RPCs spread over all of them, a replica that
+//! dies or hangs leaves the rotation without failing a request, one that comes back gets
+//! traffic again, and a name is followed as its addresses change.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use catalog_service::discount::DiscountAddr;
+use catalog_service::replicas::ReplicaSettings;
+use e2e_tests::{
+    CatalogOptions, Replica, TestResolver, service_pki, spawn_black_hole, spawn_catalog_balancing,
+    spawn_catalog_for,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::SPEC_CUSTOMER_1_JSON;
+
+/// Only to turn a stalled stream into a failure instead of a hang; not a speed assertion.
+const STALL_GUARD: Duration = Duration::from_secs(30);
+
+/// Fast health checks and lookups, and a deadline roomy enough for a loaded CI machine.
+fn options() -> CatalogOptions {
+    CatalogOptions {
+        discount_timeout: Duration::from_secs(2),
+        replicas: ReplicaSettings {
+            health_interval: Duration::from_millis(100),
+            resolve_interval: Duration::from_millis(50),
+            ..ReplicaSettings::default()
+        },
+        ..CatalogOptions::default()
+    }
+}
+
+/// A steady stream of `GET /products` for customer 1 from `workers` concurrent clients, each
+/// response checked: 200, discounted exactly as SPEC says, no fallback header.
+struct Stream {
+    done: watch::Receiver<usize>,
+    stop: Arc<AtomicBool>,
+    failures: Arc<Mutex<Vec<String>>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Stream {
+    fn start(catalog: SocketAddr, workers: usize) -> Self {
+        let (count, done) = watch::channel(0usize);
+        let count = Arc::new(count);
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let client = reqwest::Client::new();
+        let url = format!("http://{catalog}/products");
+        let workers = (0..workers)
+            .map(|_| {
+                let (client, url, count, failures, stop) = (
+                    client.clone(),
+                    url.clone(),
+                    count.clone(),
+                    failures.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let failure = match client.get(&url).header("X-USER-ID", "1").send().await {
+                            Err(err) => Some(format!("request failed: {err}")),
+                            Ok(response) => {
+                                let status = response.status();
+                                let fallback = response
+                                    .headers()
+                                    .get("x-discount-unavailable")
+                                    .map(|v| v.to_str().unwrap_or("?").to_owned());
+                                let body = response.text().await.unwrap_or_default();
+                                if status != 200
+                                    || fallback.is_some()
+                                    || body != SPEC_CUSTOMER_1_JSON
+                                {
+                                    Some(format!("{status}, fallback {fallback:?}: {body}"))
+                                } else {
+                                    None
+                                }
+                            }
+                        };
+                        if let Some(failure) = failure {
+                            failures.lock().unwrap().push(failure);
+                        }
+                        count.send_modify(|n| *n += 1);
+                    }
+                })
+            })
+            .collect();
+        Self {
+            done,
+            stop,
+            failures,
+            workers,
+        }
+    }
+
+    /// Responses so far.
+    fn count(&self) -> usize {
+        *self.done.borrow()
+    }
+
+    /// Waits until `n` more responses have come back.
+    async fn wait_for_more(&mut self, n: usize) {
+        let target = self.count() + n;
+        tokio::time::timeout(STALL_GUARD, self.done.wait_for(|done| *done >= target))
+            .await
+            .expect("the request stream stalled")
+            .unwrap();
+    }
+
+    /// Waits, while the stream runs, until `condition` holds.
+    async fn run_until(&mut self, what: &str, condition: impl Fn() -> bool) {
+        let give_up = tokio::time::Instant::now() + STALL_GUARD;
+        while !condition() {
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "never happened: {what}"
+            );
+            self.wait_for_more(10).await;
+        }
+    }
+
+    /// Stops the stream once the requests in flight have their answers; returns how many
+    /// responses there were and the bad ones.
+    async fn stop(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let Self {
+            done,
+            failures,
+            workers,
+            ..
+        } = self;
+        for worker in workers {
+            tokio::time::timeout(STALL_GUARD, worker)
+                .await
+                .expect("a request never finished")
+                .unwrap();
+        }
+        let failures = failures.lock().unwrap().clone();
+        let count = *done.borrow();
+        (count, failures)
+    }
+}
+
+async fn three_replicas() -> (e2e_tests::pki::ServicePki, Vec<Replica>) {
+    let pki = service_pki();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Replica::start(&pki).await);
+    }
+    (pki, replicas)
+}
+
+fn answered(replicas: &[Replica]) -> Vec<usize> {
+    replicas.iter().map(Replica::answered).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_stream_is_shared_fairly_by_three_replicas() {
+    let (pki, replicas) = three_replicas().await;
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
+    let catalog = spawn_catalog_balancing(&pki, &addrs, options()).await;
+
+    let mut stream = Stream::start(catalog.addr, 4);
+    stream.wait_for_more(600).await;
+    let (requests, failures) = stream.stop().await;
+
+    assert!(
+        failures.is_empty(),
+        "{} bad responses: {failures:?}",
+        failures.len()
+    );
+    let answered = answered(&replicas);
+    let total: usize = answered.iter().sum();
+    // One batch RPC per request (the last few may still be in flight when counted).
+    assert!(
+        total + 4 >= requests,
+        "{total} RPCs for {requests} requests"
+    );
+    for (i, n) in answered.iter().enumerate() {
+        assert!(
+            n * 5 >= total,
+            "replica {i} answered {n} of {total} RPCs, under 20%: {answered:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_fails_no_request_and_gets_traffic_again_once_restarted() {
+    let (pki, mut replicas) = three_replicas().await;
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
+    let catalog = spawn_catalog_balancing(&pki, &addrs, options()).await;
+    let mut stream = Stream::start(catalog.addr, 4);
+    stream.wait_for_more(150).await;
+
+    // Killed mid-stream: its connections drop with RPCs in flight.
+    replicas[1].kill().await;
+    let at_kill = replicas[1].answered();
+    let others_at_kill = replicas[0].answered() + replicas[2].answered();
+    stream.wait_for_more(300).await;
+    assert!(
+        replicas[0].answered() + replicas[2].answered() >= others_at_kill + 290,
+        "the others did not take over: {:?}",
+        answered(&replicas)
+    );
+
+    // Back on the same address: the health checks put it back in rotation.
+    replicas[1].restart().await;
+    stream
+        .run_until("the restarted replica answers again", || {
+            replicas[1].answered() >= at_kill + 30
+        })
+        .await;
+    let (requests, failures) = stream.stop().await;
+
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} responses were bad: {failures:?}",
+        failures.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_accepts_but_never_answers_leaves_the_rotation() {
+    let pki = service_pki();
+    let replicas = [Replica::start(&pki).await, Replica::start(&pki).await];
+    let hung = spawn_black_hole().await;
+    let addrs = [replicas[0].addr, hung.addr, replicas[1].addr];
+    let catalog = spawn_catalog_balancing(&pki, &addrs, options()).await;
+
+    let mut stream = Stream::start(catalog.addr, 2);
+    stream.wait_for_more(200).await;
+    let (requests, failures) = stream.stop().await;
+
+    assert!(
+        failures.is_empty(),
+        "{} bad responses: {failures:?}",
+        failures.len()
+    );
+    let served = replicas[0].answered() + replicas[1].answered();
+    assert!(
+        served + 2 >= requests,
+        "{served} RPCs for {requests} requests"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", catalog.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("catalog_discount_replica_ejections_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_follow_the_name_as_its_addresses_change() {
+    let (pki, replicas) = three_replicas().await;
+    let resolver = Arc::new(TestResolver::default());
+    resolver.set(&[replicas[0].addr]);
+    let mut options = options();
+    options.replicas.resolver = resolver.clone();
+    let name = DiscountAddr {
+        host: "discount.shop.test".into(),
+        port: replicas[0].addr.port(),
+    };
+    let catalog = spawn_catalog_for(&pki, vec![name], options).await;
+
+    let mut stream = Stream::start(catalog.addr, 2);
+    stream.wait_for_more(50).await;
+    assert_eq!(
+        answered(&replicas)[1..],
+        [0, 0],
+        "only the resolved replica"
+    );
+
+    // Scaled up: the new addresses get traffic.
+    resolver.set(&[replicas[0].addr, replicas[1].addr, replicas[2].addr]);
+    stream
+        .run_until("every replica answers", || {
+            answered(&replicas).iter().all(|&n| n >= 20)
+        })
+        .await;
+
+    // Scaled down to one: the others stop getting RPCs.
+    resolver.set(&[replicas[2].addr]);
+    let give_up = tokio::time::Instant::now() + STALL_GUARD;
+    loop {
+        let before = answered(&replicas);
+        stream.wait_for_more(50).await;
+        let after = answered(&replicas);
+        if after[0] == before[0] && after[1] == before[1] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "removed replicas still get RPCs: {after:?}"
+        );
+    }
+    let (requests, failures) = stream.stop().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} responses were bad: {failures:?}",
+        failures.len()
+    );
+}
