@@ -41,6 +41,10 @@ impl From<TlsFileError> for ConfigError {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "catalog-service", version, about)]
 pub struct Cli {
+    /// Something other than serving (`probe`); none: serve.
+    #[command(subcommand)]
+    pub command: Option<ecommerce_proto::probe::Command>,
+
     /// Address to listen on for HTTP.
     #[arg(long, env = "CATALOG_LISTEN", default_value = "127.0.0.1:11080")]
     pub listen: SocketAddr,

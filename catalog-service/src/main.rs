@@ -11,6 +11,9 @@ use ecommerce_proto::runtime;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(ecommerce_proto::probe::Command::Probe { url }) = &cli.command {
+        return ecommerce_proto::probe::run(url);
+    }
     runtime::run_service(
         "catalog-service",
         cli.log_format,

@@ -148,3 +148,32 @@ async fn drain_deadline_bounds_shutdown() {
     // The cut-off request fails rather than hanging.
     assert!(request.await.unwrap().is_err());
 }
+
+/// The container health check: `catalog-service probe URL` exits 0 on 2xx, 1 otherwise.
+async fn probe(url: &str) -> std::process::Output {
+    let probe = Command::new(env!("CARGO_BIN_EXE_catalog-service"))
+        .args(["probe", url])
+        .env_clear()
+        .output();
+    tokio::time::timeout(Duration::from_secs(30), probe)
+        .await
+        .expect("the probe exits")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn probe_passes_while_catalog_runs_and_fails_once_it_stopped() {
+    let (discount_port, _) = black_hole().await;
+    let (mut child, addr, _certs) = start_catalog(discount_port, &[]).await;
+    let url = format!("http://{addr}/healthz");
+
+    let up = probe(&url).await;
+    assert_eq!(up.status.code(), Some(0), "{up:?}");
+
+    sigterm(&child);
+    child.wait().await.unwrap();
+    let down = probe(&url).await;
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(stderr.contains(&format!("cannot reach {addr}")), "{stderr}");
+}

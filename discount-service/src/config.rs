@@ -26,6 +26,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "discount-service", version, about)]
 pub struct Cli {
+    /// Something other than serving (`probe`); none: serve.
+    #[command(subcommand)]
+    pub command: Option<ecommerce_proto::probe::Command>,
+
     /// Address to listen on for gRPC over mutual TLS.
     #[arg(long, env = "DISCOUNT_LISTEN", default_value = "127.0.0.1:11443")]
     pub listen: SocketAddr,

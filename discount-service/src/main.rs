@@ -12,6 +12,9 @@ use ecommerce_proto::runtime;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(ecommerce_proto::probe::Command::Probe { url }) = &cli.command {
+        return ecommerce_proto::probe::run(url);
+    }
     runtime::run_service(
         "discount-service",
         cli.log_format,
@@ -28,8 +31,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let server = DiscountServer::build(settings, listener).context("TLS configuration")?;
     if let Some(addr) = cli.metrics_listen {
         let metrics = runtime::bind(addr, "--metrics-listen").await?;
+        let serving = server.serving();
         tokio::spawn(async move {
-            if let Err(err) = metrics_http::serve(metrics).await {
+            if let Err(err) = metrics_http::serve(metrics, serving).await {
                 tracing::error!(%err, "metrics port stopped");
             }
         });

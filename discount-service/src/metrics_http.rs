@@ -1,5 +1,7 @@
-//! Discount's plain-HTTP operations port: `GET /metrics` (Prometheus text format) and
-//! `GET /healthz` (200 while the process runs).
+//! Discount's plain-HTTP operations port: `GET /metrics` (Prometheus text format),
+//! `GET /healthz` (200 while the process runs) and `GET /readyz` (200 while Discount accepts
+//! RPCs, 503 from the moment shutdown starts: what a Kubernetes readiness probe wants, since
+//! kubelet probes cannot present a client certificate to the gRPC port).
 //!
 //! It is off unless `--metrics-listen` is given. The gRPC port admits only mutual-TLS clients
 //! from our CA, which a Prometheus scraper or a Kubernetes probe usually is not; this port has
@@ -7,13 +9,16 @@
 //! loopback or the pod's own address, never a public interface).
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use ecommerce_proto::runtime;
 use tokio::net::TcpListener;
 
-/// The operations router.
-pub fn router() -> Router {
+use crate::server::Serving;
+
+/// The operations router; `/readyz` follows `serving`.
+pub fn router(serving: Serving) -> Router {
     let handle = runtime::prometheus();
     Router::new()
         .route(
@@ -29,12 +34,28 @@ pub fn router() -> Router {
             }),
         )
         .route("/healthz", get(|| async { r#"{"status":"ok"}"# }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                if serving.is_serving() {
+                    (StatusCode::OK, r#"{"status":"ready"}"#)
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        r#"{"status":"not_ready","not_ready":["discount: not serving (starting or shutting down)"]}"#,
+                    )
+                }
+            }),
+        )
 }
 
 /// Serves [`router`] on `listener` until the process exits.
-pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, serving: Serving) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "Discount metrics listening (plain HTTP: /metrics, /healthz)");
+        tracing::info!(
+            %addr,
+            "Discount operations port listening (plain HTTP: /metrics, /healthz, /readyz)"
+        );
     }
-    axum::serve(listener, router()).await
+    axum::serve(listener, router(serving)).await
 }

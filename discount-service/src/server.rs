@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ecommerce_proto::pb::{self, discount_server::DiscountServer as DiscountGrpcServer};
@@ -49,10 +50,27 @@ impl ServerSettings {
     }
 }
 
+/// Whether Discount accepts RPCs: from when it starts serving until shutdown starts. The
+/// same moments its gRPC health turns SERVING and NOT_SERVING.
+#[derive(Debug, Clone, Default)]
+pub struct Serving(Arc<AtomicBool>);
+
+impl Serving {
+    /// True while RPCs are accepted.
+    pub fn is_serving(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, serving: bool) {
+        self.0.store(serving, Ordering::Relaxed);
+    }
+}
+
 /// A Discount server bound to a listener, ready to run.
 #[derive(Debug)]
 pub struct DiscountServer {
     listener: TcpListener,
+    serving: Serving,
     tls: Arc<Reloadable<rustls::ServerConfig>>,
     reloader: Option<Arc<TlsReloader<rustls::ServerConfig>>>,
     settings: ServerSettings,
@@ -80,10 +98,16 @@ impl DiscountServer {
         runtime::prometheus();
         Ok(Self {
             listener,
+            serving: Serving::default(),
             tls,
             reloader,
             settings,
         })
+    }
+
+    /// Follows whether this server accepts RPCs (for the operations port's `/readyz`).
+    pub fn serving(&self) -> Serving {
+        self.serving.clone()
     }
 
     /// The certificate reloader, when the server was given files to watch.
@@ -104,6 +128,7 @@ impl DiscountServer {
     {
         let Self {
             listener,
+            serving,
             tls,
             reloader,
             settings,
@@ -124,6 +149,7 @@ impl DiscountServer {
         health
             .set_serving::<DiscountGrpcServer<DiscountService>>()
             .await;
+        serving.set(true);
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -143,6 +169,7 @@ impl DiscountServer {
         let shutdown = async move {
             shutdown.await;
             let _ = stop_accepting.send(());
+            serving.set(false);
             health
                 .set_not_serving::<DiscountGrpcServer<DiscountService>>()
                 .await;

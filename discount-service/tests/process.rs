@@ -85,3 +85,58 @@ async fn sigterm_stops_it_cleanly() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// Starts the binary with its operations port on a free port; returns the child and that
+/// port's address, read from its log.
+async fn start_with_ops_port(dir: &str) -> (tokio::process::Child, String) {
+    let mut child = command(&[
+        "--certs-dir",
+        dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ])
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (mut seen, mut buf) = (String::new(), [0u8; 4096]);
+    let ops_line = |seen: &str| {
+        seen.lines()
+            .find(|l| l.contains("operations port listening"))
+            .map(str::to_owned)
+    };
+    while ops_line(&seen).is_none() || !seen.contains("Discount listening") {
+        let n = tokio::time::timeout(Duration::from_secs(30), stderr.read(&mut buf))
+            .await
+            .expect("discount-service starts")
+            .unwrap();
+        assert!(n > 0, "exited: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    tokio::spawn(async move { while stderr.read(&mut buf).await.is_ok_and(|n| n > 0) {} });
+    let line = ops_line(&seen).unwrap();
+    let addr = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("addr="))
+        .unwrap_or_else(|| panic!("no addr in {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+#[tokio::test]
+async fn probe_subcommand_checks_the_operations_port() {
+    let certs = certs();
+    let dir = certs.path().to_str().unwrap();
+    let (_discount, ops) = start_with_ops_port(dir).await;
+
+    for path in ["/healthz", "/readyz"] {
+        let output = run(&["probe", &format!("http://{ops}{path}")]).await;
+        assert_eq!(output.status.code(), Some(0), "{path}: {output:?}");
+    }
+    let output = run(&["probe", &format!("http://{ops}/nope")]).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("answered 404"), "{stderr}");
+}

@@ -15,7 +15,9 @@
 //!   both services.
 //! - [`runtime`]: what every binary does the same way: logging set-up, the Tokio runtime, the
 //!   shutdown signal and the drain deadline.
+//! - [`probe`]: `<service> probe URL`, the health check that container images run.
 
+pub mod probe;
 pub mod reload;
 pub mod request_id;
 pub mod runtime;

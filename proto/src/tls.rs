@@ -815,11 +815,14 @@ fn warn_if_key_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
         let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
+        // Group-readable is how Kubernetes mounts a Secret for a non-root user (fsGroup), so
+        // only a key every user may read is worth a warning.
+        if mode & 0o007 != 0 {
             tracing::warn!(
                 path = %path.display(),
                 mode = format_args!("{:o}", mode & 0o777),
-                "private key file is readable by other users; it should be mode 0600"
+                "private key file is readable by every user; it should be mode 0600 (or 0640 \
+                 for a group that needs it)"
             );
         }
     }

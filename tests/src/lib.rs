@@ -464,16 +464,26 @@ pub async fn spawn_proxy(target: SocketAddr) -> Proxy {
     }
 }
 
-/// Starts Discount's plain-HTTP metrics port (`/metrics`, `/healthz`).
-pub async fn spawn_discount_metrics() -> Running {
+/// Starts the real Discount service with the PKI's certificates, and its plain-HTTP
+/// operations port (`/metrics`, `/healthz`, `/readyz`): `(discount, operations)`.
+pub async fn spawn_discount_with_ops(pki: &ServicePki) -> (Running, Running) {
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
-    Running::spawn(addr, |stopped| async move {
-        axum::serve(listener, discount_service::metrics_http::router())
+    let settings = ServerSettings::new(identity(&pki.discount), anchors(&pki.ca));
+    let server = DiscountServer::build(settings, listener).unwrap();
+    let serving = server.serving();
+    let discount = Running::spawn(addr, |stopped| async move {
+        server.run_until(shutdown_on(stopped)).await.unwrap();
+    });
+    let listener = bind_loopback().await;
+    let ops_addr = listener.local_addr().unwrap();
+    let ops = Running::spawn(ops_addr, |stopped| async move {
+        axum::serve(listener, discount_service::metrics_http::router(serving))
             .with_graceful_shutdown(shutdown_on(stopped))
             .await
             .unwrap();
-    })
+    });
+    (discount, ops)
 }
 
 /// Services that read their certificates from files in one folder (as `gen-certs` writes

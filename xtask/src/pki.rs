@@ -236,13 +236,16 @@ impl CertificateAuthority {
         })
     }
 
-    /// A server certificate for `service`, valid for [`LOCAL_HOSTS`].
+    /// A server certificate for `service`, valid for [`LOCAL_HOSTS`] and for the service's
+    /// own name (`discount`: what containers on one compose network call it).
     pub fn issue_local_server(
         &self,
         service: &str,
         validity: Validity,
     ) -> Result<CertifiedKey, PkiError> {
-        self.issue(service, Role::Server, &LOCAL_HOSTS, validity)
+        let mut hosts = vec![service];
+        hosts.extend(LOCAL_HOSTS);
+        self.issue(service, Role::Server, &hosts, validity)
     }
 
     /// A client certificate for `service`.
@@ -329,6 +332,10 @@ mod tests {
         let ipv6_loopback = std::net::Ipv6Addr::LOCALHOST.octets();
         assert!(
             names.contains(&GeneralName::DNSName("localhost")),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&GeneralName::DNSName("discount")),
             "{names:?}"
         );
         assert!(

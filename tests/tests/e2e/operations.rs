@@ -82,9 +82,15 @@ async fn request_id_is_returned_on_errors_too() {
 }
 
 #[tokio::test]
-async fn discount_health_is_serving_then_not_serving_on_shutdown() {
+async fn discount_health_and_readyz_are_serving_then_not_serving_on_shutdown() {
     let pki = service_pki();
-    let mut discount = e2e_tests::spawn_discount(&pki).await;
+    let (mut discount, ops) = e2e_tests::spawn_discount_with_ops(&pki).await;
+    let readyz = || async {
+        let response = reqwest::get(format!("http://{}/readyz", ops.addr))
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
     let channel = e2e_tests::mtls_channel(discount.addr, &pki.ca, Some(&pki.catalog));
     let mut health = HealthClient::new(channel);
     let request = || HealthCheckRequest {
@@ -93,6 +99,7 @@ async fn discount_health_is_serving_then_not_serving_on_shutdown() {
 
     let status = health.check(request()).await.unwrap().into_inner().status();
     assert_eq!(status, ServingStatus::Serving);
+    assert_eq!(readyz().await, (200, r#"{"status":"ready"}"#.to_owned()));
 
     // A watch stream stays open through the drain, so it sees the flip.
     let mut watch = health.watch(request()).await.unwrap().into_inner();
@@ -101,6 +108,10 @@ async fn discount_health_is_serving_then_not_serving_on_shutdown() {
     discount.signal_stop();
     let next = watch.message().await.unwrap().unwrap();
     assert_eq!(next.status(), ServingStatus::NotServing);
+    // The plain-HTTP readiness (what a Kubernetes probe sees) flipped first.
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not serving"), "{body}");
 }
 
 #[tokio::test]
@@ -224,8 +235,7 @@ async fn catalog_metrics_count_requests_and_discount_outcomes() {
 #[tokio::test]
 async fn discount_metrics_count_rpcs_and_refused_handshakes() {
     let pki = service_pki();
-    let discount = e2e_tests::spawn_discount(&pki).await;
-    let metrics_port = e2e_tests::spawn_discount_metrics().await;
+    let (discount, metrics_port) = e2e_tests::spawn_discount_with_ops(&pki).await;
 
     let mut good = e2e_tests::grpc_client(discount.addr, &pki.ca, Some(&pki.catalog));
     let request = ecommerce_proto::pb::BatchDiscountRequest {
