@@ -302,6 +302,9 @@ impl DiscountGateway {
                 metrics::counter!("catalog_discount_retries_total").increment(1);
             }
             tried.push(replica.addr);
+            // A replica already out of rotation is a last resort: when it fails too, every
+            // replica is failing, and trying the others again would only multiply the load.
+            let last_resort = !replica.in_rotation();
             let in_flight = replica.start();
             let outcome = tokio::time::timeout(
                 attempt_timeout,
@@ -320,6 +323,9 @@ impl DiscountGateway {
                     self.replicas
                         .take_out(&replica, "timeout", status.message());
                     last_failure = Some(status);
+                    if last_resort {
+                        break;
+                    }
                     continue;
                 }
             };
@@ -329,6 +335,9 @@ impl DiscountGateway {
             self.replicas
                 .take_out(&replica, fault, &error_chain(&status));
             last_failure = Some(status);
+            if last_resort {
+                break;
+            }
         }
         Err(last_failure.unwrap_or_else(|| Status::unavailable(self.replicas.why_none())))
     }

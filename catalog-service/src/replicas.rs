@@ -20,8 +20,9 @@
 //!   functions of their input, so a retry is safe). A health check every
 //!   [`ReplicaSettings::health_interval`] takes out replicas that report NOT_SERVING (draining)
 //!   or do not answer, and puts back those that answer SERVING again.
-//! - **Last resort.** With every replica out of rotation, RPCs still try them (one may have just
-//!   come back); if that fails too, Catalog serves full prices, as with a single Discount.
+//! - **Last resort.** With every replica out of rotation, an RPC still tries one of them (it
+//!   may have just come back), but only one: retries would multiply the load on a fleet that is
+//!   failing as a whole. If it fails, Catalog serves full prices, as with a single Discount.
 
 use std::collections::HashMap;
 use std::fmt;
