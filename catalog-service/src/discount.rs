@@ -177,15 +177,31 @@ pub(crate) fn error_chain(status: &Status) -> String {
     text
 }
 
-/// Whether a failed RPC says something about the replica rather than the request: then the
-/// replica is taken out of rotation and the RPC is tried on another one. (Discount's RPCs are
-/// pure functions of their input, so trying again is always safe.)
-fn replica_fault(status: &Status) -> Option<&'static str> {
+/// What a failed RPC says about its replica, and so what to do next. (Discount's RPCs are pure
+/// functions of their input, so trying one again elsewhere is always safe.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The replica is unreachable or did not answer in time: take it out of rotation, try
+    /// another.
+    Sick(&'static str),
+    /// One RPC went wrong there (an internal error, overload, a cancelled stream): try another,
+    /// but one bad answer is no reason to take the replica out; its health checks decide.
+    TryElsewhere,
+    /// The request itself was refused (invalid, not allowed, not implemented): the same
+    /// answer would come from every replica.
+    Final,
+}
+
+fn verdict(status: &Status) -> Verdict {
     match status.code() {
-        Code::Unavailable => Some("unavailable"),
-        Code::Unknown | Code::Internal | Code::Cancelled | Code::DataLoss => Some("error"),
-        Code::ResourceExhausted => Some("overloaded"),
-        _ => None,
+        Code::Unavailable => Verdict::Sick("unavailable"),
+        Code::Unknown
+        | Code::Internal
+        | Code::Cancelled
+        | Code::DataLoss
+        | Code::ResourceExhausted
+        | Code::DeadlineExceeded => Verdict::TryElsewhere,
+        _ => Verdict::Final,
     }
 }
 
@@ -279,32 +295,31 @@ impl DiscountGateway {
     }
 
     /// Runs `rpc` on a replica; when the replica fails (unreachable, reset, or silent for
-    /// half the deadline), takes it out of rotation and tries another.
+    /// half the time left), takes it out of rotation and tries another, all within the one
+    /// deadline.
     async fn call<T, F, Fut>(&self, rpc: F) -> Result<T, Status>
     where
         F: Fn(DiscountClient<Transport>, Duration) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let replicas = self.replicas.known().await;
-        // With one replica there is nowhere to retry: it gets the whole deadline.
-        let attempt_timeout = if replicas.len() > 1 {
-            self.timeout / 2
-        } else {
-            self.timeout
-        };
         let mut tried = Vec::new();
         let mut last_failure = None;
         while tried.len() < MAX_ATTEMPTS {
-            let Some(replica) = self.replicas.pick(&replicas, &tried) else {
+            let Some(picked) = self.replicas.pick(&replicas, &tried) else {
                 break;
             };
+            let replica = picked.replica;
             if !tried.is_empty() {
                 metrics::counter!("catalog_discount_retries_total").increment(1);
             }
             tried.push(replica.addr);
-            // A replica already out of rotation is a last resort: when it fails too, every
-            // replica is failing, and trying the others again would only multiply the load.
-            let last_resort = !replica.in_rotation();
+            // Half the time left when another replica could still be tried, else all of it;
+            // Discount is told the same (grpc-timeout), so it never works past Catalog's wait.
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let can_retry = picked.others_in_rotation > 0 && tried.len() < MAX_ATTEMPTS;
+            let attempt_timeout = if can_retry { remaining / 2 } else { remaining };
             let in_flight = replica.start();
             let outcome = tokio::time::timeout(
                 attempt_timeout,
@@ -312,30 +327,27 @@ impl DiscountGateway {
             )
             .await;
             drop(in_flight);
+            let timed_out = outcome.is_err();
             let status = match outcome {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(status)) => status,
-                Err(_) => {
-                    let status = Status::deadline_exceeded(format!(
-                        "replica {} did not answer within {attempt_timeout:?}",
-                        replica.addr
-                    ));
-                    self.replicas
-                        .take_out(&replica, "timeout", status.message());
-                    last_failure = Some(status);
-                    if last_resort {
-                        break;
-                    }
-                    continue;
-                }
+                Err(_) => Status::deadline_exceeded(format!(
+                    "replica {} did not answer within {attempt_timeout:?}",
+                    replica.addr
+                )),
             };
-            let Some(fault) = replica_fault(&status) else {
-                return Err(status);
-            };
-            self.replicas
-                .take_out(&replica, fault, &error_chain(&status));
+            match verdict(&status) {
+                Verdict::Final => return Err(status),
+                _ if timed_out => self
+                    .replicas
+                    .take_out(&replica, "timeout", status.message()),
+                Verdict::Sick(why) => self.replicas.take_out(&replica, why, &error_chain(&status)),
+                Verdict::TryElsewhere => {}
+            }
             last_failure = Some(status);
-            if last_resort {
+            // A replica already out of rotation is a last resort: when it fails too, every
+            // replica is failing, and trying the others again would only multiply the load.
+            if picked.last_resort {
                 break;
             }
         }

@@ -15,8 +15,8 @@
 //!   flight wins. Fair under a steady stream, and it steers away from a slow replica.
 //!   No shared lock and no queue on the hot path: a slow replica never holds up the others.
 //! - **Out of rotation quickly.** An RPC that fails on a replica in a way that says the replica
-//!   is sick (unreachable, reset, no answer within half the deadline) takes it out at once, and
-//!   the RPC is retried on another replica within the same deadline (the RPCs are pure
+//!   is sick (unreachable, reset, no answer within half the time left) takes it out at once,
+//!   and the RPC is retried on another replica within the same deadline (the RPCs are pure
 //!   functions of their input, so a retry is safe). A health check every
 //!   [`ReplicaSettings::health_interval`] takes out replicas that report NOT_SERVING (draining)
 //!   or do not answer, and puts back those that answer SERVING again.
@@ -98,8 +98,22 @@ impl Resolve for SystemResolver {
     }
 }
 
+/// Longest wait for one health answer: room for a first connection on a busy machine. (RPCs
+/// find a hung replica sooner: they give up on it after half their deadline.)
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Longest wait for one DNS answer.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The replica [`Replicas::pick`] chose for an RPC.
+#[derive(Debug)]
+pub(crate) struct Picked {
+    pub(crate) replica: Arc<Replica>,
+    /// Every replica was out of rotation: this one is tried anyway, and no other after it.
+    pub(crate) last_resort: bool,
+    /// Replicas in rotation, not yet tried, other than this one: where a retry could go.
+    pub(crate) others_in_rotation: usize,
+}
 
 /// One configured `--discount-addr` entry.
 #[derive(Debug)]
@@ -280,6 +294,13 @@ impl Replicas {
                 },
             )?;
         }
+        // `tokio::time::interval` refuses a zero period.
+        let floor = Duration::from_millis(10);
+        let settings = ReplicaSettings {
+            resolve_interval: settings.resolve_interval.max(floor),
+            health_interval: settings.health_interval.max(floor),
+            ..settings
+        };
         let this = Arc::new(Self {
             targets,
             tls,
@@ -426,16 +447,13 @@ impl Replicas {
     /// Checks every replica's health at once and moves them in or out of rotation.
     async fn check_all(&self) {
         let replicas = self.snapshot().replicas;
-        // Room for a first connection on a busy machine, but never past a second.
-        let timeout = self
-            .settings
-            .health_interval
-            .clamp(Duration::from_millis(200), Duration::from_secs(1));
         let checks = replicas.iter().map(|replica| async move {
-            let health = replica.check_health(timeout).await;
+            let health = replica.check_health(HEALTH_TIMEOUT).await;
             self.record_health(replica, health);
         });
         futures_util::future::join_all(checks).await;
+        // Also corrects a gauge that racing updates left stale.
+        self.publish_gauges();
     }
 
     /// Puts a replica that answered its health check back in rotation, or takes out one that
@@ -504,39 +522,46 @@ impl Replicas {
     }
 
     /// Picks a replica for the next RPC, skipping those in `tried`: power of two choices among
-    /// the replicas in rotation, or among all of them when none is.
-    pub(crate) fn pick(
-        &self,
-        replicas: &[Arc<Replica>],
-        tried: &[SocketAddr],
-    ) -> Option<Arc<Replica>> {
-        let untried = |r: &&Arc<Replica>| !tried.contains(&r.addr);
-        let in_rotation = |r: &&Arc<Replica>| untried(r) && r.in_rotation();
-        let count = replicas.iter().filter(in_rotation).count();
-        if count > 0 {
-            self.two_choices(replicas.iter().filter(in_rotation), count)
+    /// the replicas in rotation, or among all of them when none is (a last resort).
+    pub(crate) fn pick(&self, replicas: &[Arc<Replica>], tried: &[SocketAddr]) -> Option<Picked> {
+        // One pass over the flags, so that a replica leaving the rotation meanwhile cannot
+        // make the choice below come up empty.
+        let untried: Vec<&Arc<Replica>> = replicas
+            .iter()
+            .filter(|r| !tried.contains(&r.addr))
+            .collect();
+        let in_rotation: Vec<&Arc<Replica>> = untried
+            .iter()
+            .copied()
+            .filter(|r| r.in_rotation())
+            .collect();
+        let (candidates, last_resort) = if in_rotation.is_empty() {
+            (untried, true)
         } else {
-            let count = replicas.iter().filter(untried).count();
-            self.two_choices(replicas.iter().filter(untried), count)
-        }
+            (in_rotation, false)
+        };
+        let replica = self.two_choices(&candidates)?;
+        Some(Picked {
+            replica,
+            last_resort,
+            others_in_rotation: if last_resort { 0 } else { candidates.len() - 1 },
+        })
     }
 
-    fn two_choices<'a>(
-        &self,
-        candidates: impl Iterator<Item = &'a Arc<Replica>> + Clone,
-        count: usize,
-    ) -> Option<Arc<Replica>> {
+    fn two_choices(&self, candidates: &[&Arc<Replica>]) -> Option<Arc<Replica>> {
+        let count = candidates.len() as u64;
         if count <= 1 {
-            return candidates.clone().next().cloned();
+            return candidates.first().map(|r| Arc::clone(r));
         }
         let random = splitmix64(self.seq.fetch_add(1, Ordering::Relaxed));
-        let first = (random % count as u64) as usize;
-        let step = 1 + ((random >> 32) % (count as u64 - 1)) as usize;
-        let second = (first + step) % count;
-        let a = candidates.clone().nth(first)?;
-        let b = candidates.clone().nth(second)?;
+        let first = (random % count) as usize;
+        let step = 1 + ((random >> 32) % (count - 1)) as usize;
+        let (a, b) = (
+            candidates[first],
+            candidates[(first + step) % candidates.len()],
+        );
         let load = |r: &Replica| r.in_flight.load(Ordering::Relaxed);
-        Some(if load(b) < load(a) { b } else { a }.clone())
+        Some(Arc::clone(if load(b) < load(a) { b } else { a }))
     }
 
     /// Checks every known replica now (for `/readyz`); `Ok` when at least one is serving.
@@ -547,7 +572,11 @@ impl Replicas {
         }
         let checks = replicas.iter().map(|replica| async move {
             let health = replica.check_health(timeout).await;
-            self.record_health(replica, health.clone());
+            // A probe may put a replica back, never take one out: its deadline is the
+            // request's, tighter than the health checks', and anyone can call `/readyz`.
+            if health.is_ok() {
+                self.record_health(replica, Ok(()));
+            }
             health.map_err(|reason| format!("{}: {reason}", replica.addr))
         });
         let results = futures_util::future::join_all(checks).await;
