@@ -165,16 +165,21 @@ impl DiscountFailure {
 /// (e.g. `invalid peer certificate: UnknownIssuer`).
 pub(crate) fn error_chain(status: &Status) -> String {
     let mut text = format!("{:?}: {}", status.code(), status.message());
-    let mut source = std::error::Error::source(status);
-    while let Some(err) = source {
-        let next = err.to_string();
+    append_sources(&mut text, status);
+    text
+}
+
+/// Appends the causes of `err` to `text`, each one not already in it.
+pub(crate) fn append_sources(text: &mut String, err: &dyn std::error::Error) {
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
         if !text.contains(&next) {
             text.push_str(": ");
             text.push_str(&next);
         }
-        source = err.source();
+        source = cause.source();
     }
-    text
 }
 
 /// What a failed RPC says about its replica, and so what to do next. (Discount's RPCs are pure

@@ -220,12 +220,7 @@ impl Drop for InFlight {
 
 fn transport_error(err: hyper_util::client::legacy::Error) -> Status {
     let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    crate::discount::append_sources(&mut text, &err);
     Status::unavailable(text)
 }
 
@@ -524,22 +519,17 @@ impl Replicas {
     /// Picks a replica for the next RPC, skipping those in `tried`: power of two choices among
     /// the replicas in rotation, or among all of them when none is (a last resort).
     pub(crate) fn pick(&self, replicas: &[Arc<Replica>], tried: &[SocketAddr]) -> Option<Picked> {
-        // One pass over the flags, so that a replica leaving the rotation meanwhile cannot
-        // make the choice below come up empty.
-        let untried: Vec<&Arc<Replica>> = replicas
+        // Each flag read once, so that a replica leaving the rotation meanwhile cannot make
+        // the choice below come up empty.
+        let mut candidates: Vec<(&Arc<Replica>, bool)> = replicas
             .iter()
             .filter(|r| !tried.contains(&r.addr))
+            .map(|r| (r, r.in_rotation()))
             .collect();
-        let in_rotation: Vec<&Arc<Replica>> = untried
-            .iter()
-            .copied()
-            .filter(|r| r.in_rotation())
-            .collect();
-        let (candidates, last_resort) = if in_rotation.is_empty() {
-            (untried, true)
-        } else {
-            (in_rotation, false)
-        };
+        let last_resort = !candidates.iter().any(|&(_, in_rotation)| in_rotation);
+        if !last_resort {
+            candidates.retain(|&(_, in_rotation)| in_rotation);
+        }
         let replica = self.two_choices(&candidates)?;
         Some(Picked {
             replica,
@@ -548,17 +538,17 @@ impl Replicas {
         })
     }
 
-    fn two_choices(&self, candidates: &[&Arc<Replica>]) -> Option<Arc<Replica>> {
+    fn two_choices(&self, candidates: &[(&Arc<Replica>, bool)]) -> Option<Arc<Replica>> {
         let count = candidates.len() as u64;
         if count <= 1 {
-            return candidates.first().map(|r| Arc::clone(r));
+            return candidates.first().map(|&(r, _)| Arc::clone(r));
         }
         let random = splitmix64(self.seq.fetch_add(1, Ordering::Relaxed));
         let first = (random % count) as usize;
         let step = 1 + ((random >> 32) % (count - 1)) as usize;
         let (a, b) = (
-            candidates[first],
-            candidates[(first + step) % candidates.len()],
+            candidates[first].0,
+            candidates[(first + step) % candidates.len()].0,
         );
         let load = |r: &Replica| r.in_flight.load(Ordering::Relaxed);
         Some(Arc::clone(if load(b) < load(a) { b } else { a }))

@@ -36,6 +36,23 @@ fn single_error_line(output: &Output) -> String {
     lines[0].to_owned()
 }
 
+/// Reads the child's stderr until `done` holds for all of it so far, then keeps draining it in
+/// the background (so that it never blocks on a full pipe); returns what it read.
+async fn read_log_until(child: &mut tokio::process::Child, done: impl Fn(&str) -> bool) -> String {
+    let mut stderr = child.stderr.take().unwrap();
+    let (mut seen, mut buf) = (String::new(), [0u8; 4096]);
+    while !done(&seen) {
+        let n = tokio::time::timeout(Duration::from_secs(30), stderr.read(&mut buf))
+            .await
+            .expect("discount-service starts")
+            .unwrap();
+        assert!(n > 0, "exited: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    tokio::spawn(async move { while stderr.read(&mut buf).await.is_ok_and(|n| n > 0) {} });
+    seen
+}
+
 #[tokio::test]
 async fn bad_allow_rule_is_named() {
     let certs = certs();
@@ -65,17 +82,7 @@ async fn sigterm_stops_it_cleanly() {
         .spawn()
         .unwrap();
     // Ready once it says it listens (read from its log: no polling, no sleep).
-    let mut stderr = child.stderr.take().unwrap();
-    let (mut seen, mut buf) = (Vec::new(), [0u8; 4096]);
-    while !String::from_utf8_lossy(&seen).contains("Discount listening") {
-        let n = tokio::time::timeout(Duration::from_secs(30), stderr.read(&mut buf))
-            .await
-            .expect("discount-service starts")
-            .unwrap();
-        assert!(n > 0, "exited: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
-    tokio::spawn(async move { while stderr.read(&mut buf).await.is_ok_and(|n| n > 0) {} });
+    read_log_until(&mut child, |log| log.contains("Discount listening")).await;
 
     let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
@@ -100,22 +107,15 @@ async fn start_with_ops_port(dir: &str) -> (tokio::process::Child, String) {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let (mut seen, mut buf) = (String::new(), [0u8; 4096]);
     let ops_line = |seen: &str| {
         seen.lines()
             .find(|l| l.contains("operations port listening"))
             .map(str::to_owned)
     };
-    while ops_line(&seen).is_none() || !seen.contains("Discount listening") {
-        let n = tokio::time::timeout(Duration::from_secs(30), stderr.read(&mut buf))
-            .await
-            .expect("discount-service starts")
-            .unwrap();
-        assert!(n > 0, "exited: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    tokio::spawn(async move { while stderr.read(&mut buf).await.is_ok_and(|n| n > 0) {} });
+    let seen = read_log_until(&mut child, |log| {
+        ops_line(log).is_some() && log.contains("Discount listening")
+    })
+    .await;
     let line = ops_line(&seen).unwrap();
     let addr = line
         .split_whitespace()
