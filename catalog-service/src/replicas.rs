@@ -20,6 +20,12 @@
 //!   functions of their input, so a retry is safe). A health check every
 //!   [`ReplicaSettings::health_interval`] takes out replicas that report NOT_SERVING (draining)
 //!   or do not answer, and puts back those that answer SERVING again.
+//! - **Back-off against flapping.** A replica taken out by a failed RPC stays out for at least
+//!   [`ReplicaSettings::base_ejection_time`], doubled for each such ejection in a row, up to
+//!   [`ReplicaSettings::max_ejection_time`], even if its health check passes meanwhile: a
+//!   replica whose RPCs hang while its health check answers would otherwise come back every
+//!   health round and cost one RPC half its deadline each time. The count starts again once a
+//!   replica has stayed in rotation for `max_ejection_time`.
 //! - **Last resort.** With every replica out of rotation, an RPC still tries one of them (it
 //!   may have just come back), but only one: retries would multiply the load on a fleet that is
 //!   failing as a whole. If it fails, Catalog serves full prices, as with a single Discount.
@@ -40,6 +46,7 @@ use ecommerce_proto::tls::{MtlsConnector, TlsError};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tonic::{Code, Request, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -63,6 +70,11 @@ pub struct ReplicaSettings {
     pub health_interval: Duration,
     /// Deadline for opening a connection (TCP and TLS).
     pub connect_timeout: Duration,
+    /// Least time out of rotation after the first RPC failure that took a replica out.
+    pub base_ejection_time: Duration,
+    /// Cap on the doubling back-off; also how long a replica must stay in rotation before its
+    /// ejections stop counting as "in a row".
+    pub max_ejection_time: Duration,
     /// Turns names into addresses [default: the system's resolver].
     pub resolver: Arc<dyn Resolve>,
 }
@@ -73,6 +85,8 @@ impl Default for ReplicaSettings {
             resolve_interval: Duration::from_secs(5),
             health_interval: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
+            base_ejection_time: Duration::from_secs(1),
+            max_ejection_time: Duration::from_secs(30),
             resolver: Arc::new(SystemResolver),
         }
     }
@@ -132,6 +146,20 @@ pub(crate) struct Replica {
     pub(crate) health: HealthClient<Transport>,
     in_rotation: AtomicBool,
     in_flight: AtomicUsize,
+    /// The back-off after RPC failures. Locked only when the replica leaves or rejoins the
+    /// rotation, never to send an RPC.
+    ejection: Mutex<Ejection>,
+}
+
+/// A replica's record of ejections by failed RPCs.
+#[derive(Debug)]
+struct Ejection {
+    /// Ejections in a row: without a stay of `max_ejection_time` in rotation between them.
+    strikes: u32,
+    /// Not back in rotation before this, whatever its health check says.
+    out_until: Option<Instant>,
+    /// When it last joined the rotation.
+    in_since: Instant,
 }
 
 impl fmt::Debug for Replica {
@@ -176,6 +204,11 @@ impl Replica {
             health: HealthClient::with_origin(transport, origin),
             in_rotation: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
+            ejection: Mutex::new(Ejection {
+                strikes: 0,
+                out_until: None,
+                in_since: Instant::now(),
+            }),
         })
     }
 
@@ -451,29 +484,84 @@ impl Replicas {
         self.publish_gauges();
     }
 
-    /// Puts a replica that answered its health check back in rotation, or takes out one that
-    /// did not.
+    /// Puts a replica that answered its health check back in rotation (unless it is still
+    /// backing off after a failed RPC), or takes out one that did not answer.
     pub(crate) fn record_health(&self, replica: &Replica, health: Result<(), String>) {
         match health {
             Ok(()) => {
+                if replica.in_rotation() {
+                    return;
+                }
+                let now = Instant::now();
+                let mut ejection = replica
+                    .ejection
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if ejection.out_until.is_some_and(|until| now < until) {
+                    return;
+                }
                 if !replica.in_rotation.swap(true, Ordering::Relaxed) {
+                    ejection.out_until = None;
+                    ejection.in_since = now;
+                    drop(ejection);
                     tracing::info!(replica = %replica.addr, "Discount replica back in rotation");
                     self.publish_gauges();
                 }
             }
-            Err(reason) => self.take_out(replica, "health", &reason),
+            Err(reason) => {
+                // The health check is the authority here: the replica is back as soon as it
+                // answers SERVING, so no back-off.
+                let _ejection = replica
+                    .ejection
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if replica.in_rotation.swap(false, Ordering::Relaxed) {
+                    self.ejected(replica, "health", &reason, None);
+                }
+            }
         }
     }
 
-    /// Takes `replica` out of rotation until a health check finds it serving.
+    /// Takes `replica` out of rotation after a failed RPC: until a health check finds it
+    /// serving, and for at least its back-off.
     pub(crate) fn take_out(&self, replica: &Replica, why: &'static str, detail: &str) {
-        if replica.in_rotation.swap(false, Ordering::Relaxed) {
-            tracing::warn!(replica = %replica.addr, reason = why, detail,
-                "Discount replica taken out of rotation");
-            metrics::counter!("catalog_discount_replica_ejections_total", "reason" => why)
-                .increment(1);
-            self.publish_gauges();
+        let now = Instant::now();
+        let mut ejection = replica
+            .ejection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // RPCs that fail together on a replica count as one ejection.
+        if !replica.in_rotation.swap(false, Ordering::Relaxed) {
+            return;
         }
+        let max = self.settings.max_ejection_time;
+        let stayed_long = now.saturating_duration_since(ejection.in_since) >= max;
+        ejection.strikes = if stayed_long {
+            1
+        } else {
+            ejection.strikes.saturating_add(1)
+        };
+        let back_off = back_off(self.settings.base_ejection_time, max, ejection.strikes);
+        ejection.out_until = Some(now + back_off);
+        drop(ejection);
+        self.ejected(replica, why, detail, Some(back_off));
+    }
+
+    fn ejected(
+        &self,
+        replica: &Replica,
+        why: &'static str,
+        detail: &str,
+        back_off: Option<Duration>,
+    ) {
+        match back_off {
+            Some(back_off) => tracing::warn!(replica = %replica.addr, reason = why, detail,
+                ?back_off, "Discount replica taken out of rotation"),
+            None => tracing::warn!(replica = %replica.addr, reason = why, detail,
+                "Discount replica taken out of rotation"),
+        }
+        metrics::counter!("catalog_discount_replica_ejections_total", "reason" => why).increment(1);
+        self.publish_gauges();
     }
 
     fn publish_gauges(&self) {
@@ -577,6 +665,13 @@ impl Replicas {
     }
 }
 
+/// How long the `strikes`-th ejection in a row lasts at least: `base` doubled for each
+/// earlier one, capped at `max`.
+fn back_off(base: Duration, max: Duration, strikes: u32) -> Duration {
+    let doublings = strikes.saturating_sub(1).min(31);
+    base.saturating_mul(1 << doublings).min(max)
+}
+
 /// A per-process seed, so that two Catalogs do not pick in lock-step.
 fn seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
@@ -589,4 +684,99 @@ fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use ecommerce_proto::tls::{self, TrustAnchors};
+    use xtask::pki::{CertificateAuthority, Validity};
+
+    use super::*;
+
+    const BASE: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(8);
+
+    /// One replica on a fixed address; nothing is ever connected.
+    fn one_replica() -> (Arc<Replicas>, Arc<Replica>) {
+        let ca = CertificateAuthority::new("Back-off Test CA", Validity::days(1)).unwrap();
+        let anchors = TrustAnchors::from_pem(ca.cert_pem().as_bytes()).unwrap();
+        let config = tls::client_config(&anchors, None, None).unwrap();
+        let settings = ReplicaSettings {
+            base_ejection_time: BASE,
+            max_ejection_time: MAX,
+            ..ReplicaSettings::default()
+        };
+        let target = DiscountAddr {
+            host: "127.0.0.1".into(),
+            port: 1,
+        };
+        let replicas = Replicas::new(&[target], None, Reloadable::new(config), settings).unwrap();
+        let replica = replicas.snapshot().replicas[0].clone();
+        (replicas, replica)
+    }
+
+    /// How long after an RPC ejection the replica's passing health checks bring it back.
+    async fn time_out(replicas: &Replicas, replica: &Replica) -> Duration {
+        let step = Duration::from_millis(250);
+        let start = Instant::now();
+        replicas.take_out(replica, "timeout", "test");
+        assert!(!replica.in_rotation());
+        while !replica.in_rotation() {
+            tokio::time::advance(step).await;
+            replicas.record_health(replica, Ok(()));
+        }
+        start.elapsed()
+    }
+
+    #[test]
+    fn back_off_doubles_up_to_the_cap() {
+        let base = Duration::from_millis(500);
+        let max = Duration::from_secs(30);
+        let got: Vec<u64> = [0, 1, 2, 3, 6, 7, 40, u32::MAX]
+            .into_iter()
+            .map(|strikes| back_off(base, max, strikes).as_millis() as u64)
+            .collect();
+        assert_eq!(got, [500, 500, 1000, 2000, 16000, 30000, 30000, 30000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ejections_in_a_row_keep_a_replica_out_longer_despite_passing_health_checks() {
+        let (replicas, replica) = one_replica();
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            times.push(time_out(&replicas, &replica).await.as_millis());
+        }
+        assert_eq!(times, [1000, 2000, 4000, 8000, 8000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_stay_in_rotation_resets_the_back_off() {
+        let (replicas, replica) = one_replica();
+        time_out(&replicas, &replica).await;
+        time_out(&replicas, &replica).await;
+        tokio::time::advance(MAX).await;
+        assert_eq!(time_out(&replicas, &replica).await, BASE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_health_check_has_no_back_off() {
+        let (replicas, replica) = one_replica();
+        replicas.record_health(&replica, Err("NOT_SERVING".into()));
+        assert!(!replica.in_rotation());
+        replicas.record_health(&replica, Ok(()));
+        assert!(replica.in_rotation());
+        // Nor does it count as a strike: the next RPC ejection is the first.
+        assert_eq!(time_out(&replicas, &replica).await, BASE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rpcs_failing_together_count_as_one_ejection() {
+        let (replicas, replica) = one_replica();
+        replicas.take_out(&replica, "timeout", "first");
+        replicas.take_out(&replica, "unreachable", "second, already out");
+        tokio::time::advance(BASE).await;
+        replicas.record_health(&replica, Ok(()));
+        assert!(replica.in_rotation());
+    }
 }

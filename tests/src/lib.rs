@@ -298,6 +298,11 @@ pub struct CountingDiscount {
     pub products_asked: Arc<AtomicUsize>,
     /// The `x-request-id` metadata of every call, in arrival order.
     pub request_ids: Arc<std::sync::Mutex<Vec<String>>>,
+    /// When each call arrived, in order.
+    pub arrivals: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+    /// Never answer a discount RPC: a replica whose RPCs hang while it still completes TLS,
+    /// speaks HTTP/2 and answers health checks (`UNIMPLEMENTED`, which counts as serving).
+    pub hang: bool,
 }
 
 impl CountingDiscount {
@@ -309,6 +314,16 @@ impl CountingDiscount {
             .unwrap_or("")
             .to_owned();
         self.request_ids.lock().unwrap().push(id);
+        self.arrivals
+            .lock()
+            .unwrap()
+            .push(tokio::time::Instant::now());
+    }
+
+    async fn hang_if_asked(&self) {
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -330,6 +345,7 @@ impl Discount for CountingDiscount {
     ) -> Result<Response<DiscountResponse>, Status> {
         self.record(&request);
         self.unary_calls.fetch_add(1, Ordering::SeqCst);
+        self.hang_if_asked().await;
         self.products_asked.fetch_add(1, Ordering::SeqCst);
         discount_service::service::apply_one(request.into_inner()).map(Response::new)
     }
@@ -340,6 +356,7 @@ impl Discount for CountingDiscount {
     ) -> Result<Response<BatchDiscountResponse>, Status> {
         self.record(&request);
         self.batch_calls.fetch_add(1, Ordering::SeqCst);
+        self.hang_if_asked().await;
         if self.original_style {
             // What a server generated from the original proto answers for an unknown method.
             return Err(Status::unimplemented("unknown method ApplyDiscountBatch"));

@@ -10,8 +10,8 @@ use std::time::Duration;
 use catalog_service::discount::DiscountAddr;
 use catalog_service::replicas::ReplicaSettings;
 use e2e_tests::{
-    CatalogOptions, Replica, TestResolver, service_pki, spawn_black_hole, spawn_catalog_balancing,
-    spawn_catalog_for,
+    CatalogOptions, CountingDiscount, Replica, TestResolver, service_pki, spawn_black_hole,
+    spawn_catalog_balancing, spawn_catalog_for, spawn_counting_discount,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -262,6 +262,57 @@ async fn a_replica_that_accepts_but_never_answers_leaves_the_rotation() {
         waited <= 2,
         "{waited} of {requests} requests waited on the hung replica: it stayed in rotation"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_rpcs_hang_while_its_health_passes_is_kept_out_longer_each_time() {
+    let pki = service_pki();
+    let replicas = [Replica::start(&pki).await, Replica::start(&pki).await];
+    // TLS, HTTP/2 and health checks work; discount RPCs never answer.
+    let hung_rpcs = CountingDiscount {
+        hang: true,
+        ..CountingDiscount::default()
+    };
+    let hung = spawn_counting_discount(&pki, hung_rpcs.clone()).await;
+    let addrs = [replicas[0].addr, hung.addr, replicas[1].addr];
+    let base = Duration::from_millis(100);
+    let mut options = options();
+    // An RPC gives up on the hung replica after half of this.
+    options.discount_timeout = Duration::from_millis(400);
+    options.replicas.health_interval = Duration::from_millis(20);
+    options.replicas.base_ejection_time = base;
+    options.replicas.max_ejection_time = Duration::from_secs(2);
+    let catalog = spawn_catalog_balancing(&pki, &addrs, options).await;
+
+    let arrivals = || hung_rpcs.arrivals.lock().unwrap().clone();
+    let mut stream = Stream::start(catalog.addr, 1);
+    stream
+        .run_until("the hung replica is sent 5 RPCs", || arrivals().len() >= 5)
+        .await;
+    let (requests, failures, _) = stream.stop().await;
+
+    // Every request still got its discount, from a real replica, within the deadline...
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} responses were bad: {failures:?}",
+        failures.len()
+    );
+    // ...and each time the hung replica was taken out, it stayed out twice as long as the
+    // time before, although every health round in between passed. Without the back-off it
+    // would be back one health round (20 ms) after each timeout.
+    let arrivals = arrivals();
+    for (n, pair) in arrivals.windows(2).take(4).enumerate() {
+        let gap = pair[1] - pair[0];
+        let back_off = base * (1 << n);
+        assert!(
+            gap >= back_off + Duration::from_millis(100),
+            "RPC {} reached the hung replica {gap:?} after RPC {}, within its back-off of \
+             {back_off:?} (plus the 200 ms the RPC waited on it)",
+            n + 2,
+            n + 1
+        );
+    }
+    drop(hung);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
