@@ -76,6 +76,13 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub discount_health_interval_ms: u64,
 
+    /// Seconds after which a connection to a Discount replica is replaced by a new one (give
+    /// or take 10%), so that rotated certificates take effect; 0: never. A reload of Catalog's
+    /// own TLS files renews every connection at once.
+    #[arg(long, env = "DISCOUNT_MAX_CONNECTION_AGE_SECS", default_value_t = 1800,
+          value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub discount_max_connection_age_secs: u64,
+
     /// Identity (URI SAN) Discount's certificate must carry.
     #[arg(
         long,
@@ -177,6 +184,8 @@ impl Cli {
                 replicas: ReplicaSettings {
                     resolve_interval: Duration::from_secs(self.discount_resolve_interval_secs),
                     health_interval: Duration::from_millis(self.discount_health_interval_ms),
+                    max_connection_age: (self.discount_max_connection_age_secs > 0)
+                        .then(|| Duration::from_secs(self.discount_max_connection_age_secs)),
                     ..ReplicaSettings::default()
                 },
             },

@@ -10,7 +10,11 @@
 //!   lookup keeps the last answer. Replicas that leave DNS stop getting new RPCs; their
 //!   in-flight RPCs finish.
 //! - **One connection per replica**, HTTP/2 over mutual TLS, opened on first use and reopened
-//!   as needed.
+//!   as needed. A TLS handshake's certificates last as long as its connection, so connections
+//!   are renewed: all of them as soon as Catalog's own TLS files are reloaded, and each one
+//!   after [`ReplicaSettings::max_connection_age`] (give or take 10%, so that they do not all
+//!   renew at once), which brings in Discount's rotated certificate. New RPCs go to the new
+//!   connection; those in flight finish on the old one, which then closes.
 //! - **Picking: power of two choices.** Two random ready replicas, the one with fewer RPCs in
 //!   flight wins. Fair under a steady stream, and it steers away from a slow replica.
 //!   No shared lock and no queue on the hot path: a slow replica never holds up the others.
@@ -75,6 +79,8 @@ pub struct ReplicaSettings {
     /// Cap on the doubling back-off; also how long a replica must stay in rotation before its
     /// ejections stop counting as "in a row".
     pub max_ejection_time: Duration,
+    /// Connections older than this are renewed; `None`: never (only on a TLS reload).
+    pub max_connection_age: Option<Duration>,
     /// Turns names into addresses [default: the system's resolver].
     pub resolver: Arc<dyn Resolve>,
 }
@@ -87,6 +93,7 @@ impl Default for ReplicaSettings {
             connect_timeout: Duration::from_secs(5),
             base_ejection_time: Duration::from_secs(1),
             max_ejection_time: Duration::from_secs(30),
+            max_connection_age: Some(Duration::from_secs(30 * 60)),
             resolver: Arc::new(SystemResolver),
         }
     }
@@ -142,6 +149,10 @@ struct Target {
 /// One Discount replica: an address, its connection, and what Catalog knows of its health.
 pub(crate) struct Replica {
     pub(crate) addr: SocketAddr,
+    /// Index of the `--discount-addr` entry it came from.
+    target: usize,
+    /// When its connection is due for renewal.
+    renew_at: Option<Instant>,
     pub(crate) client: DiscountClient<Transport>,
     pub(crate) health: HealthClient<Transport>,
     in_rotation: AtomicBool,
@@ -173,21 +184,29 @@ impl fmt::Debug for Replica {
 }
 
 impl Replica {
+    /// `addr`, a replica of `targets[target]`, with a connection opened on first use.
     fn connect_lazy(
-        target: &Target,
+        targets: &[Target],
+        target: usize,
         addr: SocketAddr,
         tls: &Arc<Reloadable<rustls::ClientConfig>>,
-        connect_timeout: Duration,
+        settings: &ReplicaSettings,
+        random: u64,
     ) -> Result<Self, ClientError> {
         let connector = MtlsConnector::new(
             tls.clone(),
             &addr.ip().to_string(),
             addr.port(),
-            &target.server_name,
+            &targets[target].server_name,
         )?
-        .with_connect_timeout(connect_timeout);
+        .with_connect_timeout(settings.connect_timeout);
         // The connector does TLS itself; the URI only supplies the HTTP/2 :authority.
-        let origin: http::Uri = format!("https://{}", target.addr).parse()?;
+        let origin: http::Uri = format!("https://{}", targets[target].addr).parse()?;
+        // 90% to 110% of the maximum age.
+        let renew_at = settings.max_connection_age.map(|age| {
+            let per_mille = 900 + (random % 201) as u32;
+            Instant::now() + age * per_mille / 1000
+        });
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .timer(TokioTimer::new())
@@ -200,6 +219,8 @@ impl Replica {
         let transport: Transport = client.map_err(transport_error);
         Ok(Self {
             addr,
+            target,
+            renew_at,
             client: DiscountClient::with_origin(transport.clone(), origin.clone()),
             health: HealthClient::with_origin(transport, origin),
             in_rotation: AtomicBool::new(true),
@@ -210,6 +231,17 @@ impl Replica {
                 in_since: Instant::now(),
             }),
         })
+    }
+
+    /// Takes over `old`'s place in or out of rotation and its back-off, for a renewed
+    /// connection to the same replica.
+    fn take_state_of(&self, old: &Replica) {
+        let old_ejection = old.ejection.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ejection = self.ejection.lock().unwrap_or_else(PoisonError::into_inner);
+        ejection.strikes = old_ejection.strikes;
+        ejection.out_until = old_ejection.out_until;
+        ejection.in_since = old_ejection.in_since;
+        self.in_rotation.store(old.in_rotation(), Ordering::Relaxed);
     }
 
     /// Whether new RPCs may be sent here.
@@ -279,6 +311,8 @@ struct LookupState {
 pub(crate) struct Replicas {
     targets: Vec<Target>,
     tls: Arc<Reloadable<rustls::ClientConfig>>,
+    /// The TLS configuration the connections were last renewed for.
+    tls_seen: Mutex<Arc<rustls::ClientConfig>>,
     settings: ReplicaSettings,
     current: watch::Sender<Snapshot>,
     lookups: Mutex<LookupState>,
@@ -331,6 +365,7 @@ impl Replicas {
         };
         let this = Arc::new(Self {
             targets,
+            tls_seen: Mutex::new(tls.current()),
             tls,
             settings,
             current: watch::Sender::new(Snapshot::default()),
@@ -370,6 +405,7 @@ impl Replicas {
                     }
                     _ = check.tick() => {
                         let Some(this) = Weak::upgrade(&weak) else { return };
+                        this.renew_connections();
                         this.check_all().await;
                     }
                 }
@@ -446,12 +482,7 @@ impl Replicas {
             }
             match old.iter().find(|r| r.addr == addr) {
                 Some(existing) => next.push(existing.clone()),
-                None => next.push(Arc::new(Replica::connect_lazy(
-                    &self.targets[target],
-                    addr,
-                    &self.tls,
-                    self.settings.connect_timeout,
-                )?)),
+                None => next.push(Arc::new(self.connect(target, addr)?)),
             }
         }
         let changed =
@@ -470,6 +501,67 @@ impl Replicas {
         });
         self.publish_gauges();
         Ok(())
+    }
+
+    fn connect(&self, target: usize, addr: SocketAddr) -> Result<Replica, ClientError> {
+        let random = splitmix64(self.seq.fetch_add(1, Ordering::Relaxed));
+        Replica::connect_lazy(
+            &self.targets,
+            target,
+            addr,
+            &self.tls,
+            &self.settings,
+            random,
+        )
+    }
+
+    /// Replaces the connections that are due: all of them when Catalog's TLS configuration
+    /// has changed since the last look, else those past their maximum age. The new replica
+    /// objects keep the old ones' place in (or out of) rotation and their back-off.
+    fn renew_connections(&self) {
+        let tls_now = self.tls.current();
+        let tls_changed = {
+            let mut seen = self.tls_seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let changed = !Arc::ptr_eq(&seen, &tls_now);
+            *seen = tls_now;
+            changed
+        };
+        let now = Instant::now();
+        let due = |r: &Replica| tls_changed || r.renew_at.is_some_and(|at| at <= now);
+        let old = self.snapshot().replicas;
+        if !old.iter().any(|r| due(r)) {
+            return;
+        }
+        let mut renewed = Vec::new();
+        let mut next = Vec::with_capacity(old.len());
+        for replica in old.iter() {
+            if !due(replica) {
+                next.push(replica.clone());
+                continue;
+            }
+            match self.connect(replica.target, replica.addr) {
+                Ok(fresh) => {
+                    fresh.take_state_of(replica);
+                    renewed.push(replica.addr.to_string());
+                    next.push(Arc::new(fresh));
+                }
+                Err(err) => {
+                    tracing::error!(replica = %replica.addr, %err, "cannot renew the connection");
+                    next.push(replica.clone());
+                }
+            }
+        }
+        let reason = if tls_changed {
+            "Catalog's TLS files were reloaded"
+        } else {
+            "maximum connection age"
+        };
+        tracing::info!(replicas = %renewed.join(","), reason,
+            "renewing connections to Discount replicas");
+        self.current.send_modify(|snapshot| {
+            // Only this task changes the set, so `old` is still the current one.
+            snapshot.replicas = next.into();
+        });
     }
 
     /// Checks every replica's health at once and moves them in or out of rotation.

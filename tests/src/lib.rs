@@ -431,7 +431,10 @@ pub fn status_chain(status: &Status) -> String {
 pub struct Proxy {
     /// Where the proxy listens.
     pub addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
+    /// Connections accepted so far.
+    accepted: tokio::sync::watch::Receiver<usize>,
+    /// Connections open now (both sides still connected).
+    open: tokio::sync::watch::Receiver<usize>,
     target: Arc<std::sync::Mutex<SocketAddr>>,
     _running: Running,
 }
@@ -439,7 +442,30 @@ pub struct Proxy {
 impl Proxy {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        *self.accepted.borrow()
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        *self.open.borrow()
+    }
+
+    /// Waits until `n` connections have been accepted in all; panics after `guard`.
+    pub async fn wait_for_connections(&self, n: usize, guard: Duration) {
+        let mut accepted = self.accepted.clone();
+        tokio::time::timeout(guard, accepted.wait_for(|&count| count >= n))
+            .await
+            .unwrap_or_else(|_| panic!("{} connection(s), never {n}", self.connections()))
+            .unwrap();
+    }
+
+    /// Waits until at most `n` connections are open; panics after `guard`.
+    pub async fn wait_for_open_at_most(&self, n: usize, guard: Duration) {
+        let mut open = self.open.clone();
+        tokio::time::timeout(guard, open.wait_for(|&count| count <= n))
+            .await
+            .unwrap_or_else(|_| panic!("{} connection(s) stay open, expected {n}", self.open()))
+            .unwrap();
     }
 
     /// Sends new connections to `target` from now on.
@@ -452,9 +478,11 @@ impl Proxy {
 pub async fn spawn_proxy(target: SocketAddr) -> Proxy {
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
+    let (accepted_tx, accepted) = tokio::sync::watch::channel(0usize);
+    let (open_tx, open) = tokio::sync::watch::channel(0usize);
+    let open_tx = Arc::new(open_tx);
     let target = Arc::new(std::sync::Mutex::new(target));
-    let (counter, current) = (connections.clone(), target.clone());
+    let current = target.clone();
     let running = Running::spawn(addr, |stopped| async move {
         let mut stopped = std::pin::pin!(stopped);
         loop {
@@ -462,12 +490,15 @@ pub async fn spawn_proxy(target: SocketAddr) -> Proxy {
                 _ = &mut stopped => break,
                 accepted = listener.accept() => {
                     let Ok((mut inbound, _)) = accepted else { continue };
-                    counter.fetch_add(1, Ordering::SeqCst);
+                    accepted_tx.send_modify(|n| *n += 1);
+                    open_tx.send_modify(|n| *n += 1);
                     let target = *current.lock().unwrap();
+                    let open_tx = open_tx.clone();
                     tokio::spawn(async move {
                         if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                             let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         }
+                        open_tx.send_modify(|n| *n -= 1);
                     });
                 }
             }
@@ -475,7 +506,8 @@ pub async fn spawn_proxy(target: SocketAddr) -> Proxy {
     });
     Proxy {
         addr,
-        connections,
+        accepted,
+        open,
         target,
         _running: running,
     }
@@ -511,8 +543,10 @@ pub struct RotatingPair {
     pub dir: std::path::PathBuf,
     /// Discount, serving from `dir`.
     pub discount: Running,
-    /// Catalog, serving from `dir`.
+    /// Catalog, serving from `dir`, reaching Discount through `proxy`.
     pub catalog: Running,
+    /// Between Catalog and Discount: counts Catalog's connections.
+    pub proxy: Proxy,
     /// Discount's reloader.
     pub discount_tls: Arc<TlsReloader<rustls::ServerConfig>>,
     /// Catalog's reloader.
@@ -544,6 +578,7 @@ pub async fn spawn_rotating_pair(dir: &std::path::Path) -> RotatingPair {
         server.run_until(shutdown_on(stopped)).await.unwrap();
     });
 
+    let proxy = spawn_proxy(discount_addr).await;
     let listener = bind_loopback().await;
     let catalog_addr = listener.local_addr().unwrap();
     let settings = Settings {
@@ -551,9 +586,14 @@ pub async fn spawn_rotating_pair(dir: &std::path::Path) -> RotatingPair {
         ..catalog_settings(
             CatalogOptions {
                 discount_timeout: Duration::from_secs(2),
+                replicas: ReplicaSettings {
+                    // Also how soon a reload reaches the connections.
+                    health_interval: Duration::from_millis(50),
+                    ..ReplicaSettings::default()
+                },
                 ..CatalogOptions::default()
             },
-            vec![target(discount_addr)],
+            vec![target(proxy.addr)],
             TlsFiles::in_dir(dir, "catalog").load().unwrap(),
         )
     };
@@ -566,6 +606,7 @@ pub async fn spawn_rotating_pair(dir: &std::path::Path) -> RotatingPair {
         dir: dir.to_owned(),
         discount,
         catalog,
+        proxy,
         discount_tls,
         catalog_tls,
     }

@@ -12,6 +12,7 @@ mod mtls;
 mod operations;
 mod pagination;
 mod rotation;
+mod stream;
 
 /// SPEC's expected body for `X-USER-ID: 1`, byte for byte.
 pub const SPEC_CUSTOMER_1_JSON: &str = concat!(

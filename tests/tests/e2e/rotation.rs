@@ -1,16 +1,21 @@
 //! Certificate rotation without restarts: both services pick up re-issued certificates from
-//! disk while requests keep flowing, and refuse a broken replacement.
+//! disk while requests keep flowing, Catalog's connections to Discount are renewed so that
+//! rotated certificates take effect, and a broken replacement is refused.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
-use e2e_tests::{pem_serial, server_serial, spawn_rotating_pair};
+use catalog_service::replicas::ReplicaSettings;
+use e2e_tests::{
+    CatalogOptions, pem_serial, server_serial, service_pki, spawn_catalog, spawn_discount,
+    spawn_proxy, spawn_rotating_pair,
+};
 use ecommerce_proto::reload::ReloadOutcome;
 use xtask::certs_dir::{GenCerts, gen_certs};
 
 use crate::SPEC_CUSTOMER_1_JSON;
+use crate::stream::{STALL_GUARD, Stream};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_under_load_loses_no_request_and_new_connections_get_new_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let pair = spawn_rotating_pair(dir.path()).await;
@@ -21,32 +26,9 @@ async fn rotation_under_load_loses_no_request_and_new_connections_get_new_certif
     );
 
     // A steady stream of discounted requests through Catalog, from four clients.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let url = format!("http://{}/products", pair.catalog.addr);
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), url.clone());
-            tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                while !stop.load(Ordering::SeqCst) {
-                    let response = client.get(&url).header("X-USER-ID", "1").send().await;
-                    let good = match response {
-                        Ok(r) if r.headers().get("x-discount-unavailable").is_none() => {
-                            r.status() == 200 && r.text().await.unwrap() == SPEC_CUSTOMER_1_JSON
-                        }
-                        _ => false,
-                    };
-                    let counter = if good { &ok } else { &failed };
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-        })
-        .collect();
-    // Let the stream get going before rotating (counted, not timed).
-    while ok.load(Ordering::SeqCst) < 50 {
-        tokio::task::yield_now().await;
-    }
+    let mut stream = Stream::start(pair.catalog.addr, 4);
+    stream.wait_for_more(50).await;
+    assert_eq!(pair.proxy.connections(), 1, "one connection to Discount");
 
     // Re-issue both services' certificates from the same CA, as an operator would.
     gen_certs(&GenCerts::new(dir.path(), 1)).unwrap();
@@ -71,24 +53,55 @@ async fn rotation_under_load_loses_no_request_and_new_connections_get_new_certif
         ReloadOutcome::Unchanged
     );
 
-    let served_before = ok.load(Ordering::SeqCst);
-    while ok.load(Ordering::SeqCst) < served_before + 50 {
-        tokio::task::yield_now().await;
-    }
-    stop.store(true, Ordering::SeqCst);
-    for client in clients {
-        client.await.unwrap();
-    }
-    assert_eq!(
-        failed.load(Ordering::SeqCst),
-        0,
-        "requests failed during rotation"
+    // Catalog's reload renews its connection, which presents the new client certificate and
+    // sees Discount's new one; the old connection closes once its RPCs are done.
+    pair.proxy.wait_for_connections(2, STALL_GUARD).await;
+    stream.wait_for_more(50).await;
+    let (requests, failures, _) = stream.stop().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} requests failed during rotation: {failures:?}",
+        failures.len()
     );
+    assert_eq!(pair.proxy.connections(), 2, "one renewal per reload");
+    pair.proxy.wait_for_open_at_most(1, STALL_GUARD).await;
     // A new connection now gets the new certificate.
     assert_eq!(
         server_serial(pair.discount.addr, dir.path()).await,
         new_discount
     );
+}
+
+/// A TLS handshake's certificates last as long as its connection: Catalog renews each
+/// connection after its maximum age, so that certificates rotated on either side take effect,
+/// without a single request failing or losing its discount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_their_maximum_age_are_renewed_without_failing_a_request() {
+    let pki = service_pki();
+    let discount = spawn_discount(&pki).await;
+    let proxy = spawn_proxy(discount.addr).await;
+    let options = CatalogOptions {
+        discount_timeout: Duration::from_secs(2),
+        replicas: ReplicaSettings {
+            health_interval: Duration::from_millis(20),
+            max_connection_age: Some(Duration::from_millis(200)),
+            ..ReplicaSettings::default()
+        },
+        ..CatalogOptions::default()
+    };
+    let catalog = spawn_catalog(&pki, proxy.addr, options).await;
+
+    let stream = Stream::start(catalog.addr, 4);
+    // Three renewals while requests keep coming.
+    proxy.wait_for_connections(4, STALL_GUARD).await;
+    let (requests, failures, _) = stream.stop().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} requests failed while connections were renewed: {failures:?}",
+        failures.len()
+    );
+    // Replaced connections are closed, not leaked.
+    proxy.wait_for_open_at_most(1, STALL_GUARD).await;
 }
 
 #[tokio::test]
