@@ -27,7 +27,7 @@ use ecommerce_proto::tls::TlsError;
 use tonic::{Code, Request, Status};
 
 use crate::catalog::{Customer, DiscountView, PriceTag};
-use crate::replicas::{ReplicaSettings, Replicas, Transport};
+use crate::replicas::{NoPick, ReplicaSettings, Replicas, Transport};
 
 /// Discount's default gRPC port.
 pub const DEFAULT_PORT: u16 = 11443;
@@ -312,8 +312,19 @@ impl DiscountGateway {
         let mut tried = Vec::new();
         let mut last_failure = None;
         while tried.len() < MAX_ATTEMPTS {
-            let Some(picked) = self.replicas.pick(&replicas, &tried) else {
-                break;
+            let picked = match self.replicas.pick(&replicas, &tried) {
+                Ok(picked) => picked,
+                Err(NoPick::NoneLeft) => break,
+                Err(NoPick::TrialInFlight) => {
+                    metrics::counter!("catalog_discount_short_circuited_total").increment(1);
+                    last_failure.get_or_insert_with(|| {
+                        Status::unavailable(
+                            "every Discount replica is out of rotation, and another request \
+                             is trying one of them now",
+                        )
+                    });
+                    break;
+                }
             };
             let replica = picked.replica;
             if !tried.is_empty() {
@@ -352,7 +363,7 @@ impl DiscountGateway {
             last_failure = Some(status);
             // A replica already out of rotation is a last resort: when it fails too, every
             // replica is failing, and trying the others again would only multiply the load.
-            if picked.last_resort {
+            if picked.last_resort.is_some() {
                 break;
             }
         }

@@ -30,9 +30,12 @@
 //!   replica whose RPCs hang while its health check answers would otherwise come back every
 //!   health round and cost one RPC half its deadline each time. The count starts again once a
 //!   replica has stayed in rotation for `max_ejection_time`.
-//! - **Last resort.** With every replica out of rotation, an RPC still tries one of them (it
-//!   may have just come back), but only one: retries would multiply the load on a fleet that is
-//!   failing as a whole. If it fails, Catalog serves full prices, as with a single Discount.
+//! - **Last resort, one at a time.** With every replica out of rotation, one RPC at a time
+//!   still tries one of them (a trial: it may have just come back), and is not retried:
+//!   retries would multiply the load on a fleet that is failing as a whole. Other RPCs meanwhile
+//!   fail at once instead of each waiting out its deadline on a dead or hung fleet, so Catalog
+//!   answers full prices fast and its requests do not pile up. Health checks put replicas back
+//!   as before.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -130,10 +133,30 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) struct Picked {
     pub(crate) replica: Arc<Replica>,
-    /// Every replica was out of rotation: this one is tried anyway, and no other after it.
-    pub(crate) last_resort: bool,
+    /// Every replica was out of rotation: this one is tried anyway (the one trial allowed at
+    /// a time, held until dropped), and no other after it.
+    pub(crate) last_resort: Option<Trial>,
     /// Replicas in rotation, not yet tried, other than this one: where a retry could go.
     pub(crate) others_in_rotation: usize,
+}
+
+/// Why [`Replicas::pick`] chose no replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoPick {
+    /// None known, or all of them tried already.
+    NoneLeft,
+    /// Every replica is out of rotation and another RPC is trying one of them now.
+    TrialInFlight,
+}
+
+/// The right to try a replica while every replica is out of rotation; one at a time.
+#[derive(Debug)]
+pub(crate) struct Trial(Arc<AtomicBool>);
+
+impl Drop for Trial {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// One configured `--discount-addr` entry.
@@ -318,6 +341,8 @@ pub(crate) struct Replicas {
     lookups: Mutex<LookupState>,
     /// Source of the random picks.
     seq: AtomicU64,
+    /// Set while an RPC tries a replica out of rotation (see [`Trial`]).
+    trial: Arc<AtomicBool>,
 }
 
 impl Replicas {
@@ -371,6 +396,7 @@ impl Replicas {
             current: watch::Sender::new(Snapshot::default()),
             lookups: Mutex::new(LookupState::default()),
             seq: AtomicU64::new(seed()),
+            trial: Arc::new(AtomicBool::new(false)),
         });
         let fixed: Vec<(usize, SocketAddr)> = this
             .targets
@@ -697,8 +723,13 @@ impl Replicas {
     }
 
     /// Picks a replica for the next RPC, skipping those in `tried`: power of two choices among
-    /// the replicas in rotation, or among all of them when none is (a last resort).
-    pub(crate) fn pick(&self, replicas: &[Arc<Replica>], tried: &[SocketAddr]) -> Option<Picked> {
+    /// the replicas in rotation, or among all of them when none is (a last resort, for one RPC
+    /// at a time).
+    pub(crate) fn pick(
+        &self,
+        replicas: &[Arc<Replica>],
+        tried: &[SocketAddr],
+    ) -> Result<Picked, NoPick> {
         // Each flag read once, so that a replica leaving the rotation meanwhile cannot make
         // the choice below come up empty.
         let mut candidates: Vec<(&Arc<Replica>, bool)> = replicas
@@ -710,11 +741,30 @@ impl Replicas {
         if !last_resort {
             candidates.retain(|&(_, in_rotation)| in_rotation);
         }
-        let replica = self.two_choices(&candidates)?;
-        Some(Picked {
+        if candidates.is_empty() {
+            return Err(NoPick::NoneLeft);
+        }
+        let trial = if last_resort {
+            if self
+                .trial
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                return Err(NoPick::TrialInFlight);
+            }
+            Some(Trial(self.trial.clone()))
+        } else {
+            None
+        };
+        let replica = self.two_choices(&candidates).ok_or(NoPick::NoneLeft)?;
+        Ok(Picked {
             replica,
-            last_resort,
-            others_in_rotation: if last_resort { 0 } else { candidates.len() - 1 },
+            others_in_rotation: if trial.is_some() {
+                0
+            } else {
+                candidates.len() - 1
+            },
+            last_resort: trial,
         })
     }
 

@@ -82,6 +82,49 @@ async fn hung_discount_is_cut_off_at_the_deadline() {
     assert!(elapsed < HANG_GUARD, "{elapsed:?}");
 }
 
+/// Once Discount is out of rotation, one request at a time tries it; the others get full
+/// prices at once instead of each waiting out the deadline, so requests do not pile up.
+#[tokio::test]
+async fn a_hung_discount_holds_up_one_request_at_a_time_not_all_of_them() {
+    let pki = service_pki();
+    // TLS and HTTP/2 work, RPCs never answer.
+    let hung = CountingDiscount {
+        hang: true,
+        ..CountingDiscount::default()
+    };
+    let discount = spawn_counting_discount(&pki, hung.clone()).await;
+    let options = CatalogOptions {
+        discount_timeout: Duration::from_secs(2),
+        ..CatalogOptions::default()
+    };
+    let catalog = spawn_catalog(&pki, discount.addr, options).await;
+    // The first request waits out the deadline, which takes the hung Discount out of rotation.
+    assert_full_price_with_reason(catalog.addr, "deadline-exceeded").await;
+    assert_eq!(hung.batch_calls.load(Ordering::SeqCst), 1);
+
+    let addr = catalog.addr;
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        requests.spawn(async move {
+            let response = get_products(addr, Some("1")).await;
+            let reason = response.headers()["x-discount-unavailable"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(response.text().await.unwrap(), FULL_PRICE_JSON);
+            reason
+        });
+    }
+    let mut reasons = requests.join_all().await;
+    reasons.sort();
+    // One of them was the trial: it reached Discount and waited out the deadline again. The
+    // other 19 never reached Discount and were answered at once.
+    let mut expected = vec!["deadline-exceeded".to_owned()];
+    expected.extend(std::iter::repeat_n("unavailable".to_owned(), 19));
+    assert_eq!(reasons, expected);
+    assert_eq!(hung.batch_calls.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn catalog_refuses_a_discount_certified_by_another_ca() {
     let pki = service_pki();
