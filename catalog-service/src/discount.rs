@@ -262,9 +262,16 @@ impl DiscountGateway {
             first_name: customer.first_name.clone(),
             last_name: customer.last_name.clone(),
         };
+        // One deadline for everything, retries included. The last attempt's timer ends at this
+        // very instant, so it always fires (and takes a silent replica out) before the
+        // overall timeout below could cut the work off.
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let work = async {
             if self.batch_enabled() {
-                match self.batch(customer.clone(), products, request_id).await {
+                match self
+                    .batch(customer.clone(), products, request_id, deadline)
+                    .await
+                {
                     Err(status) if status.code() == Code::Unimplemented => {
                         self.disable_batch();
                         tracing::info!(
@@ -277,12 +284,12 @@ impl DiscountGateway {
                 }
             }
             let answer = self
-                .one_by_one(customer, products, request_id)
+                .one_by_one(customer, products, request_id, deadline)
                 .await
                 .map_err(|status| DiscountFailure::from_status(&status, self.timeout))?;
             extract(products, answer)
         };
-        tokio::time::timeout(self.timeout, work)
+        tokio::time::timeout_at(deadline, work)
             .await
             .map_err(|_| DiscountFailure::DeadlineExceeded(self.timeout))?
     }
@@ -302,12 +309,11 @@ impl DiscountGateway {
     /// Runs `rpc` on a replica; when the replica fails (unreachable, reset, or silent for
     /// half the time left), takes it out of rotation and tries another, all within the one
     /// deadline.
-    async fn call<T, F, Fut>(&self, rpc: F) -> Result<T, Status>
+    async fn call<T, F, Fut>(&self, deadline: tokio::time::Instant, rpc: F) -> Result<T, Status>
     where
         F: Fn(DiscountClient<Transport>, Duration) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let deadline = tokio::time::Instant::now() + self.timeout;
         let replicas = self.replicas.known().await;
         let mut tried = Vec::new();
         let mut last_failure = None;
@@ -345,7 +351,12 @@ impl DiscountGateway {
             drop(in_flight);
             let timed_out = outcome.is_err();
             let status = match outcome {
-                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Ok(answer)) => {
+                    if picked.last_resort.is_some() {
+                        self.replicas.trial_succeeded(&replica);
+                    }
+                    return Ok(answer);
+                }
                 Ok(Err(status)) => status,
                 Err(_) => Status::deadline_exceeded(format!(
                     "replica {} did not answer within {attempt_timeout:?}",
@@ -375,12 +386,13 @@ impl DiscountGateway {
         customer: pb::Customer,
         products: &[PriceTag],
         request_id: &http::HeaderValue,
+        deadline: tokio::time::Instant,
     ) -> Result<Vec<pb::Product>, Status> {
         let message = pb::BatchDiscountRequest {
             customer: Some(customer),
             products: products.iter().map(to_pb).collect(),
         };
-        self.call(|mut client, timeout| {
+        self.call(deadline, |mut client, timeout| {
             let request = request(message.clone(), request_id, timeout);
             async move {
                 Ok(client
@@ -398,13 +410,14 @@ impl DiscountGateway {
         customer: pb::Customer,
         products: &[PriceTag],
         request_id: &http::HeaderValue,
+        deadline: tokio::time::Instant,
     ) -> Result<Vec<pb::Product>, Status> {
         let calls = products.iter().map(|product| {
             let message = pb::DiscountRequest {
                 customer: Some(customer.clone()),
                 product: Some(to_pb(product)),
             };
-            self.call(move |mut client, timeout| {
+            self.call(deadline, move |mut client, timeout| {
                 let request = request(message.clone(), request_id, timeout);
                 async move {
                     let response = client.apply_discount(request).await?.into_inner();

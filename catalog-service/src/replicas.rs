@@ -13,8 +13,10 @@
 //!   as needed. A TLS handshake's certificates last as long as its connection, so connections
 //!   are renewed: all of them as soon as Catalog's own TLS files are reloaded, and each one
 //!   after [`ReplicaSettings::max_connection_age`] (give or take 10%, so that they do not all
-//!   renew at once), which brings in Discount's rotated certificate. New RPCs go to the new
-//!   connection; those in flight finish on the old one, which then closes.
+//!   renew at once), which brings in Discount's rotated certificate. Make before break: a
+//!   replica in rotation moves to its new connection once that has answered a health check.
+//!   New RPCs go to the new connection; those in flight finish on the old one, which then
+//!   closes.
 //! - **Picking: power of two choices.** Two random ready replicas, the one with fewer RPCs in
 //!   flight wins. Fair under a steady stream, and it steers away from a slow replica.
 //!   No shared lock and no queue on the hot path: a slow replica never holds up the others.
@@ -34,8 +36,8 @@
 //!   still tries one of them (a trial: it may have just come back), and is not retried:
 //!   retries would multiply the load on a fleet that is failing as a whole. Other RPCs meanwhile
 //!   fail at once instead of each waiting out its deadline on a dead or hung fleet, so Catalog
-//!   answers full prices fast and its requests do not pile up. Health checks put replicas back
-//!   as before.
+//!   answers full prices fast and its requests do not pile up. A trial that succeeds puts its
+//!   replica back in rotation; so do health checks, as usual.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -126,6 +128,9 @@ impl Resolve for SystemResolver {
 /// find a hung replica sooner: they give up on it after half their deadline.)
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// After a failed renewal, how long the old connection is kept before renewal is tried again.
+const RENEW_RETRY: Duration = Duration::from_secs(30);
+
 /// Longest wait for one DNS answer.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -176,13 +181,43 @@ pub(crate) struct Replica {
     target: usize,
     /// When its connection is due for renewal.
     renew_at: Option<Instant>,
+    /// The TLS configuration in use when the connection was set up: a new one renews it.
+    tls: Arc<rustls::ClientConfig>,
+    /// No renewal before this (set after a failed attempt).
+    renew_not_before: Option<Instant>,
     pub(crate) client: DiscountClient<Transport>,
     pub(crate) health: HealthClient<Transport>,
+    /// Shared by every connection to this address, old and renewed.
+    state: Arc<ReplicaState>,
+}
+
+/// What Catalog knows of a replica, whichever connection an RPC uses: an RPC failing on a
+/// connection that was just renewed still takes the replica out.
+#[derive(Debug)]
+struct ReplicaState {
     in_rotation: AtomicBool,
     in_flight: AtomicUsize,
     /// The back-off after RPC failures. Locked only when the replica leaves or rejoins the
     /// rotation, never to send an RPC.
     ejection: Mutex<Ejection>,
+}
+
+impl ReplicaState {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            in_rotation: AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
+            ejection: Mutex::new(Ejection {
+                strikes: 0,
+                out_until: None,
+                in_since: Instant::now(),
+            }),
+        })
+    }
+
+    fn ejection(&self) -> std::sync::MutexGuard<'_, Ejection> {
+        self.ejection.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A replica's record of ejections by failed RPCs.
@@ -200,8 +235,8 @@ impl fmt::Debug for Replica {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Replica")
             .field("addr", &self.addr)
-            .field("in_rotation", &self.in_rotation.load(Ordering::Relaxed))
-            .field("in_flight", &self.in_flight.load(Ordering::Relaxed))
+            .field("in_rotation", &self.in_rotation())
+            .field("in_flight", &self.state.in_flight.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -210,10 +245,10 @@ impl Replica {
     /// `addr`, a replica of `targets[target]`, with a connection opened on first use.
     fn connect_lazy(
         targets: &[Target],
-        target: usize,
-        addr: SocketAddr,
+        (target, addr): (usize, SocketAddr),
         tls: &Arc<Reloadable<rustls::ClientConfig>>,
         settings: &ReplicaSettings,
+        state: Arc<ReplicaState>,
         random: u64,
     ) -> Result<Self, ClientError> {
         let connector = MtlsConnector::new(
@@ -233,7 +268,7 @@ impl Replica {
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .timer(TokioTimer::new())
-            // Keep the connection for good; pings find a dead peer.
+            // Keep the connection until it is renewed; pings find a dead peer.
             .pool_idle_timeout(None)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_timeout(Duration::from_secs(10))
@@ -244,38 +279,37 @@ impl Replica {
             addr,
             target,
             renew_at,
+            tls: tls.current(),
+            renew_not_before: None,
             client: DiscountClient::with_origin(transport.clone(), origin.clone()),
             health: HealthClient::with_origin(transport, origin),
-            in_rotation: AtomicBool::new(true),
-            in_flight: AtomicUsize::new(0),
-            ejection: Mutex::new(Ejection {
-                strikes: 0,
-                out_until: None,
-                in_since: Instant::now(),
-            }),
+            state,
         })
     }
 
-    /// Takes over `old`'s place in or out of rotation and its back-off, for a renewed
-    /// connection to the same replica.
-    fn take_state_of(&self, old: &Replica) {
-        let old_ejection = old.ejection.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut ejection = self.ejection.lock().unwrap_or_else(PoisonError::into_inner);
-        ejection.strikes = old_ejection.strikes;
-        ejection.out_until = old_ejection.out_until;
-        ejection.in_since = old_ejection.in_since;
-        self.in_rotation.store(old.in_rotation(), Ordering::Relaxed);
+    /// The same connection, with no renewal attempt before `until`.
+    fn postponed(&self, until: Instant) -> Self {
+        Self {
+            addr: self.addr,
+            target: self.target,
+            renew_at: self.renew_at,
+            tls: self.tls.clone(),
+            renew_not_before: Some(until),
+            client: self.client.clone(),
+            health: self.health.clone(),
+            state: self.state.clone(),
+        }
     }
 
     /// Whether new RPCs may be sent here.
     pub(crate) fn in_rotation(&self) -> bool {
-        self.in_rotation.load(Ordering::Relaxed)
+        self.state.in_rotation.load(Ordering::Relaxed)
     }
 
     /// Counts an RPC in flight here until the guard is dropped.
-    pub(crate) fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+    pub(crate) fn start(&self) -> InFlight {
+        self.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.state.clone())
     }
 
     /// Asks for `ecommerce.Discount`'s health. A replica without the health service
@@ -298,7 +332,7 @@ impl Replica {
 
 /// An RPC in flight on a replica (see [`Replica::start`]).
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<Replica>);
+pub(crate) struct InFlight(Arc<ReplicaState>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -334,8 +368,6 @@ struct LookupState {
 pub(crate) struct Replicas {
     targets: Vec<Target>,
     tls: Arc<Reloadable<rustls::ClientConfig>>,
-    /// The TLS configuration the connections were last renewed for.
-    tls_seen: Mutex<Arc<rustls::ClientConfig>>,
     settings: ReplicaSettings,
     current: watch::Sender<Snapshot>,
     lookups: Mutex<LookupState>,
@@ -390,7 +422,6 @@ impl Replicas {
         };
         let this = Arc::new(Self {
             targets,
-            tls_seen: Mutex::new(tls.current()),
             tls,
             settings,
             current: watch::Sender::new(Snapshot::default()),
@@ -431,7 +462,7 @@ impl Replicas {
                     }
                     _ = check.tick() => {
                         let Some(this) = Weak::upgrade(&weak) else { return };
-                        this.renew_connections();
+                        this.renew_connections().await;
                         this.check_all().await;
                     }
                 }
@@ -508,7 +539,7 @@ impl Replicas {
             }
             match old.iter().find(|r| r.addr == addr) {
                 Some(existing) => next.push(existing.clone()),
-                None => next.push(Arc::new(self.connect(target, addr)?)),
+                None => next.push(Arc::new(self.connect((target, addr), ReplicaState::new())?)),
             }
         }
         let changed =
@@ -529,63 +560,78 @@ impl Replicas {
         Ok(())
     }
 
-    fn connect(&self, target: usize, addr: SocketAddr) -> Result<Replica, ClientError> {
+    fn connect(
+        &self,
+        at: (usize, SocketAddr),
+        state: Arc<ReplicaState>,
+    ) -> Result<Replica, ClientError> {
         let random = splitmix64(self.seq.fetch_add(1, Ordering::Relaxed));
-        Replica::connect_lazy(
-            &self.targets,
-            target,
-            addr,
-            &self.tls,
-            &self.settings,
-            random,
-        )
+        Replica::connect_lazy(&self.targets, at, &self.tls, &self.settings, state, random)
     }
 
-    /// Replaces the connections that are due: all of them when Catalog's TLS configuration
-    /// has changed since the last look, else those past their maximum age. The new replica
-    /// objects keep the old ones' place in (or out of) rotation and their back-off.
-    fn renew_connections(&self) {
+    /// Renews the connections that are due: those set up before Catalog's TLS files were last
+    /// reloaded, and those past their maximum age. Make before break: a replica in rotation
+    /// moves to its new connection only once that connection has answered a health check, so
+    /// a slow handshake or a certificate Discount refuses (a CA rollover done out of order)
+    /// never takes a working replica out; the old connection is kept and renewal is tried
+    /// again after [`RENEW_RETRY`]. New RPCs go to the new connection; the old one closes
+    /// when its last RPC is done.
+    async fn renew_connections(&self) {
         let tls_now = self.tls.current();
-        let tls_changed = {
-            let mut seen = self.tls_seen.lock().unwrap_or_else(PoisonError::into_inner);
-            let changed = !Arc::ptr_eq(&seen, &tls_now);
-            *seen = tls_now;
-            changed
-        };
         let now = Instant::now();
-        let due = |r: &Replica| tls_changed || r.renew_at.is_some_and(|at| at <= now);
-        let old = self.snapshot().replicas;
-        if !old.iter().any(|r| due(r)) {
+        let tls_changed = |r: &Replica| !Arc::ptr_eq(&r.tls, &tls_now);
+        let due = |r: &Replica| {
+            r.renew_not_before.is_none_or(|at| at <= now)
+                && (tls_changed(r) || r.renew_at.is_some_and(|at| at <= now))
+        };
+        let due: Vec<Arc<Replica>> = self
+            .snapshot()
+            .replicas
+            .iter()
+            .filter(|r| due(r))
+            .cloned()
+            .collect();
+        if due.is_empty() {
             return;
         }
-        let mut renewed = Vec::new();
-        let mut next = Vec::with_capacity(old.len());
-        for replica in old.iter() {
-            if !due(replica) {
-                next.push(replica.clone());
-                continue;
-            }
-            match self.connect(replica.target, replica.addr) {
+        let renewals = due.into_iter().map(|old| async move {
+            let why = if tls_changed(&old) {
+                "Catalog's TLS files were reloaded"
+            } else {
+                "maximum connection age"
+            };
+            let renewed = match self.connect((old.target, old.addr), old.state.clone()) {
+                Err(err) => Err(err.to_string()),
+                // Out of rotation, it serves nothing: nothing to keep working meanwhile.
+                Ok(fresh) if !old.in_rotation() => Ok(fresh),
+                Ok(fresh) => fresh.check_health(HEALTH_TIMEOUT).await.map(|()| fresh),
+            };
+            let new = match renewed {
                 Ok(fresh) => {
-                    fresh.take_state_of(replica);
-                    renewed.push(replica.addr.to_string());
-                    next.push(Arc::new(fresh));
+                    tracing::info!(replica = %old.addr, why,
+                        "renewed the connection to a Discount replica");
+                    fresh
                 }
-                Err(err) => {
-                    tracing::error!(replica = %replica.addr, %err, "cannot renew the connection");
-                    next.push(replica.clone());
+                Err(reason) => {
+                    tracing::warn!(replica = %old.addr, why, %reason, retry_in = ?RENEW_RETRY,
+                        "cannot renew the connection to a Discount replica; keeping the old one");
+                    old.postponed(Instant::now() + RENEW_RETRY)
                 }
-            }
-        }
-        let reason = if tls_changed {
-            "Catalog's TLS files were reloaded"
-        } else {
-            "maximum connection age"
-        };
-        tracing::info!(replicas = %renewed.join(","), reason,
-            "renewing connections to Discount replicas");
+            };
+            (old, Arc::new(new))
+        });
+        let swaps = futures_util::future::join_all(renewals).await;
         self.current.send_modify(|snapshot| {
-            // Only this task changes the set, so `old` is still the current one.
+            let next: Vec<Arc<Replica>> = snapshot
+                .replicas
+                .iter()
+                .map(|r| {
+                    swaps
+                        .iter()
+                        .find(|(old, _)| Arc::ptr_eq(old, r))
+                        .map_or_else(|| r.clone(), |(_, new)| new.clone())
+                })
+                .collect();
             snapshot.replicas = next.into();
         });
     }
@@ -610,30 +656,20 @@ impl Replicas {
                 if replica.in_rotation() {
                     return;
                 }
-                let now = Instant::now();
-                let mut ejection = replica
-                    .ejection
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if ejection.out_until.is_some_and(|until| now < until) {
+                let ejection = replica.state.ejection();
+                if ejection
+                    .out_until
+                    .is_some_and(|until| Instant::now() < until)
+                {
                     return;
                 }
-                if !replica.in_rotation.swap(true, Ordering::Relaxed) {
-                    ejection.out_until = None;
-                    ejection.in_since = now;
-                    drop(ejection);
-                    tracing::info!(replica = %replica.addr, "Discount replica back in rotation");
-                    self.publish_gauges();
-                }
+                self.put_back(replica, ejection, "its health check passed");
             }
             Err(reason) => {
                 // The health check is the authority here: the replica is back as soon as it
                 // answers SERVING, so no back-off.
-                let _ejection = replica
-                    .ejection
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if replica.in_rotation.swap(false, Ordering::Relaxed) {
+                let _ejection = replica.state.ejection();
+                if replica.state.in_rotation.swap(false, Ordering::Relaxed) {
                     self.ejected(replica, "health", &reason, None);
                 }
             }
@@ -644,12 +680,9 @@ impl Replicas {
     /// serving, and for at least its back-off.
     pub(crate) fn take_out(&self, replica: &Replica, why: &'static str, detail: &str) {
         let now = Instant::now();
-        let mut ejection = replica
-            .ejection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut ejection = replica.state.ejection();
         // RPCs that fail together on a replica count as one ejection.
-        if !replica.in_rotation.swap(false, Ordering::Relaxed) {
+        if !replica.state.in_rotation.swap(false, Ordering::Relaxed) {
             return;
         }
         let max = self.settings.max_ejection_time;
@@ -663,6 +696,30 @@ impl Replicas {
         ejection.out_until = Some(now + back_off);
         drop(ejection);
         self.ejected(replica, why, detail, Some(back_off));
+    }
+
+    /// Puts a replica out of rotation back after an RPC tried on it as a last resort (a trial)
+    /// succeeded: it works, whatever its back-off says.
+    pub(crate) fn trial_succeeded(&self, replica: &Replica) {
+        if !replica.in_rotation() {
+            self.put_back(replica, replica.state.ejection(), "a trial RPC succeeded");
+        }
+    }
+
+    /// Puts `replica` back in rotation (its ejection record locked by the caller).
+    fn put_back(
+        &self,
+        replica: &Replica,
+        mut ejection: std::sync::MutexGuard<'_, Ejection>,
+        why: &'static str,
+    ) {
+        if !replica.state.in_rotation.swap(true, Ordering::Relaxed) {
+            ejection.out_until = None;
+            ejection.in_since = Instant::now();
+            drop(ejection);
+            tracing::info!(replica = %replica.addr, why, "Discount replica back in rotation");
+            self.publish_gauges();
+        }
     }
 
     fn ejected(
@@ -780,7 +837,7 @@ impl Replicas {
             candidates[first].0,
             candidates[(first + step) % candidates.len()].0,
         );
-        let load = |r: &Replica| r.in_flight.load(Ordering::Relaxed);
+        let load = |r: &Replica| r.state.in_flight.load(Ordering::Relaxed);
         Some(Arc::clone(if load(b) < load(a) { b } else { a }))
     }
 
@@ -839,16 +896,19 @@ mod tests {
     const BASE: Duration = Duration::from_secs(1);
     const MAX: Duration = Duration::from_secs(8);
 
-    /// One replica on a fixed address; nothing is ever connected.
+    /// One replica on a fixed address where nothing listens.
     fn one_replica() -> (Arc<Replicas>, Arc<Replica>) {
-        let ca = CertificateAuthority::new("Back-off Test CA", Validity::days(1)).unwrap();
-        let anchors = TrustAnchors::from_pem(ca.cert_pem().as_bytes()).unwrap();
-        let config = tls::client_config(&anchors, None, None).unwrap();
-        let settings = ReplicaSettings {
+        one_replica_with(ReplicaSettings {
             base_ejection_time: BASE,
             max_ejection_time: MAX,
             ..ReplicaSettings::default()
-        };
+        })
+    }
+
+    fn one_replica_with(settings: ReplicaSettings) -> (Arc<Replicas>, Arc<Replica>) {
+        let ca = CertificateAuthority::new("Replicas Test CA", Validity::days(1)).unwrap();
+        let anchors = TrustAnchors::from_pem(ca.cert_pem().as_bytes()).unwrap();
+        let config = tls::client_config(&anchors, None, None).unwrap();
         let target = DiscountAddr {
             host: "127.0.0.1".into(),
             port: 1,
@@ -920,5 +980,55 @@ mod tests {
         tokio::time::advance(BASE).await;
         replicas.record_health(&replica, Ok(()));
         assert!(replica.in_rotation());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_successful_trial_puts_a_replica_back_despite_its_back_off() {
+        let (replicas, replica) = one_replica();
+        replicas.take_out(&replica, "timeout", "test");
+        replicas.record_health(&replica, Ok(()));
+        assert!(!replica.in_rotation(), "backing off");
+        replicas.trial_succeeded(&replica);
+        assert!(replica.in_rotation());
+    }
+
+    fn aging_replica() -> (Arc<Replicas>, Arc<Replica>) {
+        one_replica_with(ReplicaSettings {
+            max_connection_age: Some(Duration::from_secs(60)),
+            ..ReplicaSettings::default()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewed_connection_shares_the_replicas_state_with_the_old_one() {
+        let (replicas, old) = aging_replica();
+        // Out of rotation, so the new connection is used without a health check first.
+        replicas.take_out(&old, "timeout", "test");
+        tokio::time::advance(Duration::from_secs(70)).await;
+        replicas.renew_connections().await;
+        let new = replicas.snapshot().replicas[0].clone();
+        assert!(!Arc::ptr_eq(&old, &new), "the connection was renewed");
+        assert!(!new.in_rotation(), "still out of rotation");
+        // What happens on the old connection counts for the replica.
+        let in_flight = old.start();
+        assert_eq!(new.state.in_flight.load(Ordering::Relaxed), 1);
+        drop(in_flight);
+        replicas.trial_succeeded(&old);
+        assert!(new.in_rotation());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_keeps_its_connection_while_a_new_one_fails_its_health_check() {
+        // Nothing listens at the replica's address: the new connection cannot answer.
+        let (replicas, old) = aging_replica();
+        tokio::time::advance(Duration::from_secs(70)).await;
+        replicas.renew_connections().await;
+        let kept = replicas.snapshot().replicas[0].clone();
+        assert!(kept.in_rotation(), "a failed renewal takes nothing out");
+        assert!(Arc::ptr_eq(&kept.state, &old.state));
+        assert!(kept.renew_not_before.is_some(), "tried again later");
+        // Not before RENEW_RETRY.
+        replicas.renew_connections().await;
+        assert!(Arc::ptr_eq(&kept, &replicas.snapshot().replicas[0]));
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use catalog_service::replicas::ReplicaSettings;
 use e2e_tests::{
     CatalogOptions, CountingDiscount, closed_port, other_pki, service_pki, spawn_black_hole,
     spawn_catalog, spawn_counting_discount, spawn_discount, spawn_discount_with, spawn_proxy,
@@ -95,6 +96,12 @@ async fn a_hung_discount_holds_up_one_request_at_a_time_not_all_of_them() {
     let discount = spawn_counting_discount(&pki, hung.clone()).await;
     let options = CatalogOptions {
         discount_timeout: Duration::from_secs(2),
+        replicas: ReplicaSettings {
+            // Its health checks pass (no health service counts as serving): only the back-off
+            // keeps it out for the rest of the test.
+            base_ejection_time: Duration::from_secs(600),
+            ..ReplicaSettings::default()
+        },
         ..CatalogOptions::default()
     };
     let catalog = spawn_catalog(&pki, discount.addr, options).await;

