@@ -7,9 +7,9 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Longest a probe may take, connecting and reading included.
+/// Longest a probe may take in all: connecting, sending and reading.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a probe failed.
@@ -46,8 +46,40 @@ fn split_url(url: &str) -> Result<(String, String), ProbeError> {
     Ok((authority.to_owned(), path.to_owned()))
 }
 
-/// Sends `GET url` and succeeds on a 2xx status.
+/// Reads from a socket until a deadline: each read may wait only for the time left, so a
+/// server that trickles its answer a byte at a time cannot stretch the probe.
+struct UntilDeadline<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl UntilDeadline<'_> {
+    fn time_left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no complete answer in time",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for UntilDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.time_left()?))?;
+        (&*self.stream).read(buf)
+    }
+}
+
+/// Sends `GET url` and succeeds on a 2xx status, all within [`PROBE_TIMEOUT`].
 pub fn check(url: &str) -> Result<(), ProbeError> {
+    check_within(url, PROBE_TIMEOUT)
+}
+
+fn check_within(url: &str, timeout: Duration) -> Result<(), ProbeError> {
+    let deadline = Instant::now() + timeout;
     let (authority, path) = split_url(url)?;
     let connect_err = |source| ProbeError::Connect {
         addr: authority.clone(),
@@ -58,14 +90,18 @@ pub fn check(url: &str) -> Result<(), ProbeError> {
         .map_err(connect_err)?
         .next()
         .ok_or_else(|| connect_err(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
-    let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).map_err(connect_err)?;
+    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(connect_err)?;
     let answer_err = |reason: String| ProbeError::BadAnswer {
         addr: authority.clone(),
         reason,
     };
-    stream
-        .set_read_timeout(Some(PROBE_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(PROBE_TIMEOUT)))
+    let mut reader = UntilDeadline {
+        stream: &stream,
+        deadline,
+    };
+    reader
+        .time_left()
+        .and_then(|left| stream.set_write_timeout(Some(left)))
         .map_err(|err| answer_err(err.to_string()))?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: probe\r\nConnection: close\r\n\r\n"
@@ -75,7 +111,7 @@ pub fn check(url: &str) -> Result<(), ProbeError> {
         .map_err(|err| answer_err(err.to_string()))?;
     // One status line of at most 1 KiB is all that is read.
     let mut status_line = String::new();
-    BufReader::new(&stream)
+    BufReader::new(&mut reader)
         .take(1024)
         .read_line(&mut status_line)
         .map_err(|err| answer_err(err.to_string()))?;
@@ -171,6 +207,35 @@ mod tests {
         let garbage = serve_once("SSH-2.0-OpenSSH\r\n");
         let err = check(&format!("http://{garbage}/")).unwrap_err();
         assert!(matches!(err, ProbeError::BadAnswer { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_timeout_covers_the_whole_answer_not_each_read() {
+        // A healthy answer, one byte every 50 ms: about a second in all, every read quick.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut request = [0u8; 512];
+            let _ = socket.read(&mut request);
+            for byte in b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n" {
+                if socket.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let err = check_within(
+            &format!("http://{addr}/healthz"),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("no complete answer in time")
+                || err.to_string().contains("timed out")
+                || err.to_string().contains("Resource temporarily unavailable"),
+            "{err}"
+        );
     }
 
     #[test]
