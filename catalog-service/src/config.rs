@@ -240,6 +240,7 @@ mod tests {
             &["--discount-timeout-ms", "0"],
             &["--discount-addr", "a,,b"],
             &["--discount-health-interval-ms", "5"],
+            &["--discount-max-connection-age-secs", "forever"],
         ] {
             let err =
                 Cli::try_parse_from(std::iter::once("catalog-service").chain(args.iter().copied()))
@@ -247,6 +248,20 @@ mod tests {
                     .to_string();
             assert!(err.contains(args[0]), "{err}");
         }
+    }
+
+    #[test]
+    fn connections_to_discount_are_renewed_every_30_minutes_unless_0_says_never() {
+        let dir = tempfile::tempdir().unwrap();
+        xtask::certs_dir::gen_certs(&xtask::certs_dir::GenCerts::new(dir.path(), 1)).unwrap();
+        let certs = dir.path().to_str().unwrap();
+        let age = |extra: &[&str]| {
+            let args = ["catalog-service", "--certs-dir", certs];
+            let cli = Cli::try_parse_from(args.iter().chain(extra)).unwrap();
+            cli.settings().unwrap().discount.replicas.max_connection_age
+        };
+        assert_eq!(age(&[]), Some(Duration::from_secs(1800)));
+        assert_eq!(age(&["--discount-max-connection-age-secs", "0"]), None);
     }
 
     #[test]
