@@ -49,13 +49,8 @@ async fn a_steady_stream_is_shared_fairly_by_three_replicas() {
 
     let mut stream = Stream::start(catalog.addr, 4);
     stream.wait_for_more(600).await;
-    let (requests, failures, _) = stream.stop().await;
+    let (requests, _) = stream.stop().await;
 
-    assert!(
-        failures.is_empty(),
-        "{} bad responses: {failures:?}",
-        failures.len()
-    );
     let answered = answered(&replicas);
     let total: usize = answered.iter().sum();
     // One batch RPC per request (the last few may still be in flight when counted).
@@ -97,13 +92,7 @@ async fn a_killed_replica_fails_no_request_and_gets_traffic_again_once_restarted
             replicas[1].answered() >= at_kill + 30
         })
         .await;
-    let (requests, failures, _) = stream.stop().await;
-
-    assert!(
-        failures.is_empty(),
-        "{} of {requests} responses were bad: {failures:?}",
-        failures.len()
-    );
+    stream.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,15 +107,10 @@ async fn a_replica_that_accepts_but_never_answers_leaves_the_rotation() {
     // so only taking it out of rotation keeps requests away from it.
     let mut stream = Stream::start(catalog.addr, 1);
     stream.wait_for_more(60).await;
-    let (requests, failures, waited) = stream.stop().await;
+    let (requests, waited) = stream.stop().await;
 
-    // Every request got its discount from a real replica...
-    assert!(
-        failures.is_empty(),
-        "{} bad responses: {failures:?}",
-        failures.len()
-    );
-    // ...and, once the hung one was out of rotation, none waited on it again: only the few
+    // Every request got its discount from a real replica (`stop` checks each response), and,
+    // once the hung one was out of rotation, none waited on it again: only the few
     // sent to it before the first timeout or health check took it out did.
     assert!(
         waited <= 2,
@@ -160,15 +144,10 @@ async fn a_replica_whose_rpcs_hang_while_its_health_passes_is_kept_out_longer_ea
     stream
         .run_until("the hung replica is sent 5 RPCs", || arrivals().len() >= 5)
         .await;
-    let (requests, failures, _) = stream.stop().await;
+    stream.stop().await;
 
-    // Every request still got its discount, from a real replica, within the deadline...
-    assert!(
-        failures.is_empty(),
-        "{} of {requests} responses were bad: {failures:?}",
-        failures.len()
-    );
-    // ...and each time the hung replica was taken out, it stayed out twice as long as the
+    // Every request still got its discount, from a real replica, within the deadline (`stop`
+    // checks each response), and each time the hung replica was taken out, it stayed out twice as long as the
     // time before, although every health round in between passed. Without the back-off it
     // would be back one health round (20 ms) after each timeout.
     let arrivals = arrivals();
@@ -232,10 +211,5 @@ async fn replicas_follow_the_name_as_its_addresses_change() {
             "removed replicas still get RPCs: {after:?}"
         );
     }
-    let (requests, failures, _) = stream.stop().await;
-    assert!(
-        failures.is_empty(),
-        "{} of {requests} responses were bad: {failures:?}",
-        failures.len()
-    );
+    stream.stop().await;
 }

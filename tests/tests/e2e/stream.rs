@@ -115,9 +115,10 @@ impl Stream {
         }
     }
 
-    /// Stops the stream once the requests in flight have their answers; returns how many
-    /// responses there were, the bad ones, and how many waited on a hung replica.
-    pub(crate) async fn stop(self) -> (usize, Vec<String>, usize) {
+    /// Stops the stream once the requests in flight have their answers and fails the test if
+    /// any response was bad; returns how many responses there were and how many waited on a
+    /// hung replica.
+    pub(crate) async fn stop(self) -> (usize, usize) {
         self.stop.store(true, Ordering::Relaxed);
         let Self {
             done,
@@ -132,8 +133,13 @@ impl Stream {
                 .expect("a request never finished")
                 .unwrap();
         }
-        let failures = failures.lock().unwrap().clone();
+        let failures = failures.lock().unwrap();
         let count = *done.borrow();
-        (count, failures, slow.load(Ordering::Relaxed))
+        assert!(
+            failures.is_empty(),
+            "{} of {count} responses were bad: {failures:?}",
+            failures.len()
+        );
+        (count, slow.load(Ordering::Relaxed))
     }
 }
