@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use ecommerce_proto::reload::{ReloadSettings, Reloadable, TlsReloader};
-use ecommerce_proto::runtime;
-use ecommerce_proto::tls::{self, Identity, TrustAnchors};
+use mtls::{TlsReloader, TlsSource};
+use service_runtime as runtime;
 use tokio::net::TcpListener;
 
 use crate::catalog::{CatalogData, Customers};
@@ -29,14 +28,11 @@ pub struct Settings {
     pub customers: Customers,
     /// How to reach Discount.
     pub discount: DiscountSettings,
-    /// Catalog's client certificate and key, shown to Discount.
-    pub identity: Identity,
-    /// CA(s) Discount's certificate must chain to.
-    pub discount_ca: TrustAnchors,
+    /// Catalog's client certificate and key, shown to Discount, and the CA(s) Discount's
+    /// certificate must chain to: in memory, or files that are reloaded when they change.
+    pub tls: TlsSource,
     /// The URI SAN Discount's certificate must carry (not merely any certificate from the CA).
     pub discount_identity: String,
-    /// Where to reload certificates from when they change; `None`: keep `identity`.
-    pub reload: Option<ReloadSettings>,
     /// After shutdown is requested, how long in-flight requests may take.
     pub drain_timeout: Duration,
 }
@@ -53,33 +49,24 @@ pub struct Application {
     router: axum::Router,
     drain_timeout: Duration,
     shutting_down: Arc<AtomicBool>,
-    reloader: Option<Arc<TlsReloader<rustls::ClientConfig>>>,
+    reloader: Arc<TlsReloader<rustls::ClientConfig>>,
 }
+
+/// The gauge of the certificate's expiry time, labelled `service`.
+pub const CERTIFICATE_EXPIRY_METRIC: &str = "tls_certificate_expiry_timestamp_seconds";
 
 impl Application {
     /// Builds the TLS client configuration and the (lazy) Discount channel. Does not wait for
     /// Discount: Catalog serves full prices until it is reachable. Needs a Tokio runtime.
     pub fn build(settings: Settings, listener: TcpListener) -> Result<Self, ClientError> {
         let discount_identity = settings.discount_identity.clone();
-        let build = move |identity: &tls::Identity, ca: &tls::TrustAnchors| {
-            tls::client_config(ca, Some(identity), Some(&discount_identity))
+        let build = move |identity: &mtls::Identity, ca: &mtls::TrustAnchors| {
+            mtls::client_config(ca, Some(identity), Some(&discount_identity))
         };
-        let (client_tls, reloader) = match &settings.reload {
-            None => (
-                Reloadable::new(build(&settings.identity, &settings.discount_ca)?),
-                None,
-            ),
-            Some(reload) => {
-                let reloader = TlsReloader::start(
-                    "catalog",
-                    reload.files.clone(),
-                    reload.expiry_warning,
-                    build,
-                )?;
-                reloader.spawn(reload.interval);
-                (reloader.config(), Some(reloader))
-            }
-        };
+        let reloader =
+            TlsReloader::start("catalog", settings.tls, CERTIFICATE_EXPIRY_METRIC, build)?;
+        reloader.spawn();
+        let client_tls = reloader.config();
         runtime::prometheus();
         let discounts = DiscountGateway::connect_lazy(&settings.discount, client_tls)?;
         let addrs: Vec<String> = settings
@@ -109,8 +96,8 @@ impl Application {
         })
     }
 
-    /// The certificate reloader, when Catalog was given files to watch.
-    pub fn tls_reloader(&self) -> Option<Arc<TlsReloader<rustls::ClientConfig>>> {
+    /// The certificate reloader (it reloads only material that came from files).
+    pub fn tls_reloader(&self) -> Arc<TlsReloader<rustls::ClientConfig>> {
         self.reloader.clone()
     }
 

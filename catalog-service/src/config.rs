@@ -6,14 +6,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use ecommerce_proto::reload::ReloadSettings;
-use ecommerce_proto::runtime::LogFormat;
-use ecommerce_proto::tls::{TlsFileError, TlsFiles};
+use mtls::TlsFileError;
+use service_runtime::flags::{ProcessFlags, TlsFlags};
 
 use crate::app::{self, Settings};
 use crate::catalog::{CatalogData, DataError};
 use crate::discount::{DiscountAddr, DiscountSettings};
 use crate::replicas::ReplicaSettings;
+
+service_runtime::service_names!(
+    /// Catalog's file names (`catalog.pem`, `catalog.key`) and variables (`CATALOG_...`).
+    pub CatalogNames,
+    "catalog",
+    "CATALOG"
+);
 
 /// A setting that stops start-up.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +49,7 @@ impl From<TlsFileError> for ConfigError {
 pub struct Cli {
     /// Something other than serving (`probe`); none: serve.
     #[command(subcommand)]
-    pub command: Option<ecommerce_proto::probe::Command>,
+    pub command: Option<service_runtime::probe::Command>,
 
     /// Address to listen on for HTTP.
     #[arg(long, env = "CATALOG_LISTEN", default_value = "127.0.0.1:11080")]
@@ -106,73 +112,22 @@ pub struct Cli {
     #[arg(long, env = "CATALOG_CUSTOMERS_FILE")]
     pub customers: Option<PathBuf>,
 
-    /// Folder holding `ca.pem`, `catalog.pem` and `catalog.key` (as written by
-    /// `cargo xtask gen-certs`) [default: the repository's certs/ folder].
-    #[arg(long, env = "CERTS_DIR")]
-    pub certs_dir: Option<PathBuf>,
+    // Where the TLS files are and how they are watched.
+    #[command(flatten)]
+    pub tls: TlsFlags<CatalogNames>,
 
-    /// CA bundle that Discount's certificate must chain to [default: <certs-dir>/ca.pem].
-    #[arg(long, env = "CATALOG_TLS_CA")]
-    pub ca: Option<PathBuf>,
-
-    /// Catalog's client certificate chain [default: <certs-dir>/catalog.pem].
-    #[arg(long, env = "CATALOG_TLS_CERT")]
-    pub cert: Option<PathBuf>,
-
-    /// Catalog's private key [default: <certs-dir>/catalog.key].
-    #[arg(long, env = "CATALOG_TLS_KEY")]
-    pub key: Option<PathBuf>,
-
-    /// Seconds between checks of the TLS files for a rotated certificate (SIGHUP also
-    /// triggers a check).
-    #[arg(long, env = "CATALOG_TLS_RELOAD_INTERVAL_SECS", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub tls_reload_interval_secs: u64,
-
-    /// Warn when the certificate in use expires within this many hours.
-    #[arg(long, env = "CATALOG_CERT_EXPIRY_WARNING_HOURS", default_value_t = 12)]
-    pub cert_expiry_warning_hours: u64,
-
-    /// Log line format on stderr: `text` for people, `json` for log collectors.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Tokio worker threads [default: one per CPU core].
-    #[arg(long, env = "CATALOG_WORKER_THREADS",
-          value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub worker_threads: Option<u16>,
-
-    /// Seconds in-flight requests may take to finish after SIGTERM or Ctrl-C.
-    #[arg(long, env = "CATALOG_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
-    pub drain_timeout_secs: u64,
+    // Logging, worker threads and the drain deadline.
+    #[command(flatten)]
+    pub process: ProcessFlags<CatalogNames>,
 }
 
 impl Cli {
-    /// How the TLS files are watched for rotation.
-    pub fn reload_settings(&self) -> ReloadSettings {
-        ReloadSettings::from_flags(
-            self.tls_files(),
-            self.tls_reload_interval_secs,
-            self.cert_expiry_warning_hours,
-        )
-    }
-
-    /// The TLS files to load, flags overriding the certs folder.
-    pub fn tls_files(&self) -> TlsFiles {
-        TlsFiles::resolve(
-            self.certs_dir.as_deref(),
-            "catalog",
-            self.ca.as_deref(),
-            self.cert.as_deref(),
-            self.key.as_deref(),
-        )
-    }
-
-    /// Loads the data files and the TLS material and builds the settings.
+    /// Loads the data files and the TLS material (once: reloads read the same files) and
+    /// builds the settings.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let data = CatalogData::load(self.products.as_deref(), self.customers.as_deref())?;
         let (products, customers) = app::in_memory(data);
-        let (identity, discount_ca) = self.tls_files().load()?;
+        let tls = self.tls.load()?;
         let timeout = Duration::from_millis(self.discount_timeout_ms);
         Ok(Settings {
             products,
@@ -189,11 +144,9 @@ impl Cli {
                     ..ReplicaSettings::default()
                 },
             },
-            identity,
-            discount_ca,
+            tls,
             discount_identity: self.discount_identity.clone(),
-            reload: Some(self.reload_settings()),
-            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+            drain_timeout: self.process.drain_timeout(),
         })
     }
 }
@@ -253,7 +206,7 @@ mod tests {
     #[test]
     fn connections_to_discount_are_renewed_every_30_minutes_unless_0_says_never() {
         let dir = tempfile::tempdir().unwrap();
-        xtask::certs_dir::gen_certs(&xtask::certs_dir::GenCerts::new(dir.path(), 1)).unwrap();
+        pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(dir.path(), 1)).unwrap();
         let certs = dir.path().to_str().unwrap();
         let age = |extra: &[&str]| {
             let args = ["catalog-service", "--certs-dir", certs];

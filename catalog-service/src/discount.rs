@@ -22,8 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ecommerce_proto::pb::{self, discount_client::DiscountClient};
-use ecommerce_proto::reload::{ReloadError, Reloadable};
-use ecommerce_proto::tls::TlsError;
+use mtls::{Reloadable, TlsError};
 use tonic::{Code, Request, Status};
 
 use crate::catalog::{Customer, DiscountView, PriceTag};
@@ -120,8 +119,6 @@ pub struct DiscountSettings {
 pub enum ClientError {
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error(transparent)]
-    Reload(#[from] ReloadError),
     #[error("invalid Discount endpoint: {0}")]
     Endpoint(#[from] http::uri::InvalidUri),
     #[error("no Discount address given")]
@@ -458,7 +455,7 @@ fn request<T>(message: T, request_id: &http::HeaderValue, timeout: Duration) -> 
     if let Ok(id) = tonic::metadata::AsciiMetadataValue::try_from(request_id.as_bytes()) {
         request
             .metadata_mut()
-            .insert(ecommerce_proto::request_id::HEADER, id);
+            .insert(service_runtime::request_id::HEADER, id);
     }
     request
 }

@@ -21,8 +21,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use ecommerce_proto::{request_id, runtime};
 use serde::Deserialize;
+use service_runtime::{self as runtime, request_id};
 
 use crate::catalog::{Customers, DiscountView, PriceTag};
 use crate::discount::DiscountGateway;
@@ -70,7 +70,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(request_context))
 }
 
-/// The id of the request being served (see [`ecommerce_proto::request_id`]).
+/// The id of the request being served (see [`service_runtime::request_id`]).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
 

@@ -7,17 +7,17 @@ use anyhow::Context;
 use catalog_service::app::Application;
 use catalog_service::config::Cli;
 use clap::Parser;
-use ecommerce_proto::runtime;
+use service_runtime as runtime;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(ecommerce_proto::probe::Command::Probe { url }) = &cli.command {
-        return ecommerce_proto::probe::run(url);
+    if let Some(service_runtime::probe::Command::Probe { url }) = &cli.command {
+        return service_runtime::probe::run(url);
     }
     runtime::run_service(
         "catalog-service",
-        cli.log_format,
-        cli.worker_threads,
+        cli.process.log_format,
+        cli.process.worker_threads,
         run(cli),
     )
 }

@@ -50,10 +50,10 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use ecommerce_proto::pb::discount_client::DiscountClient;
-use ecommerce_proto::reload::Reloadable;
-use ecommerce_proto::tls::{MtlsConnector, TlsError};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use mtls::Reloadable;
+use mtls::{MtlsConnector, TlsError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::{Code, Request, Status};
@@ -888,8 +888,8 @@ fn splitmix64(x: u64) -> u64 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use ecommerce_proto::tls::{self, TrustAnchors};
-    use xtask::pki::{CertificateAuthority, Validity};
+    use mtls::{self as tls, TrustAnchors};
+    use pki::{CertificateAuthority, Validity};
 
     use super::*;
 

@@ -31,8 +31,7 @@ async fn black_hole() -> (u16, tokio::sync::oneshot::Receiver<()>) {
 /// Starts Catalog on a free port with certificates made here; returns it and its address.
 async fn start_catalog(discount_port: u16, extra: &[&str]) -> (Child, String, tempfile::TempDir) {
     let certs = tempfile::tempdir().unwrap();
-    xtask::certs_dir::gen_certs(&xtask::certs_dir::GenCerts::new(certs.path().to_owned(), 1))
-        .unwrap();
+    pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(certs.path().to_owned(), 1)).unwrap();
     // Port 0 is not reported by the binary; take a free port and hand it over.
     let port = TcpListener::bind("127.0.0.1:0")
         .await

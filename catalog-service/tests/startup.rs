@@ -99,8 +99,7 @@ async fn malformed_flag_value_is_refused_by_name() {
 
 fn certs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    xtask::certs_dir::gen_certs(&xtask::certs_dir::GenCerts::new(dir.path().to_owned(), 1))
-        .unwrap();
+    pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(dir.path().to_owned(), 1)).unwrap();
     dir
 }
 

@@ -8,17 +8,17 @@ use clap::Parser;
 use discount_service::config::Cli;
 use discount_service::metrics_http;
 use discount_service::server::DiscountServer;
-use ecommerce_proto::runtime;
+use service_runtime as runtime;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(ecommerce_proto::probe::Command::Probe { url }) = &cli.command {
-        return ecommerce_proto::probe::run(url);
+    if let Some(service_runtime::probe::Command::Probe { url }) = &cli.command {
+        return service_runtime::probe::run(url);
     }
     runtime::run_service(
         "discount-service",
-        cli.log_format,
-        cli.worker_threads,
+        cli.process.log_format,
+        cli.process.worker_threads,
         run(cli),
     )
 }

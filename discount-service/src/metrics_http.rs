@@ -12,7 +12,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
-use ecommerce_proto::runtime;
+use service_runtime as runtime;
 use tokio::net::TcpListener;
 
 use crate::server::Serving;

@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ecommerce_proto::pb::{self, discount_server::DiscountServer as DiscountGrpcServer};
-use ecommerce_proto::reload::{ReloadError, ReloadSettings, Reloadable, TlsReloader};
-use ecommerce_proto::runtime;
-use ecommerce_proto::tls::{self, Identity, TrustAnchors};
+use mtls::{AcceptSettings, Reloadable, TlsError, TlsReloader, TlsSource};
+use service_runtime as runtime;
 use tokio::net::TcpListener;
 
 use crate::authz::AllowList;
@@ -21,10 +20,9 @@ use crate::service::DiscountService;
 /// Everything the server needs, already loaded and validated.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// The server's certificate chain and key.
-    pub identity: Identity,
-    /// CA(s) a client certificate must chain to.
-    pub client_ca: TrustAnchors,
+    /// The server's certificate chain and key, and the CA(s) a client certificate must chain
+    /// to: in memory, or files that are reloaded when they change.
+    pub tls: TlsSource,
     /// How long a client may take to complete the TLS handshake.
     pub handshake_timeout: Duration,
     /// After shutdown is requested, how long in-flight RPCs may take before the server stops
@@ -32,20 +30,16 @@ pub struct ServerSettings {
     pub drain_timeout: Duration,
     /// Which caller identities may call which RPC.
     pub allow: AllowList,
-    /// Where to reload certificates from when they change; `None`: keep `identity`.
-    pub reload: Option<ReloadSettings>,
 }
 
 impl ServerSettings {
     /// Settings with the default timeouts.
-    pub fn new(identity: Identity, client_ca: TrustAnchors) -> Self {
+    pub fn new(tls: TlsSource) -> Self {
         Self {
-            identity,
-            client_ca,
-            handshake_timeout: tls::DEFAULT_HANDSHAKE_TIMEOUT,
+            tls,
+            handshake_timeout: mtls::DEFAULT_HANDSHAKE_TIMEOUT,
             drain_timeout: Duration::from_secs(10),
             allow: AllowList::default(),
-            reload: None,
         }
     }
 }
@@ -72,28 +66,26 @@ pub struct DiscountServer {
     listener: TcpListener,
     serving: Serving,
     tls: Arc<Reloadable<rustls::ServerConfig>>,
-    reloader: Option<Arc<TlsReloader<rustls::ServerConfig>>>,
+    reloader: Arc<TlsReloader<rustls::ServerConfig>>,
     settings: ServerSettings,
 }
 
+/// The counter of refused TLS handshakes, labelled `reason`.
+pub const HANDSHAKE_FAILURES_METRIC: &str = "discount_tls_handshake_failures_total";
+
+/// The gauge of the certificate's expiry time, labelled `service`.
+pub const CERTIFICATE_EXPIRY_METRIC: &str = "tls_certificate_expiry_timestamp_seconds";
+
 impl DiscountServer {
     /// Builds the TLS configuration (mutual, TLS 1.3 only) for `listener`.
-    pub fn build(settings: ServerSettings, listener: TcpListener) -> Result<Self, ReloadError> {
-        let (tls, reloader) = match &settings.reload {
-            None => (
-                Reloadable::new(tls::server_config(&settings.identity, &settings.client_ca)?),
-                None,
-            ),
-            Some(reload) => {
-                let reloader = TlsReloader::start(
-                    "discount",
-                    reload.files.clone(),
-                    reload.expiry_warning,
-                    tls::server_config,
-                )?;
-                (reloader.config(), Some(reloader))
-            }
-        };
+    pub fn build(settings: ServerSettings, listener: TcpListener) -> Result<Self, TlsError> {
+        let reloader = TlsReloader::start(
+            "discount",
+            settings.tls.clone(),
+            CERTIFICATE_EXPIRY_METRIC,
+            mtls::server_config,
+        )?;
+        let tls = reloader.config();
         // RPC and handshake metrics go to the process's registry from the first connection on.
         runtime::prometheus();
         Ok(Self {
@@ -110,8 +102,8 @@ impl DiscountServer {
         self.serving.clone()
     }
 
-    /// The certificate reloader, when the server was given files to watch.
-    pub fn tls_reloader(&self) -> Option<Arc<TlsReloader<rustls::ServerConfig>>> {
+    /// The certificate reloader (it reloads only material that came from files).
+    pub fn tls_reloader(&self) -> Arc<TlsReloader<rustls::ServerConfig>> {
         self.reloader.clone()
     }
 
@@ -133,16 +125,19 @@ impl DiscountServer {
             reloader,
             settings,
         } = self;
-        if let (Some(reloader), Some(reload)) = (&reloader, &settings.reload) {
-            reloader.spawn(reload.interval);
-        }
+        reloader.spawn();
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "Discount listening (gRPC over mutual TLS 1.3)");
         }
         // Closes the listener when shutdown starts (tonic keeps the stream of connections
         // until every open one has drained, so it cannot be the trigger).
         let (stop_accepting, stopped_accepting) = tokio::sync::oneshot::channel::<()>();
-        let incoming = tls::tls_incoming(listener, tls, settings.handshake_timeout, async move {
+        let accept = AcceptSettings {
+            handshake_timeout: settings.handshake_timeout,
+            failure_counter: Some(HANDSHAKE_FAILURES_METRIC),
+            ..AcceptSettings::default()
+        };
+        let incoming = mtls::tls_incoming(listener, tls, accept, async move {
             let _ = stopped_accepting.await;
         });
         let (health, health_service) = tonic_health::server::health_reporter();

@@ -11,8 +11,8 @@ use ecommerce_proto::pb::{
 use std::sync::Arc;
 use std::time::Instant;
 
-use ecommerce_proto::request_id;
-use ecommerce_proto::tls::PeerInfo;
+use mtls::PeerInfo;
+use service_runtime::request_id;
 use tonic::{Code, Request, Response, Status};
 
 use crate::authz::AllowList;

@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 fn certs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    xtask::certs_dir::gen_certs(&xtask::certs_dir::GenCerts::new(dir.path(), 1)).unwrap();
+    pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(dir.path(), 1)).unwrap();
     dir
 }
 

@@ -20,16 +20,16 @@ use ecommerce_proto::pb::discount_server::{Discount, DiscountServer as GrpcDisco
 use ecommerce_proto::pb::{
     BatchDiscountRequest, BatchDiscountResponse, DiscountRequest, DiscountResponse,
 };
-use ecommerce_proto::reload::{ReloadSettings, Reloadable, TlsReloader};
-use ecommerce_proto::tls::{self, Identity, MtlsConnector, TlsFiles, TrustAnchors};
+use mtls::{self as tls, Identity, MtlsConnector, TlsFiles, TlsSource, TrustAnchors};
+use mtls::{ReloadSettings, Reloadable, TlsReloader};
+use pki::{CertificateAuthority, CertifiedKey, ServicePki, Validity};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
-use xtask::pki::{CertificateAuthority, CertifiedKey, ServicePki, Validity};
 
-pub use xtask::pki;
+pub use pki;
 
 /// A fresh CA with Discount's and Catalog's certificates, valid for a day.
 pub fn service_pki() -> ServicePki {
@@ -115,7 +115,7 @@ pub async fn spawn_discount_with(
 ) -> Running {
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
-    let settings = ServerSettings::new(identity(server_cert), anchors(client_ca));
+    let settings = ServerSettings::new(TlsSource::fixed(identity(server_cert), anchors(client_ca)));
     let server = DiscountServer::build(settings, listener).unwrap();
     Running::spawn(addr, |stopped| async move {
         server.run_until(shutdown_on(stopped)).await.unwrap();
@@ -177,7 +177,7 @@ pub fn generated_catalog(count: i32) -> CatalogData {
 fn catalog_settings(
     options: CatalogOptions,
     discounts: Vec<DiscountAddr>,
-    (identity, discount_ca): (Identity, TrustAnchors),
+    tls: TlsSource,
 ) -> Settings {
     let (products, customers) = catalog_service::app::in_memory(options.data);
     Settings {
@@ -189,10 +189,8 @@ fn catalog_settings(
             timeout: options.discount_timeout,
             replicas: options.replicas,
         },
-        identity,
-        discount_ca,
+        tls,
         discount_identity: pki::spiffe_id("discount"),
-        reload: None,
         drain_timeout: Duration::from_secs(5),
     }
 }
@@ -237,7 +235,7 @@ pub async fn spawn_catalog_for(
     let settings = catalog_settings(
         options,
         discounts,
-        (identity(&pki.catalog), anchors(&pki.ca)),
+        TlsSource::fixed(identity(&pki.catalog), anchors(&pki.ca)),
     );
     let app = Application::build(settings, listener).unwrap();
     Running::spawn(addr, |stopped| async move {
@@ -375,7 +373,7 @@ pub async fn spawn_counting_discount(pki: &ServicePki, service: CountingDiscount
     let incoming = tls::tls_incoming(
         listener,
         Reloadable::new(config),
-        tls::DEFAULT_HANDSHAKE_TIMEOUT,
+        tls::AcceptSettings::default(),
         std::future::pending(),
     );
     Running::spawn(addr, |stopped| async move {
@@ -518,7 +516,7 @@ pub async fn spawn_proxy(target: SocketAddr) -> Proxy {
 pub async fn spawn_discount_with_ops(pki: &ServicePki) -> (Running, Running) {
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
-    let settings = ServerSettings::new(identity(&pki.discount), anchors(&pki.ca));
+    let settings = ServerSettings::new(TlsSource::fixed(identity(&pki.discount), anchors(&pki.ca)));
     let server = DiscountServer::build(settings, listener).unwrap();
     let serving = server.serving();
     let discount = Running::spawn(addr, |stopped| async move {
@@ -564,16 +562,12 @@ fn reload_settings(dir: &std::path::Path, service: &str) -> ReloadSettings {
 
 /// Writes a fresh PKI to `dir` and starts Discount and Catalog on it, watching the files.
 pub async fn spawn_rotating_pair(dir: &std::path::Path) -> RotatingPair {
-    xtask::certs_dir::gen_certs(&xtask::certs_dir::GenCerts::new(dir, 1)).unwrap();
-    let (identity, anchors) = TlsFiles::in_dir(dir, "discount").load().unwrap();
+    pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(dir, 1)).unwrap();
     let listener = bind_loopback().await;
     let discount_addr = listener.local_addr().unwrap();
-    let settings = ServerSettings {
-        reload: Some(reload_settings(dir, "discount")),
-        ..ServerSettings::new(identity, anchors)
-    };
-    let server = DiscountServer::build(settings, listener).unwrap();
-    let discount_tls = server.tls_reloader().unwrap();
+    let source = TlsSource::from_files(reload_settings(dir, "discount")).unwrap();
+    let server = DiscountServer::build(ServerSettings::new(source), listener).unwrap();
+    let discount_tls = server.tls_reloader();
     let discount = Running::spawn(discount_addr, |stopped| async move {
         server.run_until(shutdown_on(stopped)).await.unwrap();
     });
@@ -581,24 +575,21 @@ pub async fn spawn_rotating_pair(dir: &std::path::Path) -> RotatingPair {
     let proxy = spawn_proxy(discount_addr).await;
     let listener = bind_loopback().await;
     let catalog_addr = listener.local_addr().unwrap();
-    let settings = Settings {
-        reload: Some(reload_settings(dir, "catalog")),
-        ..catalog_settings(
-            CatalogOptions {
-                discount_timeout: Duration::from_secs(2),
-                replicas: ReplicaSettings {
-                    // Also how soon a reload reaches the connections.
-                    health_interval: Duration::from_millis(50),
-                    ..ReplicaSettings::default()
-                },
-                ..CatalogOptions::default()
+    let settings = catalog_settings(
+        CatalogOptions {
+            discount_timeout: Duration::from_secs(2),
+            replicas: ReplicaSettings {
+                // Also how soon a reload reaches the connections.
+                health_interval: Duration::from_millis(50),
+                ..ReplicaSettings::default()
             },
-            vec![target(proxy.addr)],
-            TlsFiles::in_dir(dir, "catalog").load().unwrap(),
-        )
-    };
+            ..CatalogOptions::default()
+        },
+        vec![target(proxy.addr)],
+        TlsSource::from_files(reload_settings(dir, "catalog")).unwrap(),
+    );
     let app = Application::build(settings, listener).unwrap();
-    let catalog_tls = app.tls_reloader().unwrap();
+    let catalog_tls = app.tls_reloader();
     let catalog = Running::spawn(catalog_addr, |stopped| async move {
         app.run_until(shutdown_on(stopped)).await.unwrap();
     });
@@ -617,7 +608,7 @@ pub fn pem_serial(path: &std::path::Path) -> String {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let der = CertificateDer::from_pem_file(path).unwrap();
-    ecommerce_proto::reload::serial_hex(&der)
+    mtls::serial_hex(&der)
 }
 
 /// Opens a new mutual-TLS connection to Discount at `addr` with the catalog files in `dir`, and
@@ -642,7 +633,7 @@ pub async fn server_serial(addr: SocketAddr, dir: &std::path::Path) -> String {
         .await
         .unwrap();
     let leaf = io.inner().server_certificates().unwrap()[0].clone();
-    ecommerce_proto::reload::serial_hex(&leaf)
+    mtls::serial_hex(&leaf)
 }
 
 /// A real Discount replica in a thread and Tokio runtime of its own, so that it can be killed
@@ -664,7 +655,10 @@ impl Replica {
     pub async fn start(pki: &ServicePki) -> Self {
         let mut replica = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            settings: ServerSettings::new(identity(&pki.discount), anchors(&pki.ca)),
+            settings: ServerSettings::new(TlsSource::fixed(
+                identity(&pki.discount),
+                anchors(&pki.ca),
+            )),
             answered: Arc::new(AtomicUsize::new(0)),
             kill: None,
             dead: None,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use pki::certs_dir::{self, GenCerts};
 use services::{Services, Startup, StopSignal, target_dir};
-use xtask::certs_dir::{self, GenCerts};
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "Project automation")]
@@ -112,8 +112,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The workspace root, whatever the caller's working directory.
+pub(crate) fn workspace_root() -> PathBuf {
+    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().unwrap_or(xtask).to_path_buf()
+}
+
 fn default_certs_dir() -> PathBuf {
-    xtask::workspace_root().join("certs")
+    workspace_root().join("certs")
 }
 
 fn gen_certs(opts: &GenCerts) -> anyhow::Result<()> {
@@ -157,7 +163,7 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
     }
     println!("building discount-service and catalog-service...");
     let status = build
-        .current_dir(xtask::workspace_root())
+        .current_dir(workspace_root())
         .status()
         .context("cannot run cargo build")?;
     if !status.success() {

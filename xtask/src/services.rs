@@ -204,8 +204,8 @@ pub fn target_dir() -> PathBuf {
             if p.is_absolute() {
                 p
             } else {
-                xtask::workspace_root().join(p)
+                crate::workspace_root().join(p)
             }
         })
-        .unwrap_or_else(|| xtask::workspace_root().join("target"))
+        .unwrap_or_else(|| crate::workspace_root().join("target"))
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use e2e_tests::pki::{CertifiedKey, Validity};
 use e2e_tests::{anchors, identity, other_pki, service_pki};
-use ecommerce_proto::tls::{self, HandshakeFailure};
+use mtls::{self as tls, HandshakeFailure};
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 
@@ -116,7 +116,7 @@ async fn a_bundle_of_old_and_new_ca_accepts_clients_of_both_during_a_rollover() 
     let old = service_pki();
     let new = other_pki();
     let bundle = format!("{}{}", old.ca.cert_pem(), new.ca.cert_pem());
-    let anchors_both = ecommerce_proto::tls::TrustAnchors::from_pem(bundle.as_bytes()).unwrap();
+    let anchors_both = mtls::TrustAnchors::from_pem(bundle.as_bytes()).unwrap();
     let server = tls::server_config(&identity(&old.discount), &anchors_both).unwrap();
     for client_cert in [&old.catalog, &new.catalog] {
         let client =

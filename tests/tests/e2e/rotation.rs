@@ -9,8 +9,8 @@ use e2e_tests::{
     CatalogOptions, pem_serial, server_serial, service_pki, spawn_catalog, spawn_discount,
     spawn_proxy, spawn_rotating_pair,
 };
-use ecommerce_proto::reload::ReloadOutcome;
-use xtask::certs_dir::{GenCerts, gen_certs};
+use mtls::ReloadOutcome;
+use pki::certs_dir::{GenCerts, gen_certs};
 
 use crate::SPEC_CUSTOMER_1_JSON;
 use crate::stream::{STALL_GUARD, Stream};
@@ -128,14 +128,14 @@ async fn not_yet_valid_replacement_is_refused() {
     let pair = spawn_rotating_pair(dir.path()).await;
     let serial = server_serial(pair.discount.addr, dir.path()).await;
 
-    let ca = xtask::pki::CertificateAuthority::from_pem(
+    let ca = pki::CertificateAuthority::from_pem(
         &std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(),
         &std::fs::read_to_string(dir.path().join("ca.key")).unwrap(),
-        xtask::pki::Validity::days(1),
+        pki::Validity::days(1),
     )
     .unwrap();
     let early = ca
-        .issue_local_server("discount", xtask::pki::Validity::not_yet_valid())
+        .issue_local_server("discount", pki::Validity::not_yet_valid())
         .unwrap();
     std::fs::write(dir.path().join("discount.key"), &early.key_pem).unwrap();
     std::fs::write(dir.path().join("discount.pem"), &early.cert_pem).unwrap();

@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
-use xtask::certs_dir::{self, GenCerts};
+use pki::certs_dir::{self, GenCerts};
 
 use crate::services::{Services, Startup, StopSignal, target_dir, wait_child};
 use probe::Expect;
@@ -464,7 +464,7 @@ fn build_release(stop: &StopSignal) -> anyhow::Result<PathBuf> {
             "-p",
             "catalog-service",
         ])
-        .current_dir(xtask::workspace_root())
+        .current_dir(crate::workspace_root())
         .spawn()
         .context("cannot run cargo build")?;
     let status = wait_child(&mut child, "cargo build", stop, Duration::from_secs(3600))?;
@@ -548,7 +548,7 @@ fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
 fn git_commit() -> Option<String> {
     let out = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(xtask::workspace_root())
+        .current_dir(crate::workspace_root())
         .stderr(Stdio::null())
         .output()
         .ok()?;

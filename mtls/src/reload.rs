@@ -1,6 +1,7 @@
 //! Certificate rotation without restarts.
 //!
-//! A [`Reloadable`] holds the TLS configuration that *new* connections use; connections already
+//! A [`TlsSource`] is the one place a service's TLS material comes from: loaded once at start,
+//! and, when it came from files, reloaded from those same files. A [`Reloadable`] holds the TLS configuration that *new* connections use; connections already
 //! open keep the one they started with, so nothing in flight is dropped. A [`TlsReloader`]
 //! re-reads the service's [`TlsFiles`] (on a timer, on SIGHUP, or when asked), and swaps in a
 //! configuration built from them only if every file parses, the key matches the certificate and
@@ -8,13 +9,14 @@
 //! serving. It also warns when the certificate in use is close to expiry and publishes its
 //! expiry time as the metric `tls_certificate_expiry_timestamp_seconds{service}`.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 
-use crate::tls::{Identity, TlsError, TlsFileError, TlsFiles, TrustAnchors};
+use crate::files::{TlsFileError, TlsFiles};
+use crate::material::{Identity, TlsError, TrustAnchors};
+use crate::reloadable::Reloadable;
 
 /// Where a service's TLS files are and how it watches them.
 #[derive(Debug, Clone)]
@@ -39,29 +41,59 @@ impl ReloadSettings {
     }
 }
 
-/// A TLS configuration that can be replaced while connections use it.
-#[derive(Debug)]
-pub struct Reloadable<T>(RwLock<Arc<T>>);
+/// Where a service's TLS material comes from: loaded once, at start, and (for files) reloaded
+/// from the same files when they change. The single source of truth a service is configured
+/// with; it never holds loaded material and paths that could disagree.
+#[derive(Debug, Clone)]
+pub struct TlsSource {
+    identity: Identity,
+    anchors: TrustAnchors,
+    watch: Option<Watch>,
+}
 
-impl<T> Reloadable<T> {
-    /// Starts with `config`.
-    pub fn new(config: Arc<T>) -> Arc<Self> {
-        Arc::new(Self(RwLock::new(config)))
-    }
+#[derive(Debug, Clone)]
+struct Watch {
+    settings: ReloadSettings,
+    /// Hash of the contents `identity` and `anchors` were parsed from.
+    fingerprint: u64,
+}
 
-    /// The configuration for the next connection.
-    pub fn current(&self) -> Arc<T> {
-        match self.0.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+impl TlsSource {
+    /// Material given in memory, never reloaded (tests, or an embedding that manages it).
+    pub fn fixed(identity: Identity, anchors: TrustAnchors) -> Self {
+        Self {
+            identity,
+            anchors,
+            watch: None,
         }
     }
 
-    fn replace(&self, config: Arc<T>) {
-        match self.0.write() {
-            Ok(mut guard) => *guard = config,
-            Err(poisoned) => *poisoned.into_inner() = config,
-        }
+    /// Loads `settings.files` now; a [`TlsReloader`] started from this source watches them.
+    pub fn from_files(settings: ReloadSettings) -> Result<Self, TlsFileError> {
+        let (identity, anchors, fingerprint) = settings.files.load_with_fingerprint()?;
+        Ok(Self {
+            identity,
+            anchors,
+            watch: Some(Watch {
+                settings,
+                fingerprint,
+            }),
+        })
+    }
+
+    /// This service's certificate chain and key, as loaded at start.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The CA(s) peers must chain to, as loaded at start.
+    pub fn anchors(&self) -> &TrustAnchors {
+        &self.anchors
+    }
+
+    /// The files and watch settings, when the material came from files.
+    pub fn reload_settings(&self) -> Option<&ReloadSettings> {
+        self.watch.as_ref().map(|watch| &watch.settings)
     }
 }
 
@@ -90,10 +122,12 @@ type Build<T> = dyn Fn(&Identity, &TrustAnchors) -> Result<Arc<T>, TlsError> + S
 /// Re-reads a service's TLS files and swaps the configuration they make into a [`Reloadable`].
 pub struct TlsReloader<T> {
     service: &'static str,
-    files: TlsFiles,
+    /// What to watch; `None` for material given in memory (nothing to reload).
+    watch: Option<ReloadSettings>,
     build: Box<Build<T>>,
     target: Arc<Reloadable<T>>,
-    expiry_warning: Duration,
+    /// The gauge the certificate's expiry time is published under (label `service`).
+    expiry_metric: &'static str,
     /// Hash of the files' contents last seen (good or bad), so each change is judged once.
     last_seen: Mutex<Option<u64>>,
 }
@@ -102,32 +136,35 @@ impl<T> std::fmt::Debug for TlsReloader<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsReloader")
             .field("service", &self.service)
-            .field("files", &self.files)
+            .field("watch", &self.watch)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: Send + Sync + 'static> TlsReloader<T> {
-    /// Loads `files` now (an error here is a start-up error), builds the first configuration
-    /// with `build`, and returns the reloader with the [`Reloadable`] it feeds.
+    /// Builds the first configuration from `source` with `build` (an error here is a start-up
+    /// error) and returns the reloader with the [`Reloadable`] it feeds. The certificate's expiry
+    /// time is published as the gauge `expiry_metric{service}`.
     pub fn start(
         service: &'static str,
-        files: TlsFiles,
-        expiry_warning: Duration,
+        source: TlsSource,
+        expiry_metric: &'static str,
         build: impl Fn(&Identity, &TrustAnchors) -> Result<Arc<T>, TlsError> + Send + Sync + 'static,
-    ) -> Result<Arc<Self>, ReloadError> {
-        let (identity, anchors) = files.load()?;
-        let config = build(&identity, &anchors)?;
+    ) -> Result<Arc<Self>, TlsError> {
+        let config = build(&source.identity, &source.anchors)?;
+        let (watch, fingerprint) = match source.watch {
+            Some(watch) => (Some(watch.settings), Some(watch.fingerprint)),
+            None => (None, None),
+        };
         let reloader = Arc::new(Self {
             service,
-            files,
+            watch,
             build: Box::new(build),
             target: Reloadable::new(config),
-            expiry_warning,
-            last_seen: Mutex::new(None),
+            expiry_metric,
+            last_seen: Mutex::new(fingerprint),
         });
-        *reloader.lock_seen() = reloader.fingerprint().ok();
-        reloader.watch_expiry(identity.leaf());
+        reloader.watch_expiry(source.identity.leaf());
         Ok(reloader)
     }
 
@@ -143,23 +180,18 @@ impl<T: Send + Sync + 'static> TlsReloader<T> {
         }
     }
 
-    fn fingerprint(&self) -> std::io::Result<u64> {
-        let mut hasher = DefaultHasher::new();
-        for path in [&self.files.ca, &self.files.cert, &self.files.key] {
-            std::fs::read(path)?.hash(&mut hasher);
-        }
-        Ok(hasher.finish())
-    }
-
     /// Re-reads the files; if they changed and are good, new connections use them from now on.
     /// A bad change is reported once, and the current material keeps serving.
     pub fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
-        let fingerprint = self.fingerprint().ok();
+        let Some(watch) = &self.watch else {
+            return Ok(ReloadOutcome::Unchanged);
+        };
+        let fingerprint = watch.files.fingerprint().ok();
         if fingerprint.is_some() && *self.lock_seen() == fingerprint {
             return Ok(ReloadOutcome::Unchanged);
         }
         *self.lock_seen() = fingerprint;
-        let (identity, anchors) = self.files.load()?;
+        let (identity, anchors) = watch.files.load()?;
         if let Some(not_before) = not_before_in_future(identity.leaf()) {
             return Err(ReloadError::NotYetValid(not_before));
         }
@@ -187,9 +219,13 @@ impl<T: Send + Sync + 'static> TlsReloader<T> {
         }
     }
 
-    /// Reloads every `interval` and on SIGHUP, until the process ends. Also re-checks how
-    /// close the certificate in use is to expiry.
-    pub fn spawn(self: &Arc<Self>, interval: Duration) {
+    /// Reloads at the watch interval and on SIGHUP, until the process ends, when the material
+    /// came from files (otherwise does nothing). Also re-checks how close the certificate in
+    /// use is to expiry.
+    pub fn spawn(self: &Arc<Self>) {
+        let Some(interval) = self.watch.as_ref().map(|watch| watch.interval) else {
+            return;
+        };
         let this = self.clone();
         tokio::spawn(async move {
             #[cfg(unix)]
@@ -222,13 +258,16 @@ impl<T: Send + Sync + 'static> TlsReloader<T> {
         let Some(not_after) = not_after_unix(leaf) else {
             return;
         };
-        metrics::gauge!("tls_certificate_expiry_timestamp_seconds", "service" => self.service)
-            .set(not_after as f64);
+        metrics::gauge!(self.expiry_metric, "service" => self.service).set(not_after as f64);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let left = not_after - now;
-        if left < self.expiry_warning.as_secs() as i64 {
+        let warning = self
+            .watch
+            .as_ref()
+            .map_or(Duration::ZERO, |w| w.expiry_warning);
+        if left < warning.as_secs() as i64 {
             tracing::warn!(
                 service = self.service,
                 seconds_left = left,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use time::OffsetDateTime;
 
-use crate::pki::{CertificateAuthority, CertifiedKey, ServicePki, Validity};
+use crate::issue::{CertificateAuthority, CertifiedKey, ServicePki, Validity};
 
 /// The files every service set-up needs, relative to the folder.
 pub const FILES: [&str; 6] = [
@@ -270,7 +270,7 @@ mod tests {
             fs::read(dir.path().join("catalog.pem")).unwrap(),
             catalog_before
         );
-        let uri = crate::pki::spiffe_id("reports");
+        let uri = crate::issue::spiffe_id("reports");
         let pem = fs::read_to_string(dir.path().join("reports.pem")).unwrap();
         let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
         let cert = pem.parse_x509().unwrap();

@@ -1,0 +1,49 @@
+//! Mutual TLS for gRPC services over rustls and tonic, with SPIFFE URI identities and
+//! certificate rotation without restarts. It knows nothing about the services that use it:
+//! they pass in PEM material (or the files holding it) and the names of their metrics.
+//!
+//! tonic's own TLS settings cannot restrict the protocol version nor swap certificates at run
+//! time, so both ends use rustls configurations built here and plug them into tonic: the server
+//! through [`tls_incoming`] and `serve_with_incoming_shutdown`, the client through
+//! [`MtlsConnector`] and `Endpoint::connect_with_connector_lazy`.
+//!
+//! The rules are the same on both ends:
+//! - TLS 1.3 only, ALPN `h2`, one crypto provider (ring) for everything ([`crypto_provider`]);
+//! - each side proves itself with a certificate from the private CA and checks the other's;
+//! - a service's identity is the URI subjectAltName of its certificate
+//!   (e.g. `spiffe://shop.local/catalog`), read once per connection into [`PeerInfo`].
+//!
+//! # Layout
+//! - [`material`]: PEM to [`Identity`] and [`TrustAnchors`]; [`uri_sans`] reads an identity.
+//! - [`config`]: the TLS 1.3-only server and client configurations (server identity checked).
+//! - [`accept`]: the server's accept loop with handshake deadline and cap; [`PeerInfo`].
+//! - [`failure`]: why a handshake failed, in an operator's words ([`HandshakeFailure`]).
+//! - [`connect`]: the client's connector for hyper and tonic ([`MtlsConnector`]).
+//! - [`files`]: the CA, certificate and key files ([`TlsFiles`]) and their errors.
+//! - [`reloadable`]: a configuration swapped under open connections ([`Reloadable`]).
+//! - [`reload`]: the source of a service's material ([`TlsSource`]) and its watcher
+//!   ([`TlsReloader`]): files re-read on change or SIGHUP, bad changes refused.
+//!
+//! The graph has no cycles: `material` <- `config`, `files` <- `reload`; `reloadable` <-
+//! `accept`, `connect`, `reload`.
+
+pub mod accept;
+pub mod config;
+pub mod connect;
+pub mod failure;
+pub mod files;
+pub mod material;
+pub mod reload;
+pub mod reloadable;
+
+pub use accept::{
+    AcceptSettings, DEFAULT_HANDSHAKE_TIMEOUT, MAX_CONCURRENT_HANDSHAKES, PeerInfo, TlsConn,
+    tls_incoming,
+};
+pub use config::{WrongServerIdentity, client_config, server_config};
+pub use connect::{MtlsConnector, MtlsStream};
+pub use failure::HandshakeFailure;
+pub use files::{TlsFileError, TlsFiles};
+pub use material::{Identity, TlsError, TrustAnchors, crypto_provider, uri_sans};
+pub use reload::{ReloadError, ReloadOutcome, ReloadSettings, TlsReloader, TlsSource, serial_hex};
+pub use reloadable::Reloadable;

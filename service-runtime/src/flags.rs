@@ -1,0 +1,232 @@
+//! The flags every service takes, declared once: where its TLS files are and how they are
+//! watched ([`TlsFlags`]), and how its process runs ([`ProcessFlags`]). A service flattens both
+//! into its own command line (`#[command(flatten)]`); the environment-variable twins carry the
+//! service's prefix (`CATALOG_TLS_CA`, `DISCOUNT_TLS_CA`...), named by a [`ServiceNames`] type
+//! that [`service_names!`](crate::service_names) declares.
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mtls::{ReloadSettings, TlsFileError, TlsFiles, TlsSource};
+
+use crate::logging::LogFormat;
+
+/// A service's name and the environment variables of its shared flags.
+pub trait ServiceNames: Clone + Send + Sync + std::fmt::Debug + 'static {
+    /// The service's name: its files in the certs folder are `<NAME>.pem` and `<NAME>.key`.
+    const NAME: &'static str;
+    /// Variable for `--ca`.
+    const TLS_CA: &'static str;
+    /// Variable for `--cert`.
+    const TLS_CERT: &'static str;
+    /// Variable for `--key`.
+    const TLS_KEY: &'static str;
+    /// Variable for `--tls-reload-interval-secs`.
+    const TLS_RELOAD_INTERVAL_SECS: &'static str;
+    /// Variable for `--cert-expiry-warning-hours`.
+    const CERT_EXPIRY_WARNING_HOURS: &'static str;
+    /// Variable for `--worker-threads`.
+    const WORKER_THREADS: &'static str;
+    /// Variable for `--drain-timeout-secs`.
+    const DRAIN_TIMEOUT_SECS: &'static str;
+}
+
+/// Declares a [`ServiceNames`] type: `service_names!(pub Catalog, "catalog", "CATALOG");` names
+/// the files `catalog.pem`/`catalog.key` and the variables `CATALOG_TLS_CA`, ...
+#[macro_export]
+macro_rules! service_names {
+    ($(#[$meta:meta])* $vis:vis $ty:ident, $name:literal, $prefix:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        $vis struct $ty;
+
+        impl $crate::flags::ServiceNames for $ty {
+            const NAME: &'static str = $name;
+            const TLS_CA: &'static str = concat!($prefix, "_TLS_CA");
+            const TLS_CERT: &'static str = concat!($prefix, "_TLS_CERT");
+            const TLS_KEY: &'static str = concat!($prefix, "_TLS_KEY");
+            const TLS_RELOAD_INTERVAL_SECS: &'static str =
+                concat!($prefix, "_TLS_RELOAD_INTERVAL_SECS");
+            const CERT_EXPIRY_WARNING_HOURS: &'static str =
+                concat!($prefix, "_CERT_EXPIRY_WARNING_HOURS");
+            const WORKER_THREADS: &'static str = concat!($prefix, "_WORKER_THREADS");
+            const DRAIN_TIMEOUT_SECS: &'static str = concat!($prefix, "_DRAIN_TIMEOUT_SECS");
+        }
+    };
+}
+
+/// Where a service's TLS material is and how it is watched for rotation.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsFlags<S: ServiceNames> {
+    /// Folder holding `ca.pem`, `<service>.pem` and `<service>.key` (as written by
+    /// `cargo xtask gen-certs`) [default: the repository's certs/ folder].
+    #[arg(long, env = "CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
+
+    /// CA bundle that the peer's certificate must chain to [default: <certs-dir>/ca.pem].
+    #[arg(long, env = S::TLS_CA)]
+    pub ca: Option<PathBuf>,
+
+    /// This service's certificate chain [default: <certs-dir>/<service>.pem].
+    #[arg(long, env = S::TLS_CERT)]
+    pub cert: Option<PathBuf>,
+
+    /// This service's private key [default: <certs-dir>/<service>.key].
+    #[arg(long, env = S::TLS_KEY)]
+    pub key: Option<PathBuf>,
+
+    /// Seconds between checks of the TLS files for a rotated certificate (SIGHUP also
+    /// triggers a check).
+    #[arg(long, env = S::TLS_RELOAD_INTERVAL_SECS, default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub tls_reload_interval_secs: u64,
+
+    /// Warn when the certificate in use expires within this many hours.
+    #[arg(long, env = S::CERT_EXPIRY_WARNING_HOURS, default_value_t = 12)]
+    pub cert_expiry_warning_hours: u64,
+
+    #[arg(skip)]
+    service: PhantomData<S>,
+}
+
+impl<S: ServiceNames> TlsFlags<S> {
+    /// The TLS files to load: each of `--ca`, `--cert`, `--key` if given, else its default in
+    /// the certs folder.
+    pub fn files(&self) -> TlsFiles {
+        let dir = self.certs_dir.clone().unwrap_or_else(default_certs_dir);
+        let defaults = TlsFiles::in_dir(&dir, S::NAME);
+        TlsFiles {
+            ca: self.ca.clone().unwrap_or(defaults.ca),
+            cert: self.cert.clone().unwrap_or(defaults.cert),
+            key: self.key.clone().unwrap_or(defaults.key),
+        }
+    }
+
+    /// The files and how they are watched for rotation.
+    pub fn reload_settings(&self) -> ReloadSettings {
+        ReloadSettings::from_flags(
+            self.files(),
+            self.tls_reload_interval_secs,
+            self.cert_expiry_warning_hours,
+        )
+    }
+
+    /// Loads the files once: the service's TLS material from now on, reloaded from there.
+    pub fn load(&self) -> Result<TlsSource, TlsFileError> {
+        TlsSource::from_files(self.reload_settings())
+    }
+}
+
+/// The repository's `certs/` folder, where `cargo xtask gen-certs` writes by default. Resolved
+/// at build time, so a binary run from the repository finds it whatever the working directory;
+/// a deployed binary is given `--certs-dir` or the file flags.
+pub fn default_certs_dir() -> PathBuf {
+    let this_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
+    this_crate.parent().unwrap_or(this_crate).join("certs")
+}
+
+/// How a service's process runs: its logs, its threads and how long it drains on shutdown.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProcessFlags<S: ServiceNames> {
+    /// Log line format on stderr: `text` for people, `json` for log collectors.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Tokio worker threads [default: one per CPU core].
+    #[arg(long, env = S::WORKER_THREADS,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+
+    /// Seconds in-flight requests may take to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = S::DRAIN_TIMEOUT_SECS, default_value_t = 10)]
+    pub drain_timeout_secs: u64,
+
+    #[arg(skip)]
+    service: PhantomData<S>,
+}
+
+impl<S: ServiceNames> ProcessFlags<S> {
+    /// How long in-flight requests may take after a stop is asked for.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    crate::service_names!(Example, "example", "EXAMPLE");
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        tls: TlsFlags<Example>,
+        #[command(flatten)]
+        process: ProcessFlags<Example>,
+    }
+
+    #[test]
+    fn files_default_to_the_service_s_names_in_the_certs_folder() {
+        let cli = Cli::try_parse_from(["example", "--certs-dir", "/srv/certs"]).unwrap();
+        assert_eq!(
+            cli.tls.files(),
+            TlsFiles::in_dir("/srv/certs".as_ref(), "example")
+        );
+    }
+
+    #[test]
+    fn file_flags_override_the_folder() {
+        let cli = Cli::try_parse_from(["example", "--key", "/k.pem"]).unwrap();
+        assert_eq!(cli.tls.files().key, PathBuf::from("/k.pem"));
+        assert!(cli.tls.files().ca.ends_with("certs/ca.pem"));
+    }
+
+    #[test]
+    fn environment_variables_carry_the_service_s_prefix() {
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for var in [
+            "EXAMPLE_TLS_CA",
+            "EXAMPLE_TLS_CERT",
+            "EXAMPLE_TLS_KEY",
+            "EXAMPLE_TLS_RELOAD_INTERVAL_SECS",
+            "EXAMPLE_CERT_EXPIRY_WARNING_HOURS",
+            "EXAMPLE_WORKER_THREADS",
+            "EXAMPLE_DRAIN_TIMEOUT_SECS",
+            "CERTS_DIR",
+            "LOG_FORMAT",
+        ] {
+            assert!(
+                help.contains(&format!("[env: {var}")),
+                "{var} missing:\n{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for args in [
+            &["--worker-threads", "0"][..],
+            &["--tls-reload-interval-secs", "0"],
+            &["--log-format", "xml"],
+        ] {
+            let err = Cli::try_parse_from(std::iter::once("example").chain(args.iter().copied()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(args[0]), "{err}");
+        }
+    }
+
+    #[test]
+    fn missing_files_name_the_path_and_the_fix() {
+        let cli = Cli::try_parse_from(["example", "--certs-dir", "/nonexistent"]).unwrap();
+        let err = cli.tls.load().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        assert!(err.contains("gen-certs"), "{err}");
+    }
+}
