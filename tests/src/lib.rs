@@ -1,5 +1,45 @@
-//! The end-to-end test harness (being split into modules by job; see `servers`).
+//! The end-to-end test harness: real servers on `127.0.0.1:0`, certificates made in memory by
+//! the same code as `cargo xtask gen-certs`, and clients that speak real mutual TLS.
+//!
+//! Servers are started in process and are ready as soon as the spawn function returns (their
+//! listener is bound before it returns), so no test sleeps or polls for readiness.
+//!
+//! # Layout
+//!
+//! - `net`: loopback listeners, the [`Running`] server handle, and an address on which nothing
+//!   listens.
+//! - `certs`: fresh PKIs and their parsing into TLS material.
+//! - `servers`: the real Discount (with or without its operations port) and Catalog.
+//! - `fakes`: a Discount that counts what it is asked, and one that never answers.
+//! - `resolver`: a name resolver whose answer the test sets.
+//! - `proxy`: a TCP proxy that counts connections and whose target can be switched.
+//! - `replica`: a real Discount replica that can be killed like a crashed process and restarted.
+//! - `rotation`: both services serving from certificate files and reloading them.
+//! - `client`: gRPC clients of Discount over mutual TLS or plaintext.
+//!
+//! `net` and `certs` are used by the others; no two modules import each other.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+mod certs;
+mod client;
+mod fakes;
+mod net;
+mod proxy;
+mod replica;
+mod resolver;
+mod rotation;
 mod servers;
-pub use servers::*;
+
+pub use certs::{anchors, identity, other_pki, service_pki};
+pub use client::{grpc_client, mtls_channel, plaintext_grpc_client, status_chain};
+pub use fakes::{CountingDiscount, spawn_black_hole, spawn_counting_discount};
+pub use net::{Running, closed_port};
+pub use pki;
+pub use proxy::{Proxy, spawn_proxy};
+pub use replica::Replica;
+pub use resolver::TestResolver;
+pub use rotation::{RotatingPair, pem_serial, server_serial, spawn_rotating_pair};
+pub use servers::{
+    CatalogOptions, generated_catalog, spawn_catalog, spawn_catalog_balancing, spawn_catalog_for,
+    spawn_discount, spawn_discount_with, spawn_discount_with_ops, target,
+};
