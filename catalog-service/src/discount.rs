@@ -14,92 +14,25 @@
 //!   a [`DiscountFailure`] that the HTTP layer turns into full prices plus a header, never into
 //!   a dropped product or a 5xx.
 
-use std::fmt;
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ecommerce_proto::pb::{self, discount_client::DiscountClient};
-use mtls::{Reloadable, TlsError};
+use mtls::Reloadable;
 use tonic::{Code, Request, Status};
 
 use crate::catalog::{Customer, DiscountView, PriceTag};
-use crate::replicas::{NoPick, ReplicaSettings, Replicas, Transport};
+use crate::replicas::{NoPick, ReplicaSettings, Replicas, Transport, error_chain};
 
-/// Discount's default gRPC port.
-pub const DEFAULT_PORT: u16 = 11443;
+// The address type and the set-up error belong to the replicas, which are set up from them;
+// they are part of this client's settings and errors too, so they can be named from here.
+pub use crate::replicas::{AddrError, ClientError, DEFAULT_PORT, DiscountAddr};
 
 /// How long Catalog uses per-product calls after Discount said it has no batch RPC, before it
 /// tries the batch RPC again (Discount may have been upgraded meanwhile).
 pub const BATCH_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// Where Discount listens: `host`, `host:port`, `[ipv6]:port` or a bare IP address. The port
-/// defaults to [`DEFAULT_PORT`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiscountAddr {
-    /// DNS name or IP address (IPv6 without brackets).
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-}
-
-/// A Discount address that cannot be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid Discount address {input:?}: {reason} (expected host[:port], e.g. discount:11443)")]
-pub struct AddrError {
-    input: String,
-    reason: &'static str,
-}
-
-impl FromStr for DiscountAddr {
-    type Err = AddrError;
-
-    fn from_str(input: &str) -> Result<Self, AddrError> {
-        let err = |reason| AddrError {
-            input: input.to_owned(),
-            reason,
-        };
-        if let Ok(addr) = input.parse::<std::net::SocketAddr>() {
-            return Ok(Self {
-                host: addr.ip().to_string(),
-                port: addr.port(),
-            });
-        }
-        if let Ok(ip) = input.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-            return Ok(Self {
-                host: ip.to_string(),
-                port: DEFAULT_PORT,
-            });
-        }
-        let (host, port) = match input.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse().map_err(|_| err("bad port"))?),
-            None => (input, DEFAULT_PORT),
-        };
-        let valid_host = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-        if !valid_host {
-            return Err(err("bad host name"));
-        }
-        Ok(Self {
-            host: host.to_owned(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for DiscountAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
 
 /// How to reach Discount.
 #[derive(Debug, Clone)]
@@ -112,17 +45,6 @@ pub struct DiscountSettings {
     pub timeout: Duration,
     /// How replicas are found and watched.
     pub replicas: ReplicaSettings,
-}
-
-/// Why the Discount client could not be created.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    #[error("invalid Discount endpoint: {0}")]
-    Endpoint(#[from] http::uri::InvalidUri),
-    #[error("no Discount address given")]
-    NoTargets,
 }
 
 /// Why a discount could not be applied. The HTTP layer serves full prices instead.
@@ -155,27 +77,6 @@ impl DiscountFailure {
             Code::Unavailable => DiscountFailure::Unavailable(error_chain(status)),
             _ => DiscountFailure::Rejected(error_chain(status)),
         }
-    }
-}
-
-/// A status with its sources, which is where TLS failures explain themselves
-/// (e.g. `invalid peer certificate: UnknownIssuer`).
-pub(crate) fn error_chain(status: &Status) -> String {
-    let mut text = format!("{:?}: {}", status.code(), status.message());
-    append_sources(&mut text, status);
-    text
-}
-
-/// Appends the causes of `err` to `text`, each one not already in it.
-pub(crate) fn append_sources(text: &mut String, err: &dyn std::error::Error) {
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let next = cause.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = cause.source();
     }
 }
 
@@ -518,39 +419,6 @@ fn extract(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn addr(host: &str, port: u16) -> DiscountAddr {
-        DiscountAddr {
-            host: host.into(),
-            port,
-        }
-    }
-
-    #[test]
-    fn addresses_parse_with_and_without_port() {
-        assert_eq!("discount".parse(), Ok(addr("discount", DEFAULT_PORT)));
-        assert_eq!("localhost:9000".parse(), Ok(addr("localhost", 9000)));
-        assert_eq!("127.0.0.1:1".parse(), Ok(addr("127.0.0.1", 1)));
-        assert_eq!("[::1]:5".parse(), Ok(addr("::1", 5)));
-        assert_eq!("::1".parse(), Ok(addr("::1", DEFAULT_PORT)));
-        assert_eq!("[::1]".parse(), Ok(addr("::1", DEFAULT_PORT)));
-        assert_eq!(addr("::1", 5).to_string(), "[::1]:5");
-    }
-
-    #[test]
-    fn bad_addresses_are_refused() {
-        for bad in [
-            "",
-            ":80",
-            "host:",
-            "host:99999",
-            "http://host:1",
-            "a b",
-            "host:x",
-        ] {
-            assert!(bad.parse::<DiscountAddr>().is_err(), "{bad:?} was accepted");
-        }
-    }
 
     fn product(id: i32, price_in_cents: i32) -> PriceTag {
         PriceTag { id, price_in_cents }
