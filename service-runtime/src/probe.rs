@@ -240,11 +240,11 @@ mod tests {
 
     #[test]
     fn nothing_listening_names_the_address() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // Bound but never listening: connecting is refused, and no other test can take the
+        // port while this socket holds it (no SO_REUSEADDR).
+        let closed = tokio::net::TcpSocket::new_v4().unwrap();
+        closed.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let port = closed.local_addr().unwrap().port();
         let err = check(&format!("http://127.0.0.1:{port}/healthz")).unwrap_err();
         assert!(
             err.to_string()

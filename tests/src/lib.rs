@@ -6,8 +6,8 @@
 //!
 //! # Layout
 //!
-//! - `net`: loopback listeners, the [`Running`] server handle, and an address on which nothing
-//!   listens.
+//! - `net`: loopback listeners, the [`Running`] server handle, and [`ClosedPort`], an address
+//!   that refuses connections and that no one else can bind while a test holds it.
 //! - `certs`: fresh PKIs and their parsing into TLS material.
 //! - `servers`: the real Discount (with or without its operations port) and Catalog.
 //! - `fakes`: a Discount that counts what it is asked, and one that never answers.
@@ -33,7 +33,7 @@ mod servers;
 pub use certs::{anchors, identity, other_pki, service_pki};
 pub use client::{grpc_client, mtls_channel, plaintext_grpc_client, status_chain};
 pub use fakes::{CountingDiscount, spawn_black_hole, spawn_counting_discount};
-pub use net::{Running, closed_port};
+pub use net::{ClosedPort, Running, closed_port};
 pub use pki;
 pub use proxy::{Proxy, spawn_proxy};
 pub use replica::Replica;

@@ -1,9 +1,9 @@
 //! Sockets for the other harness modules: loopback listeners on port 0, a task-run server
-//! handle ([`Running`]) and an address on which nothing listens.
+//! handle ([`Running`]) and an address that refuses connections ([`ClosedPort`]).
 
 use std::net::SocketAddr;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -66,7 +66,42 @@ pub(crate) async fn shutdown_on(stopped: oneshot::Receiver<()>) {
     let _ = stopped.await;
 }
 
-/// An address on which nothing listens (bound, then released).
-pub async fn closed_port() -> SocketAddr {
-    bind_loopback().await.local_addr().unwrap()
+/// An address on which nothing listens, for as long as this value lives: its port is bound
+/// by a socket that never listens, so connecting is refused, and no other socket (another
+/// test's server included) can be given the port meanwhile.
+#[derive(Debug)]
+pub struct ClosedPort {
+    /// The refusing address.
+    pub addr: SocketAddr,
+    _socket: TcpSocket,
+}
+
+/// A [`ClosedPort`] on loopback. Keep it alive while anything may connect to its address.
+pub fn closed_port() -> ClosedPort {
+    // No SO_REUSEADDR: no other socket may bind the port while this one holds it.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    ClosedPort {
+        addr: socket.local_addr().unwrap(),
+        _socket: socket,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_port_refuses_connections_and_cannot_be_bound_while_held() {
+        let closed = closed_port();
+        let refused = tokio::net::TcpStream::connect(closed.addr)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+        // As the servers under test bind: `TcpListener::bind` sets SO_REUSEADDR.
+        let taken = TcpListener::bind(closed.addr).await.unwrap_err();
+        assert_eq!(taken.kind(), ErrorKind::AddrInUse, "{taken}");
+    }
 }

@@ -90,12 +90,8 @@ async fn bad_user_ids_get_400_with_a_json_error() {
 #[tokio::test]
 async fn root_says_it_is_working() {
     let pki = service_pki();
-    let catalog = spawn_catalog(
-        &pki,
-        e2e_tests::closed_port().await,
-        CatalogOptions::default(),
-    )
-    .await;
+    let no_discount = e2e_tests::closed_port();
+    let catalog = spawn_catalog(&pki, no_discount.addr, CatalogOptions::default()).await;
 
     let response = reqwest::get(format!("http://{}/", catalog.addr))
         .await
@@ -107,12 +103,8 @@ async fn root_says_it_is_working() {
 #[tokio::test]
 async fn unknown_route_is_a_json_404() {
     let pki = service_pki();
-    let catalog = spawn_catalog(
-        &pki,
-        e2e_tests::closed_port().await,
-        CatalogOptions::default(),
-    )
-    .await;
+    let no_discount = e2e_tests::closed_port();
+    let catalog = spawn_catalog(&pki, no_discount.addr, CatalogOptions::default()).await;
 
     let response = reqwest::get(format!("http://{}/nope", catalog.addr))
         .await

@@ -41,7 +41,8 @@ async fn discount_stopped_means_full_prices_and_the_header() {
 #[tokio::test]
 async fn discount_down_at_start_up_means_full_prices_and_the_header() {
     let pki = service_pki();
-    let catalog = spawn_catalog(&pki, closed_port().await, CatalogOptions::default()).await;
+    let no_discount = closed_port();
+    let catalog = spawn_catalog(&pki, no_discount.addr, CatalogOptions::default()).await;
     assert_full_price_with_reason(catalog.addr, "unavailable").await;
     // Customers Catalog does not know, and requests without a customer, never ask Discount.
     let response = get_products(catalog.addr, Some("99")).await;
@@ -51,7 +52,8 @@ async fn discount_down_at_start_up_means_full_prices_and_the_header() {
 #[tokio::test]
 async fn discount_coming_back_is_used_again() {
     let pki = service_pki();
-    let proxy = spawn_proxy(closed_port().await).await;
+    let no_discount = closed_port();
+    let proxy = spawn_proxy(no_discount.addr).await;
     let catalog = spawn_catalog(&pki, proxy.addr, CatalogOptions::default()).await;
     assert_full_price_with_reason(catalog.addr, "unavailable").await;
 

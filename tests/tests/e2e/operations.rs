@@ -64,12 +64,8 @@ async fn missing_or_unusable_request_id_is_replaced_by_a_new_one() {
 #[tokio::test]
 async fn request_id_is_returned_on_errors_too() {
     let pki = service_pki();
-    let catalog = spawn_catalog(
-        &pki,
-        e2e_tests::closed_port().await,
-        CatalogOptions::default(),
-    )
-    .await;
+    let no_discount = e2e_tests::closed_port();
+    let catalog = spawn_catalog(&pki, no_discount.addr, CatalogOptions::default()).await;
     let response = reqwest::Client::new()
         .get(format!("http://{}/products", catalog.addr))
         .header("X-USER-ID", "abc")
@@ -166,7 +162,8 @@ async fn catalog_is_ready_only_while_discount_is_serving() {
     assert_eq!(ready.text().await.unwrap(), r#"{"status":"ready"}"#);
 
     // Discount gone (new connections go nowhere, the old one is closed with it).
-    proxy.set_target(e2e_tests::closed_port().await);
+    let gone = e2e_tests::closed_port();
+    proxy.set_target(gone.addr);
     discount.stop().await;
     let not_ready = get("/readyz").await;
     assert_eq!(not_ready.status(), 503);
@@ -194,12 +191,8 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 #[tokio::test]
 async fn catalog_metrics_count_requests_and_discount_outcomes() {
     let pki = service_pki();
-    let catalog = spawn_catalog(
-        &pki,
-        e2e_tests::closed_port().await,
-        CatalogOptions::default(),
-    )
-    .await;
+    let no_discount = e2e_tests::closed_port();
+    let catalog = spawn_catalog(&pki, no_discount.addr, CatalogOptions::default()).await;
     let client = reqwest::Client::new();
     let products = client
         .get(format!("http://{}/products", catalog.addr))

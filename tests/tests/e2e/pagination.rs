@@ -145,7 +145,8 @@ async fn small_catalog_without_parameters_is_exactly_spec() {
 #[tokio::test]
 async fn bad_query_parameters_get_400_with_a_json_error() {
     let pki = service_pki();
-    let catalog = spawn_catalog(&pki, closed_port().await, CatalogOptions::default()).await;
+    let no_discount = closed_port();
+    let catalog = spawn_catalog(&pki, no_discount.addr, CatalogOptions::default()).await;
 
     for query in [
         "limit=0",
@@ -195,7 +196,8 @@ async fn one_product_is_discounted_like_the_list() {
 #[tokio::test]
 async fn one_product_falls_back_to_full_price_when_discount_is_down() {
     let pki = service_pki();
-    let catalog = spawn_catalog(&pki, closed_port().await, CatalogOptions::default()).await;
+    let no_discount = closed_port();
+    let catalog = spawn_catalog(&pki, no_discount.addr, CatalogOptions::default()).await;
 
     let response = get(&format!("http://{}/products/1", catalog.addr), Some("1")).await;
     assert_eq!(response.status(), 200);
@@ -208,7 +210,8 @@ async fn one_product_falls_back_to_full_price_when_discount_is_down() {
 #[tokio::test]
 async fn unknown_product_is_404_and_non_numeric_id_is_400() {
     let pki = service_pki();
-    let catalog = spawn_catalog(&pki, closed_port().await, CatalogOptions::default()).await;
+    let no_discount = closed_port();
+    let catalog = spawn_catalog(&pki, no_discount.addr, CatalogOptions::default()).await;
 
     let response = get(&format!("http://{}/products/42", catalog.addr), Some("1")).await;
     assert_eq!(response.status(), 404);
