@@ -2,18 +2,20 @@
 //! lets the request in flight finish, and exits 0; and it never waits past its drain deadline.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Stdio;
+mod common;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use common::{Catalog, start_catalog};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
 /// A "Discount" that accepts connections and never answers, and says when the first one
 /// arrives: from then on, a request is in flight in Catalog.
-async fn black_hole() -> (u16, tokio::sync::oneshot::Receiver<()>) {
+async fn black_hole() -> (SocketAddr, tokio::sync::oneshot::Receiver<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let mut tx = Some(tx);
@@ -25,52 +27,7 @@ async fn black_hole() -> (u16, tokio::sync::oneshot::Receiver<()>) {
             }
         }
     });
-    (port, rx)
-}
-
-/// Starts Catalog on a free port with certificates made here; returns it and its address.
-async fn start_catalog(discount_port: u16, extra: &[&str]) -> (Child, String, tempfile::TempDir) {
-    let certs = tempfile::tempdir().unwrap();
-    pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(certs.path().to_owned(), 1)).unwrap();
-    // Port 0 is not reported by the binary; take a free port and hand it over.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_catalog-service"))
-        .args(["--listen", &addr])
-        .args(["--discount-addr", &format!("127.0.0.1:{discount_port}")])
-        .arg("--certs-dir")
-        .arg(certs.path())
-        .args(extra)
-        .env_clear()
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // Ready when it logs that it listens (read from its stderr: no polling, no sleep).
-    let mut stderr = child.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("Catalog listening") {
-        let n = tokio::time::timeout(Duration::from_secs(30), stderr.read(&mut buf))
-            .await
-            .expect("catalog-service starts")
-            .unwrap();
-        assert!(
-            n > 0,
-            "catalog-service exited: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
-    // Keep draining its stderr so that it never blocks on a full pipe.
-    tokio::spawn(async move { while stderr.read(&mut buf).await.is_ok_and(|n| n > 0) {} });
-    (child, addr, certs)
+    (addr, rx)
 }
 
 fn sigterm(child: &Child) {
@@ -80,10 +37,14 @@ fn sigterm(child: &Child) {
 
 #[tokio::test]
 async fn request_in_flight_at_sigterm_completes_and_process_exits_0() {
-    let (discount_port, in_flight) = black_hole().await;
+    let (discount, in_flight) = black_hole().await;
     // The request waits 1.5 s for Discount, then answers with full prices.
-    let (mut child, addr, _certs) =
-        start_catalog(discount_port, &["--discount-timeout-ms", "1500"]).await;
+    let Catalog {
+        mut child,
+        addr,
+        log: _log,
+        certs: _certs,
+    } = start_catalog(discount, &["--discount-timeout-ms", "1500"]).await;
 
     let request = tokio::spawn(
         reqwest::Client::new()
@@ -114,10 +75,15 @@ async fn request_in_flight_at_sigterm_completes_and_process_exits_0() {
 
 #[tokio::test]
 async fn drain_deadline_bounds_shutdown() {
-    let (discount_port, in_flight) = black_hole().await;
+    let (discount, in_flight) = black_hole().await;
     // A request that would take 30 s; the drain deadline is 1 s.
-    let (mut child, addr, _certs) = start_catalog(
-        discount_port,
+    let Catalog {
+        mut child,
+        addr,
+        log: _log,
+        certs: _certs,
+    } = start_catalog(
+        discount,
         &[
             "--discount-timeout-ms",
             "30000",
@@ -162,8 +128,13 @@ async fn probe(url: &str) -> std::process::Output {
 
 #[tokio::test]
 async fn probe_passes_while_catalog_runs_and_fails_once_it_stopped() {
-    let (discount_port, _) = black_hole().await;
-    let (mut child, addr, _certs) = start_catalog(discount_port, &[]).await;
+    let (discount, _) = black_hole().await;
+    let Catalog {
+        mut child,
+        addr,
+        log: _log,
+        certs: _certs,
+    } = start_catalog(discount, &[]).await;
     let url = format!("http://{addr}/healthz");
 
     let up = probe(&url).await;

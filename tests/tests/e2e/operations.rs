@@ -189,43 +189,6 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 }
 
 #[tokio::test]
-async fn catalog_metrics_count_requests_and_discount_outcomes() {
-    let pki = service_pki();
-    let no_discount = e2e_tests::closed_port();
-    let catalog = spawn_catalog(&pki, no_discount.addr, CatalogOptions::default()).await;
-    let client = reqwest::Client::new();
-    let products = client
-        .get(format!("http://{}/products", catalog.addr))
-        .header("X-USER-ID", "1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(products.headers()["x-discount-unavailable"], "unavailable");
-
-    let response = client
-        .get(format!("http://{}/metrics", catalog.addr))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    let text = response.text().await.unwrap();
-    let requests = r#"catalog_http_requests_total{route="/products",status="200"}"#;
-    assert!(metric(&text, requests) >= Some(1.0), "{text}");
-    let fallbacks = r#"catalog_discount_calls_total{outcome="unavailable"}"#;
-    assert!(metric(&text, fallbacks) >= Some(1.0), "{text}");
-    assert!(
-        text.contains("catalog_http_request_duration_seconds_bucket"),
-        "{text}"
-    );
-}
-
-#[tokio::test]
 async fn discount_metrics_count_rpcs_and_refused_handshakes() {
     let pki = service_pki();
     let (discount, metrics_port) = e2e_tests::spawn_discount_with_ops(&pki).await;

@@ -1,0 +1,54 @@
+//! The real `catalog-service` binary's `/metrics`: counts of this process's own requests and
+//! Discount outcomes, exact because no other test writes to a child process's recorder.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::start_catalog;
+
+/// The value of the Prometheus series whose line starts with `series` (name and labels).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test]
+async fn catalog_metrics_count_requests_and_discount_outcomes() {
+    // Discount's address refuses connections (bound, never listening, held for the test).
+    let no_discount = tokio::net::TcpSocket::new_v4().unwrap();
+    no_discount.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let catalog = start_catalog(no_discount.local_addr().unwrap(), &[]).await;
+    let client = reqwest::Client::new();
+    let products = client
+        .get(format!("http://{}/products", catalog.addr))
+        .header("X-USER-ID", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(products.status(), 200);
+    assert_eq!(products.headers()["x-discount-unavailable"], "unavailable");
+
+    let response = client
+        .get(format!("http://{}/metrics", catalog.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    let requests = r#"catalog_http_requests_total{route="/products",status="200"}"#;
+    assert_eq!(metric(&text, requests), Some(1.0), "{text}");
+    let fallbacks = r#"catalog_discount_calls_total{outcome="unavailable"}"#;
+    assert_eq!(metric(&text, fallbacks), Some(1.0), "{text}");
+    assert!(
+        text.contains(r#"catalog_http_request_duration_seconds_bucket{route="/products","#),
+        "{text}"
+    );
+}
