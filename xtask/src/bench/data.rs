@@ -2,7 +2,7 @@
 //! three products, a deterministic catalog of any size, and a list of customers. Every run
 //! writes the same bytes, so results from different machines or commits compare.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -84,6 +84,27 @@ pub fn generated_customers(count: i32) -> Vec<Customer> {
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> anyhow::Result<()> {
     let json = serde_json::to_vec(value).context("cannot serialise benchmark data")?;
     std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The data files Catalog is given.
+#[derive(Debug)]
+pub struct DataFiles {
+    pub spec_products: PathBuf,
+    pub large_products: PathBuf,
+    pub customers: PathBuf,
+}
+
+/// Writes SPEC's products, 10,000 products and 500 customers into `dir`.
+pub fn write_data(dir: &Path) -> anyhow::Result<DataFiles> {
+    let files = DataFiles {
+        spec_products: dir.join("products-spec.json"),
+        large_products: dir.join("products-10000.json"),
+        customers: dir.join("customers-500.json"),
+    };
+    write_json(&files.spec_products, &spec_products())?;
+    write_json(&files.large_products, &generated_products(10_000))?;
+    write_json(&files.customers, &generated_customers(500))?;
+    Ok(files)
 }
 
 #[cfg(test)]
