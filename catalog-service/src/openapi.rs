@@ -1,11 +1,12 @@
-//! The OpenAPI 3 description of Catalog's HTTP API, generated from the handlers' annotations
-//! and these schema types, and served at `GET /openapi.json`.
+//! The schema types of the OpenAPI 3 description of Catalog's HTTP API: what its bodies look
+//! like. The document itself is generated from the handlers' annotations and these types, and
+//! served at `GET /openapi.json`, by the router's module (`http`), which lists the handlers.
 //!
 //! The product schema is [`ProductDoc`]; the end-to-end suite checks real responses against the
 //! served document, so the two cannot drift apart unnoticed.
 
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 /// One product as `/products` returns it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,37 +43,4 @@ pub struct ErrorDoc {
     pub error: String,
     /// What was wrong, for people.
     pub message: String,
-}
-
-/// Catalog's API.
-#[derive(Debug, OpenApi)]
-#[openapi(
-    info(
-        title = "Catalog",
-        description = "The shop's products, discounted for the caller by the Discount service \
-                       (gRPC over mutual TLS). When Discount cannot be asked, products come at \
-                       full price with the `x-discount-unavailable` header.",
-        version = env!("CARGO_PKG_VERSION")
-    ),
-    paths(
-        crate::http::list_products,
-        crate::http::one_product,
-        crate::http::healthz,
-        crate::http::readyz
-    ),
-    components(schemas(ProductDoc, DiscountDoc, ErrorDoc))
-)]
-pub struct ApiDoc;
-
-/// The document as JSON, rendered once.
-pub fn json() -> bytes::Bytes {
-    static JSON: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
-    JSON.get_or_init(|| {
-        bytes::Bytes::from(
-            ApiDoc::openapi()
-                .to_json()
-                .unwrap_or_else(|_| "{}".to_owned()),
-        )
-    })
-    .clone()
 }

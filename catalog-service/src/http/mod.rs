@@ -1,0 +1,104 @@
+//! The HTTP API: routes, the `X-USER-ID` extractor, and error responses.
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /` | 200, plain text: the service is up |
+//! | `GET /products?limit=&cursor=` | 200, JSON array of one page of products, discounted for the caller named by `X-USER-ID`; `Link: <...>; rel="next"` when more follow |
+//! | `GET /products/{id}` | 200, one product, discounted likewise; 404 if there is no such product |
+//!
+//! A bad `X-USER-ID` is a 400 with a JSON body `{"error": "...", "message": "..."}`. When
+//! Discount cannot be asked (down, slow, refusing), the products come at full price with the
+//! header [`DISCOUNT_UNAVAILABLE_HEADER`] naming the reason: never a 5xx, never a missing product.
+//!
+//! # Layout
+//! - here: the router, and the OpenAPI document ([`ApiDoc`]) served at `/openapi.json`;
+//! - `state`: [`AppState`], what every handler shares;
+//! - `context`: what wraps every request: [`RequestId`], the access log, the HTTP metrics;
+//! - `operations`: `/`, `/healthz`, `/readyz`, `/metrics`;
+//! - `products`: `/products` and `/products/{id}`, priced for the caller;
+//! - `extract`: the `X-USER-ID` extractor ([`CustomerId`]) and paging ([`PageRequest`]);
+//! - `response`: JSON bodies and the error responses ([`ApiError`]).
+
+mod context;
+mod extract;
+mod operations;
+mod products;
+mod response;
+mod state;
+
+pub use context::RequestId;
+pub use extract::{
+    CustomerId, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageRequest, USER_ID_HEADER, parse_customer_id,
+};
+pub use response::{ApiError, DISCOUNT_UNAVAILABLE_HEADER};
+pub use state::AppState;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use utoipa::OpenApi;
+
+use crate::openapi::{DiscountDoc, ErrorDoc, ProductDoc};
+use response::json;
+
+/// Builds the router. Tests drive it directly or over a socket.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(operations::root))
+        .route("/healthz", get(operations::healthz))
+        .route("/readyz", get(operations::readyz))
+        .route("/metrics", get(operations::metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .route("/products", get(products::list_products))
+        .route("/products/{id}", get(products::one_product))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(context::request_context))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn openapi_json() -> Response {
+    json(StatusCode::OK, ApiDoc::json())
+}
+
+/// Catalog's API.
+// Next to the router because it lists the handlers; the schema types it names live apart, in
+// `crate::openapi`, so that the handlers can name them too without the modules importing each
+// other.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Catalog",
+        description = "The shop's products, discounted for the caller by the Discount service \
+                       (gRPC over mutual TLS). When Discount cannot be asked, products come at \
+                       full price with the `x-discount-unavailable` header.",
+        version = env!("CARGO_PKG_VERSION")
+    ),
+    paths(
+        products::list_products,
+        products::one_product,
+        operations::healthz,
+        operations::readyz
+    ),
+    components(schemas(ProductDoc, DiscountDoc, ErrorDoc))
+)]
+pub struct ApiDoc;
+
+impl ApiDoc {
+    /// The document as JSON, rendered once.
+    pub fn json() -> bytes::Bytes {
+        static JSON: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+        JSON.get_or_init(|| {
+            bytes::Bytes::from(
+                ApiDoc::openapi()
+                    .to_json()
+                    .unwrap_or_else(|_| "{}".to_owned()),
+            )
+        })
+        .clone()
+    }
+}

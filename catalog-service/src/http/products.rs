@@ -1,0 +1,157 @@
+//! The product routes, `/products` and `/products/{id}`: a page or one product, priced for
+//! the caller: discounted when Catalog knows the customer and Discount answers in time, else
+//! at full price with [`DISCOUNT_UNAVAILABLE_HEADER`] naming why.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::http::header::{HeaderValue, LINK};
+use axum::response::Response;
+use bytes::Bytes;
+
+use super::context::RequestId;
+use super::extract::{CustomerId, PageRequest, encode_cursor, parse_positive_id};
+use super::response::{ApiError, DISCOUNT_UNAVAILABLE_HEADER, json};
+use super::state::AppState;
+use crate::catalog::{DiscountView, PriceTag};
+use crate::openapi::{ErrorDoc, ProductDoc};
+use crate::store::{StoredProduct, render_json};
+
+/// The products, one page at a time, discounted for the caller.
+#[utoipa::path(get, path = "/products", tag = "products",
+    params(
+        ("X-USER-ID" = Option<String>, Header,
+            description = "The customer: a whole number from 1 to 2147483647. Absent: full prices."),
+        ("X-Request-Id" = Option<String>, Header,
+            description = "Correlation id (1-128 visible ASCII characters); made up if absent or unusable."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
+            description = "Products per page (default 100, at most 1000)."),
+        ("cursor" = Option<String>, Query,
+            description = "Where the page starts: copy it from the previous page's `Link` header."),
+    ),
+    responses(
+        (status = 200, description = "One page of products, in ascending id order", body = [ProductDoc],
+            headers(
+                ("link" = String, description = "RFC 8288 link to the next page (`rel=\"next\"`), when there is one"),
+                ("x-discount-unavailable" = String, description = "Present when the discount could not be applied and prices are full: `unavailable`, `deadline-exceeded`, `rejected` or `bad-response`"),
+                ("x-request-id" = String, description = "The request's correlation id"),
+            )),
+        (status = 400, description = "Bad `X-USER-ID`, `limit` or `cursor`", body = ErrorDoc),
+    ))]
+pub(crate) async fn list_products(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    CustomerId(customer): CustomerId,
+    page: PageRequest,
+) -> Result<Response, ApiError> {
+    let page_products = state.products.page(page.after, page.limit).await?;
+    let mut response = priced(
+        &state,
+        &request_id,
+        customer,
+        &page_products.products,
+        false,
+    )
+    .await;
+    if let Some(after) = page_products.next_after {
+        let link = format!(
+            "</products?limit={}&cursor={}>; rel=\"next\"",
+            page.limit,
+            encode_cursor(after)
+        );
+        // Digits, letters and punctuation only: always a valid header value.
+        if let Ok(link) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(LINK, link);
+        }
+    }
+    Ok(response)
+}
+
+/// One product, discounted for the caller.
+#[utoipa::path(get, path = "/products/{id}", tag = "products",
+    params(
+        ("id" = i32, Path, minimum = 1, description = "Product id"),
+        ("X-USER-ID" = Option<String>, Header,
+            description = "The customer: a whole number from 1 to 2147483647. Absent: full price."),
+    ),
+    responses(
+        (status = 200, description = "The product", body = ProductDoc,
+            headers(
+                ("x-discount-unavailable" = String, description = "Present when the discount could not be applied"),
+                ("x-request-id" = String, description = "The request's correlation id"),
+            )),
+        (status = 400, description = "Bad id or `X-USER-ID`", body = ErrorDoc),
+        (status = 404, description = "No such product", body = ErrorDoc),
+    ))]
+pub(crate) async fn one_product(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+    CustomerId(customer): CustomerId,
+) -> Result<Response, ApiError> {
+    let id = parse_positive_id(&id).ok_or(ApiError::InvalidProductId)?;
+    let product = state
+        .products
+        .product(id)
+        .await?
+        .ok_or(ApiError::NoSuchProduct(id))?;
+    Ok(priced(&state, &request_id, customer, &[product], true).await)
+}
+
+/// Renders `products` for the caller: full prices unless Catalog knows the customer and
+/// Discount answers in time. `single` renders the one product as an object, not an array.
+async fn priced(
+    state: &AppState,
+    request_id: &RequestId,
+    customer: Option<i32>,
+    products: &[Arc<StoredProduct>],
+    single: bool,
+) -> Response {
+    let render = |discounts: Option<&[Option<DiscountView>]>| -> Bytes {
+        match (single, products.first()) {
+            (true, Some(product)) => {
+                let mut out = Vec::with_capacity(256);
+                product.write_json(
+                    &mut out,
+                    discounts.and_then(|d| d.first().copied().flatten()),
+                );
+                Bytes::from(out)
+            }
+            _ => render_json(products, discounts),
+        }
+    };
+    let Some(id) = customer else {
+        return json(StatusCode::OK, render(None));
+    };
+    let Some(customer) = state.customers.get(id) else {
+        tracing::debug!(customer = id, "unknown customer: full prices");
+        return json(StatusCode::OK, render(None));
+    };
+    let asked: Vec<PriceTag> = products.iter().map(|p| p.price_tag()).collect();
+    let outcome = state
+        .discounts
+        .discounts(customer, &asked, &request_id.0)
+        .await;
+    let label = outcome
+        .as_ref()
+        .map_or_else(|failure| failure.reason(), |_| "ok");
+    metrics::counter!("catalog_discount_calls_total", "outcome" => label).increment(1);
+    match outcome {
+        Ok(discounts) => json(StatusCode::OK, render(Some(&discounts))),
+        Err(failure) => {
+            tracing::warn!(
+                request_id = request_id.0.to_str().unwrap_or("-"),
+                customer = id,
+                reason = failure.reason(),
+                "serving full prices: {failure}"
+            );
+            let mut response = json(StatusCode::OK, render(None));
+            response.headers_mut().insert(
+                DISCOUNT_UNAVAILABLE_HEADER,
+                HeaderValue::from_static(failure.reason()),
+            );
+            response
+        }
+    }
+}
