@@ -130,6 +130,16 @@ pub struct TlsReloader<T> {
     expiry_metric: &'static str,
     /// Hash of the files' contents last seen (good or bad), so each change is judged once.
     last_seen: Mutex<Option<u64>>,
+    /// The expiry of the certificate in use, and whether its warning has been logged.
+    expiry: Mutex<Expiry>,
+}
+
+#[derive(Debug, Default)]
+struct Expiry {
+    /// `notAfter` of the certificate in use, in Unix seconds.
+    not_after: Option<i64>,
+    /// The "expires soon" warning has been logged for this certificate.
+    warned: bool,
 }
 
 impl<T> std::fmt::Debug for TlsReloader<T> {
@@ -163,6 +173,7 @@ impl<T: Send + Sync + 'static> TlsReloader<T> {
             target: Reloadable::new(config),
             expiry_metric,
             last_seen: Mutex::new(fingerprint),
+            expiry: Mutex::new(Expiry::default()),
         });
         reloader.watch_expiry(source.identity.leaf());
         Ok(reloader)
@@ -174,10 +185,7 @@ impl<T: Send + Sync + 'static> TlsReloader<T> {
     }
 
     fn lock_seen(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
-        match self.last_seen.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.last_seen)
     }
 
     /// Re-reads the files; if they changed and are good, new connections use them from now on.
@@ -250,15 +258,31 @@ impl<T: Send + Sync + 'static> TlsReloader<T> {
                 #[cfg(not(unix))]
                 ticker.tick().await;
                 this.reload_and_log();
+                this.check_expiry();
             }
         });
     }
 
+    /// A new certificate is in use: publish its expiry and check it at once.
     fn watch_expiry(&self, leaf: &CertificateDer<'_>) {
         let Some(not_after) = not_after_unix(leaf) else {
             return;
         };
         metrics::gauge!(self.expiry_metric, "service" => self.service).set(not_after as f64);
+        *lock(&self.expiry) = Expiry {
+            not_after: Some(not_after),
+            warned: false,
+        };
+        self.check_expiry();
+    }
+
+    /// Whether the certificate in use expires within the warning time. The first time it does,
+    /// logs a warning (once per certificate: the check runs at every watch interval).
+    pub fn check_expiry(&self) -> bool {
+        let mut expiry = lock(&self.expiry);
+        let Some(not_after) = expiry.not_after else {
+            return false;
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -267,14 +291,24 @@ impl<T: Send + Sync + 'static> TlsReloader<T> {
             .watch
             .as_ref()
             .map_or(Duration::ZERO, |w| w.expiry_warning);
-        if left < warning.as_secs() as i64 {
+        let soon = left < warning.as_secs() as i64;
+        if soon && !expiry.warned {
+            expiry.warned = true;
             tracing::warn!(
                 service = self.service,
                 seconds_left = left,
                 "the TLS certificate in use expires soon: rotate it (cargo xtask gen-certs, or your certificate manager)"
             );
         }
+        soon
     }
+}
+
+/// Locks `mutex`, recovering from a panic elsewhere (the state stays consistent).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn parse<'a>(
@@ -298,4 +332,52 @@ fn not_before_in_future(leaf: &CertificateDer<'_>) -> Option<String> {
 /// The serial number of a DER certificate, in hex.
 pub fn serial_hex(leaf: &CertificateDer<'_>) -> String {
     parse(leaf).map_or_else(String::new, |cert| cert.raw_serial_as_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(dir: &std::path::Path, warning_hours: u64) -> TlsSource {
+        pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(dir, 1)).unwrap();
+        let files = TlsFiles::in_dir(dir, "catalog");
+        TlsSource::from_files(ReloadSettings::from_flags(files, 10, warning_hours)).unwrap()
+    }
+
+    fn start(source: TlsSource) -> Arc<TlsReloader<()>> {
+        TlsReloader::start("catalog", source, "expiry", |_, _| Ok(Arc::new(()))).unwrap()
+    }
+
+    #[test]
+    fn a_certificate_inside_the_warning_window_expires_soon() {
+        let dir = tempfile::tempdir().unwrap();
+        // One day left, warned 48 hours ahead.
+        let reloader = start(source(dir.path(), 48));
+        assert!(reloader.check_expiry());
+        // Checked again at every interval: still soon, logged only once.
+        assert!(reloader.check_expiry());
+        assert!(lock(&reloader.expiry).warned);
+    }
+
+    #[test]
+    fn a_certificate_outside_the_warning_window_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let reloader = start(source(dir.path(), 12));
+        assert!(!reloader.check_expiry());
+        assert!(!lock(&reloader.expiry).warned);
+    }
+
+    #[test]
+    fn unchanged_files_are_not_reloaded_and_a_change_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let reloader = start(source(dir.path(), 12));
+        assert_eq!(reloader.reload().unwrap(), ReloadOutcome::Unchanged);
+        let mut opts = pki::certs_dir::GenCerts::new(dir.path(), 1);
+        opts.force = true;
+        pki::certs_dir::gen_certs(&opts).unwrap();
+        assert!(matches!(
+            reloader.reload().unwrap(),
+            ReloadOutcome::Reloaded { .. }
+        ));
+    }
 }
