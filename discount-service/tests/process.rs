@@ -2,11 +2,17 @@
 //! is a clean exit 0.
 #![allow(clippy::unwrap_used)]
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use ecommerce_proto::pb::discount_client::DiscountClient;
+use ecommerce_proto::pb::{BatchDiscountRequest, Customer};
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
 
 fn certs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -36,21 +42,59 @@ fn single_error_line(output: &Output) -> String {
     lines[0].to_owned()
 }
 
-/// Reads the child's stderr until `done` holds for all of it so far, then keeps draining it in
-/// the background (so that it never blocks on a full pipe); returns what it read.
-async fn read_log_until(child: &mut tokio::process::Child, done: impl Fn(&str) -> bool) -> String {
-    let mut stderr = child.stderr.take().unwrap();
-    let (mut seen, mut buf) = (String::new(), [0u8; 4096]);
-    while !done(&seen) {
-        let n = tokio::time::timeout(Duration::from_secs(30), stderr.read(&mut buf))
-            .await
-            .expect("discount-service starts")
-            .unwrap();
-        assert!(n > 0, "exited: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+/// How long the child may take to log what a test waits for.
+const LOG_GUARD: Duration = Duration::from_secs(30);
+
+/// The child's stderr, read in the background as it comes (so that the child never blocks on
+/// a full pipe) and kept for the test to wait on.
+struct Log(watch::Receiver<String>);
+
+impl Log {
+    /// Takes `child`'s piped stderr and starts reading it.
+    fn capture(child: &mut Child) -> Self {
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = watch::channel(String::new());
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            loop {
+                match stderr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        tx.send_modify(|log| log.push_str(&String::from_utf8_lossy(&buf[..n])))
+                    }
+                }
+            }
+        });
+        Self(rx)
     }
-    tokio::spawn(async move { while stderr.read(&mut buf).await.is_ok_and(|n| n > 0) {} });
-    seen
+
+    /// Waits until a whole line containing `needle` has been logged and returns it; panics if
+    /// the child closes its stderr (exits) first, or after 30 s.
+    async fn line_with(&self, needle: &str) -> String {
+        let find = |log: &str| {
+            let whole = &log[..log.rfind('\n').map_or(0, |end| end + 1)];
+            whole
+                .lines()
+                .find(|line| line.contains(needle))
+                .map(str::to_owned)
+        };
+        let mut log = self.0.clone();
+        let seen = tokio::time::timeout(LOG_GUARD, log.wait_for(|log| find(log).is_some()))
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} logged in time: {}", *self.0.borrow()))
+            .map(|log| log.clone())
+            .unwrap_or_else(|_| panic!("exited without logging {needle:?}: {}", *self.0.borrow()));
+        find(&seen).unwrap()
+    }
+
+    /// The `addr=` field of the first line containing `needle`, once it is logged.
+    async fn addr_of(&self, needle: &str) -> SocketAddr {
+        let line = self.line_with(needle).await;
+        line.split_whitespace()
+            .find_map(|field| field.strip_prefix("addr="))
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no addr in {line:?}"))
+    }
 }
 
 #[tokio::test]
@@ -82,7 +126,9 @@ async fn sigterm_stops_it_cleanly() {
         .spawn()
         .unwrap();
     // Ready once it says it listens (read from its log: no polling, no sleep).
-    read_log_until(&mut child, |log| log.contains("Discount listening")).await;
+    Log::capture(&mut child)
+        .line_with("Discount listening")
+        .await;
 
     let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
@@ -93,9 +139,20 @@ async fn sigterm_stops_it_cleanly() {
     assert_eq!(status.code(), Some(0));
 }
 
-/// Starts the binary with its operations port on a free port; returns the child and that
-/// port's address, read from its log.
-async fn start_with_ops_port(dir: &str) -> (tokio::process::Child, String) {
+/// The binary serving gRPC and its operations port, each on a port of its own choosing.
+struct Discount {
+    /// Killed when dropped.
+    _child: Child,
+    log: Log,
+    /// Where it serves gRPC (read from its log).
+    grpc: SocketAddr,
+    /// Where its operations port listens (read from its log).
+    ops: SocketAddr,
+}
+
+/// Starts the binary with its certificates in `dir`, gRPC and the operations port both on
+/// `127.0.0.1:0`; returns once it has logged both addresses.
+async fn start_with_ops_port(dir: &str) -> Discount {
     let mut child = command(&[
         "--certs-dir",
         dir,
@@ -107,29 +164,23 @@ async fn start_with_ops_port(dir: &str) -> (tokio::process::Child, String) {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let ops_line = |seen: &str| {
-        seen.lines()
-            .find(|l| l.contains("operations port listening"))
-            .map(str::to_owned)
-    };
-    let seen = read_log_until(&mut child, |log| {
-        ops_line(log).is_some() && log.contains("Discount listening")
-    })
-    .await;
-    let line = ops_line(&seen).unwrap();
-    let addr = line
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("addr="))
-        .unwrap_or_else(|| panic!("no addr in {line:?}"))
-        .to_owned();
-    (child, addr)
+    let log = Log::capture(&mut child);
+    let ops = log.addr_of("operations port listening").await;
+    let grpc = log.addr_of("Discount listening").await;
+    Discount {
+        _child: child,
+        log,
+        grpc,
+        ops,
+    }
 }
 
 #[tokio::test]
 async fn probe_subcommand_checks_the_operations_port() {
     let certs = certs();
     let dir = certs.path().to_str().unwrap();
-    let (_discount, ops) = start_with_ops_port(dir).await;
+    let discount = start_with_ops_port(dir).await;
+    let ops = discount.ops;
 
     for path in ["/healthz", "/readyz"] {
         let output = run(&["probe", &format!("http://{ops}{path}")]).await;
@@ -139,4 +190,70 @@ async fn probe_subcommand_checks_the_operations_port() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("answered 404"), "{stderr}");
+}
+
+/// A Discount client over mutual TLS to `addr`, trusting the CA in `certs`, presenting
+/// Catalog's certificate from there or, without `with_certificate`, none.
+fn grpc_client(addr: SocketAddr, certs: &Path, with_certificate: bool) -> DiscountClient<Channel> {
+    let (identity, anchors) = mtls::TlsFiles::in_dir(certs, "catalog").load().unwrap();
+    let identity = with_certificate.then_some(&identity);
+    let config = mtls::client_config(&anchors, identity, None).unwrap();
+    let connector = mtls::MtlsConnector::new(
+        mtls::Reloadable::new(config),
+        "127.0.0.1",
+        addr.port(),
+        "localhost",
+    )
+    .unwrap();
+    let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
+        .unwrap()
+        .connect_with_connector_lazy(connector);
+    DiscountClient::new(channel)
+}
+
+/// The value of the Prometheus series whose line starts with `series` (name and labels).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test]
+async fn discount_metrics_count_rpcs_and_refused_handshakes() {
+    let certs = certs();
+    let dir = certs.path().to_str().unwrap();
+    let discount = start_with_ops_port(dir).await;
+
+    let mut good = grpc_client(discount.grpc, certs.path(), true);
+    let request = BatchDiscountRequest {
+        customer: Some(Customer {
+            id: 1,
+            ..Default::default()
+        }),
+        products: Vec::new(),
+    };
+    good.apply_discount_batch(request).await.unwrap();
+    let mut anonymous = grpc_client(discount.grpc, certs.path(), false);
+    let refused = anonymous
+        .apply_discount_batch(BatchDiscountRequest::default())
+        .await;
+    assert!(refused.is_err());
+    // The refusal is counted before it is logged: once logged, /metrics shows it.
+    let line = discount.log.line_with("TLS handshake refused").await;
+    assert!(line.contains("no_client_certificate"), "{line}");
+
+    let response = reqwest::get(format!("http://{}/metrics", discount.ops))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let rpcs = r#"discount_rpc_requests_total{rpc="ApplyDiscountBatch",code="OK"}"#;
+    assert_eq!(metric(&text, rpcs), Some(1.0), "{text}");
+    let handshakes = r#"discount_tls_handshake_failures_total{reason="no_client_certificate"}"#;
+    assert_eq!(metric(&text, handshakes), Some(1.0), "{text}");
+    let health = reqwest::get(format!("http://{}/healthz", discount.ops))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
 }
