@@ -10,9 +10,9 @@ use mtls::TlsFileError;
 use service_runtime::flags::{ProcessFlags, TlsFlags};
 
 use crate::app::{self, Settings};
+use crate::balancer::ReplicaSettings;
 use crate::catalog::{CatalogData, DataError};
 use crate::discount::{DiscountAddr, DiscountSettings};
-use crate::replicas::ReplicaSettings;
 
 service_runtime::service_names!(
     /// Catalog's file names (`catalog.pem`, `catalog.key`) and variables (`CATALOG_...`).

@@ -2,23 +2,45 @@
 //! customer, asks Discount (gRPC over mutual TLS) what they pay.
 //!
 //! # Layout
+//! Dependencies go one way: `config` → `app` → `http` → `discount` → `balancer`; `catalog`,
+//! `store` and `openapi` use none of those.
 //! - [`catalog`]: products and customers: the embedded default data, the data files and the
 //!   rules they must obey.
 //! - [`store`]: the [`store::ProductStore`] interface the HTTP layer reads products through,
 //!   the in-memory implementation, and the JSON rendering of pages.
-//! - [`discount`]: the client side of Discount: one long-lived mTLS channel, the batch RPC with
-//!   a fallback to per-product calls, a deadline, and the reasons a discount can fail.
-//! - [`http`]: the router, the `X-USER-ID` extractor and the error responses.
-//! - [`openapi`]: the OpenAPI 3 document served at `/openapi.json`, generated from the code.
+//! - [`discount`]: the client side of Discount: the batch RPC with a fallback to per-product
+//!   calls, a deadline, and the reasons a discount can fail.
+//!   - `retry`: one RPC over the replicas: what a failure says about its replica, each
+//!     attempt's share of the deadline, the retry on another replica.
+//!   - `wire`: the messages sent (deadline and request id included) and the answers checked.
+//!   - `failure`: [`discount::DiscountFailure`], why a discount could not be applied.
+//! - [`balancer`]: client-side balancing across Discount's replicas, one long-lived mTLS
+//!   connection each.
+//!   - `addr`: [`balancer::DiscountAddr`], the `host[:port]` targets, and the default port.
+//!   - `discovery`: the targets, and names resolved into replicas ([`balancer::Resolve`]).
+//!   - `connection`: one HTTP/2 mTLS connection per replica, its health check, its renewal.
+//!   - `ejection`: a replica in or out of rotation: ejection, back-off, RPCs in flight.
+//!   - `pick`: power of two choices, and the one trial at a time when all are out.
+//!   - `settings`: [`balancer::ReplicaSettings`] and their defaults.
+//!   - `error`: [`balancer::ClientError`], and failed RPCs put into words.
+//! - [`http`]: the router, the `X-USER-ID` extractor and the error responses, and the OpenAPI
+//!   document ([`http::ApiDoc`]) served at `/openapi.json`, generated from the code.
+//!   - `state`: [`http::AppState`], what every handler shares.
+//!   - `context`: request ids, the access log and the HTTP metrics, around every request.
+//!   - `operations`: `/`, `/healthz`, `/readyz`, `/metrics`.
+//!   - `products`: `/products` and `/products/{id}`, priced for the caller.
+//!   - `extract`: `X-USER-ID`, `limit` and `cursor`, read and checked.
+//!   - `response`: JSON bodies and the error responses ([`http::ApiError`]).
+//! - [`openapi`]: the schema types the OpenAPI document describes the bodies with.
 //! - [`app`]: [`app::Application`], which binds everything to a listener and runs it.
 //! - [`config`]: command-line flags and their environment variables, turned into
 //!   [`app::Settings`] before any port is bound.
 
 pub mod app;
+pub mod balancer;
 pub mod catalog;
 pub mod config;
 pub mod discount;
 pub mod http;
 pub mod openapi;
-pub mod replicas;
 pub mod store;

@@ -16,12 +16,12 @@ impl TestResolver {
     }
 }
 
-impl catalog_service::replicas::Resolve for TestResolver {
+impl catalog_service::balancer::Resolve for TestResolver {
     fn resolve(
         &self,
         _host: &str,
         _port: u16,
-    ) -> catalog_service::replicas::BoxFuture<std::io::Result<Vec<SocketAddr>>> {
+    ) -> catalog_service::balancer::BoxFuture<std::io::Result<Vec<SocketAddr>>> {
         let answer = self.answer.lock().unwrap().clone();
         Box::pin(async move { Ok(answer) })
     }

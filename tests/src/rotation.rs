@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_service::app::Application;
-use catalog_service::replicas::ReplicaSettings;
+use catalog_service::balancer::ReplicaSettings;
 use discount_service::server::{DiscountServer, ServerSettings};
 use mtls::{MtlsConnector, ReloadSettings, Reloadable, TlsFiles, TlsReloader, TlsSource};
 

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use catalog_service::app::{Application, Settings};
+use catalog_service::balancer::ReplicaSettings;
 use catalog_service::catalog::{CatalogData, Customer, Product};
 use catalog_service::discount::{DiscountAddr, DiscountSettings};
-use catalog_service::replicas::ReplicaSettings;
 use discount_service::server::{DiscountServer, ServerSettings};
 use mtls::TlsSource;
 use pki::{CertificateAuthority, CertifiedKey, ServicePki};

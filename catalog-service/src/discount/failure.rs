@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tonic::{Code, Status};
 
-use crate::replicas::error_chain;
+use crate::balancer::error_chain;
 
 /// Why a discount could not be applied. The HTTP layer serves full prices instead.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! Catalog's side of the Discount service.
 //!
 //! - The RPCs go to one or more Discount replicas, balanced client-side (see
-//!   [`crate::replicas`]): one long-lived HTTP/2 connection over mutual TLS per replica,
+//!   [`crate::balancer`]): one long-lived HTTP/2 connection over mutual TLS per replica,
 //!   created on first use and shared by every HTTP request (HTTP/2 multiplexes their RPCs).
 //!   Connections reopen on their own, so Catalog starts, and serves full prices, while
 //!   Discount is down. The transport is hyper's pooled HTTP/2 client rather than tonic's
@@ -30,15 +30,15 @@ use ecommerce_proto::pb;
 use mtls::Reloadable;
 use tonic::{Code, Status};
 
+use crate::balancer::{ReplicaSettings, Replicas};
 use crate::catalog::{Customer, DiscountView, PriceTag};
-use crate::replicas::{ReplicaSettings, Replicas};
 use wire::{extract, request, to_pb};
 
 pub use failure::DiscountFailure;
 
-// The address type and the set-up error belong to the replicas, which are set up from them;
+// The address type and the set-up error belong to the balancer, which is set up from them;
 // they are part of this client's settings and errors too, so they can be named from here.
-pub use crate::replicas::{AddrError, ClientError, DEFAULT_PORT, DiscountAddr};
+pub use crate::balancer::{AddrError, ClientError, DEFAULT_PORT, DiscountAddr};
 
 /// How long Catalog uses per-product calls after Discount said it has no batch RPC, before it
 /// tries the batch RPC again (Discount may have been upgraded meanwhile).

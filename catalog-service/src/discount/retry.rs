@@ -7,7 +7,7 @@ use std::time::Duration;
 use ecommerce_proto::pb::discount_client::DiscountClient;
 use tonic::{Code, Status};
 
-use crate::replicas::{NoPick, Replicas, Transport, error_chain};
+use crate::balancer::{NoPick, Replicas, Transport, error_chain};
 
 /// What a failed RPC says about its replica, and so what to do next. (Discount's RPCs are pure
 /// functions of their input, so trying one again elsewhere is always safe.)

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use catalog_service::balancer::ReplicaSettings;
 use catalog_service::discount::DiscountAddr;
-use catalog_service::replicas::ReplicaSettings;
 use e2e_tests::{
     CatalogOptions, CountingDiscount, Replica, TestResolver, service_pki, spawn_black_hole,
     spawn_catalog_balancing, spawn_catalog_for, spawn_counting_discount,

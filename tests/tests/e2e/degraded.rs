@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use catalog_service::replicas::ReplicaSettings;
+use catalog_service::balancer::ReplicaSettings;
 use e2e_tests::{
     CatalogOptions, CountingDiscount, closed_port, other_pki, service_pki, spawn_black_hole,
     spawn_catalog, spawn_counting_discount, spawn_discount, spawn_discount_with, spawn_proxy,

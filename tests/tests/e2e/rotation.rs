@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use catalog_service::replicas::ReplicaSettings;
+use catalog_service::balancer::ReplicaSettings;
 use e2e_tests::{
     CatalogOptions, pem_serial, server_serial, service_pki, spawn_catalog, spawn_discount,
     spawn_proxy, spawn_rotating_pair,
