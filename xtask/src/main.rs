@@ -198,7 +198,7 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
 
     // Wait for Catalog to accept connections, or for a service to fail at start-up.
     match services.wait_listening(catalog_addr, &stop, Duration::from_secs(60), "Catalog")? {
-        Startup::Listening => {}
+        Startup::Listening(()) => {}
         Startup::Exited(name, status) => {
             bail!("{name} exited during start-up ({status}); see its error above")
         }

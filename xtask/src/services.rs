@@ -1,6 +1,7 @@
 //! Child processes that must not outlive `cargo xtask`, shared by `up` and `bench`: the
 //! [`Services`] guard (SIGTERM, then SIGKILL, on drop), the Ctrl-C/SIGTERM [`StopSignal`],
-//! waiting for a port to accept TCP, and where Cargo puts the binaries.
+//! waiting for a service to be up (a port accepting TCP, or any check), and where Cargo puts
+//! the binaries.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -78,6 +79,35 @@ impl Services {
         timeout: Duration,
         what: &str,
     ) -> anyhow::Result<Startup> {
+        self.wait_until(
+            stop,
+            timeout,
+            || {
+                Ok(
+                    TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                        .is_ok()
+                        .then_some(()),
+                )
+            },
+            || {
+                format!(
+                    "{what} did not start listening on {addr} within {} s",
+                    timeout.as_secs()
+                )
+            },
+        )
+    }
+
+    /// Asks `listening` every 100 ms whether a service is up yet, until it answers with
+    /// something (that is returned), a service exits, Ctrl-C is pressed, `listening` fails, or
+    /// `timeout` passes (an error, with `not_up`'s message).
+    pub fn wait_until<T>(
+        &mut self,
+        stop: &StopSignal,
+        timeout: Duration,
+        mut listening: impl FnMut() -> anyhow::Result<Option<T>>,
+        not_up: impl FnOnce() -> String,
+    ) -> anyhow::Result<Startup<T>> {
         let started = Instant::now();
         loop {
             if let Some((name, status)) = self.exited() {
@@ -86,14 +116,11 @@ impl Services {
             if stop.requested() {
                 return Ok(Startup::Stopped);
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(Startup::Listening);
+            if let Some(found) = listening()? {
+                return Ok(Startup::Listening(found));
             }
             if started.elapsed() > timeout {
-                anyhow::bail!(
-                    "{what} did not start listening on {addr} within {} s",
-                    timeout.as_secs()
-                );
+                anyhow::bail!("{}", not_up());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -108,9 +135,9 @@ impl Drop for Services {
 
 /// How waiting for a service to listen ended.
 #[derive(Debug)]
-pub enum Startup {
-    /// The address accepts TCP connections.
-    Listening,
+pub enum Startup<T = ()> {
+    /// It listens; what the check found (the address it reported, say).
+    Listening(T),
     /// This service exited first.
     Exited(String, ExitStatus),
     /// Ctrl-C or SIGTERM arrived first.
@@ -142,6 +169,18 @@ impl StopSignal {
             rx,
             seen: std::cell::Cell::new(false),
         })
+    }
+
+    /// A stop that never comes, for tests (the real handler can be installed only once).
+    #[cfg(test)]
+    pub fn never() -> Self {
+        let (tx, rx) = mpsc::channel();
+        // Kept alive for good: a disconnected channel counts as a stop.
+        std::mem::forget(tx);
+        Self {
+            rx,
+            seen: std::cell::Cell::new(false),
+        }
     }
 
     /// Whether a stop was asked for, without waiting.

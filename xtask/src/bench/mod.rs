@@ -1,12 +1,12 @@
 //! `cargo xtask bench`: a reproducible load benchmark of Catalog (and, through it, Discount).
 //!
 //! It builds release binaries, makes throw-away certificates and data files in a temporary
-//! folder, starts one Discount and three Catalog processes on free loopback ports, checks
-//! that each scenario gets the answer it means to measure, warms up, and drives load with
-//! wrk (installing Debian's package if it is missing and we are root). Then it reads each
-//! service's peak memory, stops everything it started (also on Ctrl-C or SIGTERM), and writes
-//! `results.md`, `results.json` and `plot.svg` (to `target/bench/` unless `--out`). Service
-//! logs go to `logs/` beside them.
+//! folder, starts one Discount and three Catalog processes on loopback ports the system picks
+//! (each binds port 0 and the address is read from its log), checks that each scenario gets
+//! the answer it means to measure, warms up, and drives load with wrk (installing Debian's
+//! package if it is missing and we are root). Then it reads each service's peak memory, stops
+//! everything it started (also on Ctrl-C or SIGTERM), and writes `results.md`, `results.json`
+//! and `plot.svg` (to `target/bench/` unless `--out`). Service logs go to `logs/` beside them.
 //!
 //! | scenario | Catalog process | request |
 //! | --- | --- | --- |
