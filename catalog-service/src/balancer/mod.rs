@@ -40,7 +40,7 @@
 //!   replica back in rotation; so do health checks, as usual.
 //!
 //! # Layout
-//! - [`Replicas`] (here): the replica set, the background task that re-resolves names, renews
+//! - `Replicas` (here): the replica set, the background task that re-resolves names, renews
 //!   connections and checks health, and what the Discount client asks of it.
 //! - `addr`: [`DiscountAddr`], the `host[:port]` targets, and [`DEFAULT_PORT`].
 //! - `discovery`: the targets and their lookups ([`Resolve`], [`SystemResolver`]).
