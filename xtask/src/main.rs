@@ -61,7 +61,7 @@ enum Cmd {
         #[arg(long, default_value_t = 11443)]
         discount_port: u16,
     },
-    /// Load-test Catalog and Discount (release builds, on free loopback ports) with wrk and
+    /// Load-test Catalog and Discount (release builds, on loopback ports the system picks) with wrk and
     /// write results.md, results.json and plot.svg to target/bench/.
     ///
     /// Scenarios: A GET /products; B with X-USER-ID: 1; C a mix of customers; D 100 of
@@ -191,7 +191,9 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
             "--listen",
             &catalog_addr.to_string(),
             "--discount-addr",
-            &format!("localhost:{discount_port}"),
+            // The address Discount binds, not `localhost`: where `localhost` also resolves to
+            // `::1`, Catalog would see a second replica that never answers.
+            &format!("127.0.0.1:{discount_port}"),
         ],
     )?;
     services.push(name, child);

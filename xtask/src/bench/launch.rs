@@ -216,6 +216,7 @@ fn service_command(binary: &Path, certs: &Path, log: &Path) -> anyhow::Result<Co
         if key_text.starts_with("CATALOG_")
             || key_text.starts_with("DISCOUNT_")
             || key_text == "CERTS_DIR"
+            || key_text == "LOG_FORMAT"
         {
             cmd.env_remove(&key);
         }
