@@ -1,15 +1,15 @@
 //! A killable Discount replica: the real server in a thread and runtime of its own, killed the
-//! way a crashed process dies and restarted on the same address, counting the RPCs it answers.
+//! way a crashed process dies and restarted on the same address (held for it meanwhile),
+//! counting the RPCs it answers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use discount_service::server::{DiscountServer, ServerSettings};
 use mtls::TlsSource;
 use pki::ServicePki;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 
 use crate::certs::{anchors, identity};
@@ -22,6 +22,10 @@ use crate::certs::{anchors, identity};
 pub struct Replica {
     /// Where it listens; a restart listens here again.
     pub addr: SocketAddr,
+    /// Holds the port for the replica's whole life, dead or alive: bound with SO_REUSEPORT
+    /// (which the listeners set too) and never listening, so while the replica is dead
+    /// connections are refused and no other socket (another test's server) can be given it.
+    reserved: Option<TcpSocket>,
     settings: ServerSettings,
     answered: Arc<AtomicUsize>,
     kill: Option<oneshot::Sender<()>>,
@@ -33,6 +37,7 @@ impl Replica {
     pub async fn start(pki: &ServicePki) -> Self {
         let mut replica = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            reserved: None,
             settings: ServerSettings::new(TlsSource::fixed(
                 identity(&pki.discount),
                 anchors(&pki.ca),
@@ -83,7 +88,8 @@ impl Replica {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let listener = bind_again(wanted).await;
+                let listener = listen_on(wanted)
+                    .unwrap_or_else(|err| panic!("cannot listen on {wanted}: {err}"));
                 let _ = bound.send(listener.local_addr().unwrap());
                 let server = DiscountServer::build(settings, listener).unwrap();
                 tokio::select! {
@@ -96,6 +102,9 @@ impl Replica {
             let _ = dead.send(());
         });
         self.addr = is_bound.await.unwrap();
+        if self.reserved.is_none() {
+            self.reserved = Some(reserve(self.addr));
+        }
         self.kill = Some(kill);
         self.dead = Some(is_dead);
     }
@@ -109,20 +118,23 @@ impl Drop for Replica {
     }
 }
 
-/// Binds `addr`; a port just released may still be held for a moment by a socket on its
-/// way out, so that is tried again for a while.
-async fn bind_again(addr: SocketAddr) -> TcpListener {
-    let mut attempts = 0;
-    loop {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => return listener,
-            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse && attempts < 100 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(err) => panic!("cannot listen on {addr} again: {err}"),
-        }
-    }
+/// A listener on `addr` that shares its port with the replica's reservation.
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    // As `TcpListener::bind` does: a restart binds over its old connections in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// The reservation of `addr`'s port (see [`Replica`]). No SO_REUSEADDR: with it, a socket
+/// that is not listening would let other sockets bind the port.
+fn reserve(addr: SocketAddr) -> TcpSocket {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_reuseport(true).unwrap();
+    socket.bind(addr).unwrap();
+    socket
 }
 
 /// Counts Discount's access-log lines (one per RPC answered).
@@ -133,5 +145,32 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountAccessLines {
         if event.metadata().target() == "access" {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dead_replica_refuses_connections_and_keeps_its_port_for_the_restart() {
+        let mut replica = Replica::start(&crate::certs::service_pki()).await;
+        let addr = replica.addr;
+        TcpStream::connect(addr).await.unwrap();
+
+        replica.kill().await;
+        let refused = TcpStream::connect(addr).await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+        // As another test's server would bind it.
+        let taken = TcpListener::bind(addr).await.unwrap_err();
+        assert_eq!(taken.kind(), ErrorKind::AddrInUse, "{taken}");
+
+        replica.restart().await;
+        assert_eq!(replica.addr, addr);
+        TcpStream::connect(addr).await.unwrap();
     }
 }
