@@ -14,8 +14,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     // No `connect` helper on the client: it would need tonic's transport, and callers bring their
     // own (mutual-TLS) channel anyway.
+    // Default stubs answer UNIMPLEMENTED for RPCs a server does not implement, so a server
+    // (or a test double) written against an older contract keeps compiling as RPCs are added.
     tonic_prost_build::configure()
         .build_transport(false)
+        .generate_default_stubs(true)
         .compile_fds(descriptors)?;
     Ok(())
 }

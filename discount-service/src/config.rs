@@ -40,7 +40,8 @@ pub struct Cli {
     pub listen: SocketAddr,
 
     /// Who may call what: `RPC=IDENTITY[,IDENTITY...]`, RPC being ApplyDiscount,
-    /// ApplyDiscountBatch or * (repeatable; in the variable, separate rules with ';').
+    /// ApplyDiscountBatch, ApplyDiscountGroups or * (repeatable; in the variable, separate rules
+    /// with ';').
     #[arg(
         long = "allow",
         env = "DISCOUNT_ALLOW",

@@ -4,13 +4,17 @@
 //! # Layout
 //! - [`authz`]: the allow-list of caller identities per RPC.
 //! - [`rule`]: the business rule as a pure function over `rust_decimal` (no I/O, no gRPC).
-//! - [`service`]: the `ecommerce.Discount` handlers; they validate input and convert types.
+//! - [`apply`]: the RPCs' work once the caller is allowed: input checks, the rule applied to
+//!   each product (or group of products), the answer.
+//! - [`service`]: the `ecommerce.Discount` handlers: authorization, then [`apply`], then the
+//!   access-log line and metrics of each RPC.
 //! - [`server`]: serves the handlers on an already-bound listener through rustls, until a
 //!   shutdown future completes.
 //! - [`metrics_http`]: the optional plain-HTTP port for Prometheus (`/metrics`) and liveness.
 //! - [`config`]: command-line flags and their environment variables, turned into a
 //!   [`server::ServerSettings`] before anything is bound.
 
+pub mod apply;
 pub mod authz;
 pub mod config;
 pub mod metrics_http;

@@ -1,26 +1,22 @@
-//! The `ecommerce.Discount` gRPC handlers.
-//!
-//! Handlers only validate and convert: the decision is [`crate::rule::discount_for`]. Invalid
-//! input is answered with `INVALID_ARGUMENT` and a message naming the field.
+//! The `ecommerce.Discount` gRPC handlers: each checks the caller against the allow-list, hands
+//! the request to [`crate::apply`], and writes the RPC's one access-log line and metrics.
 
-use ecommerce_proto::pb::discount_server::Discount;
-use ecommerce_proto::pb::{
-    BatchDiscountRequest, BatchDiscountResponse, Customer, DiscountRequest, DiscountResponse,
-    DiscountValue, Product,
-};
 use std::sync::Arc;
 use std::time::Instant;
 
+use ecommerce_proto::pb::discount_server::Discount;
+use ecommerce_proto::pb::{
+    BatchDiscountRequest, BatchDiscountResponse, DiscountGroupsRequest, DiscountGroupsResponse,
+    DiscountRequest, DiscountResponse,
+};
 use mtls::PeerInfo;
 use service_runtime::request_id;
 use tonic::{Code, Request, Response, Status};
 
+pub use crate::apply::{
+    MAX_BATCH_PRODUCTS, MAX_GROUPS, MAX_GROUPS_PRODUCTS, apply_batch, apply_groups, apply_one,
+};
 use crate::authz::AllowList;
-use crate::rule::{self, RuleError};
-
-/// Most products one batch may carry. Far above any page Catalog sends; it bounds the work one
-/// request can ask for.
-pub const MAX_BATCH_PRODUCTS: usize = 10_000;
 
 /// The Discount service: who may call it ([`AllowList`]) and the rule, which needs nothing
 /// but the request.
@@ -55,33 +51,6 @@ impl DiscountService {
     /// Turns the service into the tonic server that routes `ecommerce.Discount` RPCs to it.
     pub fn into_server(self) -> ecommerce_proto::pb::discount_server::DiscountServer<Self> {
         ecommerce_proto::pb::discount_server::DiscountServer::new(self)
-    }
-}
-
-fn require_customer(customer: Option<Customer>) -> Result<Customer, Status> {
-    customer.ok_or_else(|| Status::invalid_argument("customer is required"))
-}
-
-/// Applies the rule to one product; `field` names it in error messages (`product`,
-/// `products[3]`).
-fn discount_product(
-    customer: &Customer,
-    mut product: Product,
-    field: &str,
-) -> Result<Product, Status> {
-    match rule::discount_for(customer.id, product.price_in_cents) {
-        Ok(Some(discount)) => {
-            product.discount_value = Some(DiscountValue {
-                pct: discount.pct,
-                value_in_cents: discount.value_in_cents,
-            });
-            Ok(product)
-        }
-        // No discount: the product goes back exactly as it came.
-        Ok(None) => Ok(product),
-        Err(RuleError::NegativePrice(price)) => Err(Status::invalid_argument(format!(
-            "{field}.price_in_cents must not be negative, got {price}"
-        ))),
     }
 }
 
@@ -174,40 +143,28 @@ impl Discount for DiscountService {
         log.finish(&result);
         result.map(Response::new)
     }
-}
 
-/// `ApplyDiscount` without the authorization step.
-pub fn apply_one(request: DiscountRequest) -> Result<DiscountResponse, Status> {
-    let DiscountRequest { customer, product } = request;
-    let customer = require_customer(customer)?;
-    let product = product.ok_or_else(|| Status::invalid_argument("product is required"))?;
-    let product = discount_product(&customer, product, "product")?;
-    Ok(DiscountResponse {
-        product: Some(product),
-    })
-}
-
-/// `ApplyDiscountBatch` without the authorization step.
-pub fn apply_batch(request: BatchDiscountRequest) -> Result<BatchDiscountResponse, Status> {
-    let BatchDiscountRequest { customer, products } = request;
-    let customer = require_customer(customer)?;
-    if products.len() > MAX_BATCH_PRODUCTS {
-        return Err(Status::invalid_argument(format!(
-            "products: at most {MAX_BATCH_PRODUCTS} per batch, got {}",
-            products.len()
-        )));
+    async fn apply_discount_groups(
+        &self,
+        request: Request<DiscountGroupsRequest>,
+    ) -> Result<Response<DiscountGroupsResponse>, Status> {
+        let log = RpcLog::start("ApplyDiscountGroups", &request);
+        let groups = request.get_ref().groups.len();
+        let result = self
+            .authorize(&log)
+            .and_then(|()| apply_groups(request.into_inner()));
+        if result.is_ok() {
+            metrics::histogram!("discount_groups_per_rpc").record(groups as f64);
+        }
+        log.finish(&result);
+        result.map(Response::new)
     }
-    let products = products
-        .into_iter()
-        .enumerate()
-        .map(|(i, product)| discount_product(&customer, product, &format!("products[{i}]")))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(BatchDiscountResponse { products })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ecommerce_proto::pb::{Customer, Product};
 
     fn customer(id: i32) -> Option<Customer> {
         Some(Customer {
@@ -225,14 +182,6 @@ mod tests {
             price_in_cents,
             discount_value: None,
         }
-    }
-
-    async fn apply(
-        customer: Option<Customer>,
-        product: Option<Product>,
-    ) -> Result<Product, Status> {
-        let response = apply_one(DiscountRequest { customer, product })?;
-        Ok(response.product.expect("handler always sets product"))
     }
 
     fn as_caller<T>(message: T, identity: Option<&str>) -> Request<T> {
@@ -269,87 +218,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn eligible_customer_gets_ten_percent_off() {
-        let discounted = apply(customer(1), Some(product(1, 99_999))).await.unwrap();
-        assert_eq!(
-            discounted.discount_value,
-            Some(DiscountValue {
-                pct: 0.1,
-                value_in_cents: 89_999
-            })
-        );
-        assert_eq!(discounted.price_in_cents, 99_999);
-    }
-
-    #[tokio::test]
-    async fn other_customer_gets_the_product_back_unchanged() {
-        let original = product(2, 150_000);
-        assert_eq!(
-            apply(customer(2), Some(original.clone())).await.unwrap(),
-            original
-        );
-    }
-
-    #[tokio::test]
-    async fn missing_customer_is_invalid_argument() {
-        let status = apply(None, Some(product(1, 1))).await.unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains("customer"), "{status:?}");
-    }
-
-    #[tokio::test]
-    async fn missing_product_is_invalid_argument() {
-        let status = apply(customer(1), None).await.unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains("product"), "{status:?}");
-    }
-
-    #[tokio::test]
-    async fn negative_price_is_invalid_argument() {
-        let status = apply(customer(1), Some(product(1, -5))).await.unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(
-            status.message().contains("product.price_in_cents"),
-            "{status:?}"
-        );
-        assert!(status.message().contains("-5"), "{status:?}");
-    }
-
-    #[tokio::test]
-    async fn batch_keeps_order_and_names_the_bad_index() {
-        let request = BatchDiscountRequest {
-            customer: customer(1),
-            products: vec![product(3, 32_999), product(1, 0), product(2, 150_000)],
+    async fn groups_rpc_is_authorized_like_the_others() {
+        let service = DiscountService::default();
+        let request = || DiscountGroupsRequest {
+            groups: vec![BatchDiscountRequest {
+                customer: customer(1),
+                products: vec![product(1, 100)],
+            }],
         };
-        let products = apply_batch(request).unwrap().products;
-        let ids: Vec<_> = products.iter().map(|p| p.id).collect();
-        assert_eq!(ids, [3, 1, 2]);
-        let values: Vec<_> = products
-            .iter()
-            .map(|p| p.discount_value.map(|d| d.value_in_cents))
-            .collect();
-        assert_eq!(values, [Some(29_699), None, Some(135_000)]);
-
-        let request = BatchDiscountRequest {
-            customer: customer(1),
-            products: vec![product(1, 10), product(2, -1)],
-        };
-        let status = apply_batch(request).unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(
-            status.message().contains("products[1].price_in_cents"),
-            "{status:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn batch_without_customer_is_invalid_argument() {
-        let status = apply_batch(BatchDiscountRequest {
-            customer: None,
-            products: vec![product(1, 1)],
-        })
-        .unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains("customer"));
+        let catalog = as_caller(request(), Some(crate::authz::CATALOG_IDENTITY));
+        assert!(service.apply_discount_groups(catalog).await.is_ok());
+        let other = as_caller(request(), Some("spiffe://shop.local/reports"));
+        let denied = service.apply_discount_groups(other).await.unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
     }
 }
