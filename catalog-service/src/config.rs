@@ -12,7 +12,7 @@ use service_runtime::flags::{ProcessFlags, TlsFlags};
 use crate::app::{self, Settings};
 use crate::balancer::ReplicaSettings;
 use crate::catalog::{CatalogData, DataError};
-use crate::discount::{DiscountAddr, DiscountSettings};
+use crate::discount::{CoalesceSettings, DiscountAddr, DiscountSettings, FallbackSettings};
 
 service_runtime::service_names!(
     /// Catalog's file names (`catalog.pem`, `catalog.key`) and variables (`CATALOG_...`).
@@ -102,6 +102,34 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub discount_timeout_ms: u64,
 
+    /// Most discount RPCs in flight at once; requests arriving while all are busy wait and
+    /// go out together, as one RPC, when one completes.
+    #[arg(long, env = "DISCOUNT_RPCS_IN_FLIGHT", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub discount_rpcs_in_flight: u32,
+
+    /// Most HTTP requests one coalesced discount RPC carries.
+    #[arg(long, env = "DISCOUNT_MAX_REQUESTS_PER_RPC", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub discount_max_requests_per_rpc: u32,
+
+    /// Most HTTP requests waiting for a discount RPC; beyond it a request gets full prices at
+    /// once (header `x-discount-unavailable: overloaded`).
+    #[arg(long, env = "DISCOUNT_MAX_QUEUED", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub discount_max_queued: u32,
+
+    /// With an original-style Discount (one ApplyDiscount per product): calls in flight at
+    /// once for one HTTP request.
+    #[arg(long, env = "DISCOUNT_FALLBACK_CONCURRENCY", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub discount_fallback_concurrency: u32,
+
+    /// With an original-style Discount: ApplyDiscount calls in flight at once in all.
+    #[arg(long, env = "DISCOUNT_FALLBACK_MAX_IN_FLIGHT", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub discount_fallback_max_in_flight: u32,
+
     /// Products file: a JSON array of {id, slug, description, price_in_cents}
     /// [default: the three embedded sample products].
     #[arg(long, env = "CATALOG_PRODUCTS_FILE")]
@@ -142,6 +170,15 @@ impl Cli {
                     max_connection_age: (self.discount_max_connection_age_secs > 0)
                         .then(|| Duration::from_secs(self.discount_max_connection_age_secs)),
                     ..ReplicaSettings::default()
+                },
+                coalescing: CoalesceSettings {
+                    rpcs_in_flight: self.discount_rpcs_in_flight as usize,
+                    max_requests_per_rpc: self.discount_max_requests_per_rpc as usize,
+                    max_queued: self.discount_max_queued as usize,
+                },
+                fallback: FallbackSettings {
+                    per_request: self.discount_fallback_concurrency as usize,
+                    max_in_flight: self.discount_fallback_max_in_flight as usize,
                 },
             },
             tls,
@@ -194,6 +231,11 @@ mod tests {
             &["--discount-addr", "a,,b"],
             &["--discount-health-interval-ms", "5"],
             &["--discount-max-connection-age-secs", "forever"],
+            &["--discount-rpcs-in-flight", "0"],
+            &["--discount-max-requests-per-rpc", "0"],
+            &["--discount-max-queued", "none"],
+            &["--discount-fallback-concurrency", "0"],
+            &["--discount-fallback-max-in-flight", "0"],
         ] {
             let err =
                 Cli::try_parse_from(std::iter::once("catalog-service").chain(args.iter().copied()))
@@ -215,6 +257,43 @@ mod tests {
         };
         assert_eq!(age(&[]), Some(Duration::from_secs(1800)));
         assert_eq!(age(&["--discount-max-connection-age-secs", "0"]), None);
+    }
+
+    #[test]
+    fn coalescing_and_fallback_limits_have_defaults_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(dir.path(), 1)).unwrap();
+        let certs = dir.path().to_str().unwrap();
+        let settings = |extra: &[&str]| {
+            let args = ["catalog-service", "--certs-dir", certs];
+            let cli = Cli::try_parse_from(args.iter().chain(extra)).unwrap();
+            cli.settings().unwrap().discount
+        };
+        let defaults = settings(&[]);
+        assert_eq!(defaults.coalescing, CoalesceSettings::default());
+        assert_eq!(defaults.fallback, FallbackSettings::default());
+        let tuned = settings(&[
+            "--discount-rpcs-in-flight=3",
+            "--discount-max-requests-per-rpc=16",
+            "--discount-max-queued=100",
+            "--discount-fallback-concurrency=2",
+            "--discount-fallback-max-in-flight=10",
+        ]);
+        assert_eq!(
+            tuned.coalescing,
+            CoalesceSettings {
+                rpcs_in_flight: 3,
+                max_requests_per_rpc: 16,
+                max_queued: 100,
+            }
+        );
+        assert_eq!(
+            tuned.fallback,
+            FallbackSettings {
+                per_request: 2,
+                max_in_flight: 10,
+            }
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::time::Duration;
 use catalog_service::app::{Application, Settings};
 use catalog_service::balancer::ReplicaSettings;
 use catalog_service::catalog::{CatalogData, Customer, Product};
-use catalog_service::discount::{DiscountAddr, DiscountSettings};
+use catalog_service::discount::{
+    CoalesceSettings, DiscountAddr, DiscountSettings, FallbackSettings,
+};
 use discount_service::server::{DiscountServer, ServerSettings};
 use mtls::TlsSource;
 use pki::{CertificateAuthority, CertifiedKey, ServicePki};
@@ -44,6 +46,10 @@ pub struct CatalogOptions {
     pub data: CatalogData,
     /// How Discount's replicas are found and health-checked.
     pub replicas: ReplicaSettings,
+    /// How concurrent requests share RPCs.
+    pub coalescing: CoalesceSettings,
+    /// Bounds on per-product calls to an original-style Discount.
+    pub fallback: FallbackSettings,
 }
 
 impl Default for CatalogOptions {
@@ -52,6 +58,8 @@ impl Default for CatalogOptions {
             discount_timeout: Duration::from_millis(500),
             data: CatalogData::embedded_default(),
             replicas: ReplicaSettings::default(),
+            coalescing: CoalesceSettings::default(),
+            fallback: FallbackSettings::default(),
         }
     }
 }
@@ -96,6 +104,8 @@ pub(crate) fn catalog_settings(
             tls_name: Some("localhost".into()),
             timeout: options.discount_timeout,
             replicas: options.replicas,
+            coalescing: options.coalescing,
+            fallback: options.fallback,
         },
         tls,
         discount_identity: pki::spiffe_id("discount"),

@@ -18,6 +18,8 @@ pub enum DiscountFailure {
     Rejected(String),
     #[error("Discount sent an unusable answer: {0}")]
     BadResponse(String),
+    #[error("too busy to ask Discount: {0}")]
+    Overloaded(String),
 }
 
 impl DiscountFailure {
@@ -28,6 +30,7 @@ impl DiscountFailure {
             DiscountFailure::Unavailable(_) => "unavailable",
             DiscountFailure::Rejected(_) => "rejected",
             DiscountFailure::BadResponse(_) => "bad-response",
+            DiscountFailure::Overloaded(_) => "overloaded",
         }
     }
 
@@ -35,6 +38,7 @@ impl DiscountFailure {
         match status.code() {
             Code::DeadlineExceeded | Code::Cancelled => DiscountFailure::DeadlineExceeded(timeout),
             Code::Unavailable => DiscountFailure::Unavailable(error_chain(status)),
+            Code::ResourceExhausted => DiscountFailure::Overloaded(status.message().to_owned()),
             _ => DiscountFailure::Rejected(error_chain(status)),
         }
     }

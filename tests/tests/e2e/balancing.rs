@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_service::balancer::ReplicaSettings;
-use catalog_service::discount::DiscountAddr;
+use catalog_service::discount::{CoalesceSettings, DiscountAddr};
 use e2e_tests::{
     CatalogOptions, CountingDiscount, Replica, TestResolver, service_pki, spawn_black_hole,
     spawn_catalog_balancing, spawn_catalog_for, spawn_counting_discount,
@@ -15,7 +15,9 @@ use e2e_tests::{
 
 use crate::stream::{STALL_GUARD, Stream};
 
-/// Fast health checks and lookups, and a deadline roomy enough for a loaded CI machine.
+/// Fast health checks and lookups, and a deadline roomy enough for a loaded CI machine. Every
+/// request sends its own RPC (no coalescing: enough slots for all), so the replicas' RPC counts
+/// are request counts; coalescing has tests of its own.
 fn options() -> CatalogOptions {
     CatalogOptions {
         discount_timeout: Duration::from_secs(2),
@@ -23,6 +25,10 @@ fn options() -> CatalogOptions {
             health_interval: Duration::from_millis(100),
             resolve_interval: Duration::from_millis(50),
             ..ReplicaSettings::default()
+        },
+        coalescing: CoalesceSettings {
+            rpcs_in_flight: 64,
+            ..CoalesceSettings::default()
         },
         ..CatalogOptions::default()
     }

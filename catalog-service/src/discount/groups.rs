@@ -1,0 +1,261 @@
+//! Coalesced sending: each request either sends its own RPC at once or waits in the
+//! [`Coalescer`]'s queue, and whoever frees a slot sends everything queued as one
+//! `ApplyDiscountGroups` RPC (one group per HTTP request), handing each request its own answer.
+//!
+//! Every request keeps its own deadline: it stops waiting when its deadline passes, while the
+//! RPC goes on for the others. A Discount without `ApplyDiscountGroups` (answering
+//! `UNIMPLEMENTED`) gets each group on its own instead, as [`Calls::one_group`] sends it, and
+//! the groups RPC is tried again after [`GROUPS_RETRY_AFTER`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecommerce_proto::pb;
+use tokio::sync::oneshot;
+use tonic::{Code, Status};
+
+use super::calls::{Calls, OffSwitch};
+use super::coalesce::{Admission, CoalesceSettings, Coalescer};
+use super::retry;
+use super::wire::request;
+
+/// How long Catalog sends queued requests one by one after Discount said it has no groups
+/// RPC, before it tries the groups RPC again.
+pub const GROUPS_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+type Answer = Result<Vec<pb::Product>, Status>;
+
+/// A request waiting for a coalesced RPC.
+#[derive(Debug)]
+struct Queued {
+    group: pb::BatchDiscountRequest,
+    request_id: http::HeaderValue,
+    deadline: tokio::time::Instant,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// The coalescing sender shared by every HTTP request.
+#[derive(Debug)]
+pub(super) struct Coalesced {
+    calls: Calls,
+    groups: OffSwitch,
+    coalescer: Coalescer<Queued>,
+}
+
+impl Coalesced {
+    pub(super) fn new(calls: Calls, settings: CoalesceSettings) -> Arc<Self> {
+        Arc::new(Self {
+            calls,
+            groups: OffSwitch::new(),
+            coalescer: Coalescer::new(settings),
+        })
+    }
+
+    pub(super) fn calls(&self) -> &Calls {
+        &self.calls
+    }
+
+    /// Discount's answer for `group` (same order as its products), within `deadline`: sent now
+    /// if a slot is free, else with the next coalesced RPC. A full queue is answered at once
+    /// with `RESOURCE_EXHAUSTED`.
+    pub(super) async fn submit(
+        self: &Arc<Self>,
+        group: pb::BatchDiscountRequest,
+        request_id: &http::HeaderValue,
+        deadline: tokio::time::Instant,
+    ) -> Answer {
+        let mut group = Some(group);
+        let mut waiting = None;
+        let admission = self.coalescer.admit(|| {
+            let (reply, answer) = oneshot::channel();
+            waiting = Some(answer);
+            Queued {
+                group: group.take().unwrap_or_default(),
+                request_id: request_id.clone(),
+                deadline,
+                reply,
+            }
+        });
+        match (admission, group, waiting) {
+            (Admission::Lead, Some(group), _) => {
+                // Held across the RPC; dropped (even if this request is cancelled), it hands
+                // the slot to the requests that queued meanwhile.
+                let _slot = Slot::new(self.clone());
+                self.calls.one_group(group, request_id, deadline).await
+            }
+            (Admission::Queued, _, Some(answer)) => {
+                match tokio::time::timeout_at(deadline, answer).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(_)) => Err(Status::unavailable(
+                        "the coalesced RPC carrying this request was dropped",
+                    )),
+                    Err(_) => Err(Status::deadline_exceeded(
+                        "no answer from the coalesced RPC before the deadline",
+                    )),
+                }
+            }
+            (Admission::Full, ..) => {
+                metrics::counter!("catalog_discount_queue_full_total").increment(1);
+                Err(Status::resource_exhausted(
+                    "too many requests are waiting for Discount",
+                ))
+            }
+            // `admit` runs the closure exactly when it queues.
+            _ => Err(Status::internal("coalescer admission out of step")),
+        }
+    }
+
+    /// Sends `batch` as one RPC and hands each request its answer.
+    async fn send(&self, batch: Vec<Queued>) {
+        if batch.len() == 1 || !self.groups.is_on() {
+            self.each_on_its_own(batch).await;
+            return;
+        }
+        let deadline = batch
+            .iter()
+            .map(|queued| queued.deadline)
+            .max()
+            .unwrap_or_else(tokio::time::Instant::now);
+        let request_id = batch[0].request_id.clone();
+        let mut groups = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::with_capacity(batch.len());
+        for queued in batch {
+            groups.push(queued.group);
+            waiting.push((queued.reply, queued.request_id, queued.deadline));
+        }
+        metrics::histogram!("catalog_discount_requests_per_rpc").record(groups.len() as f64);
+        let message = pb::DiscountGroupsRequest { groups };
+        let answer = retry::call(self.calls.replicas(), deadline, |mut client, timeout| {
+            let request = request(message.clone(), &request_id, timeout);
+            async move { Ok(client.apply_discount_groups(request).await?.into_inner()) }
+        })
+        .await;
+        match answer {
+            Ok(response) => {
+                let mut results = response.results.into_iter();
+                for (reply, ..) in waiting {
+                    let _ = reply.send(group_answer(results.next()));
+                }
+            }
+            Err(status) if status.code() == Code::Unimplemented => {
+                self.groups.turn_off_for(GROUPS_RETRY_AFTER);
+                tracing::info!(
+                    "Discount has no ApplyDiscountGroups (older server); sending each \
+                     request's discounts on their own"
+                );
+                let batch = message
+                    .groups
+                    .into_iter()
+                    .zip(waiting)
+                    .map(|(group, (reply, request_id, deadline))| Queued {
+                        group,
+                        request_id,
+                        deadline,
+                        reply,
+                    })
+                    .collect();
+                self.each_on_its_own(batch).await;
+            }
+            Err(status) => {
+                for (reply, ..) in waiting {
+                    let _ = reply.send(Err(status.clone()));
+                }
+            }
+        }
+    }
+
+    /// Each request of `batch` on its own RPC, all at once, each within its own deadline.
+    async fn each_on_its_own(&self, batch: Vec<Queued>) {
+        let calls = batch.into_iter().map(|queued| async move {
+            let answer = self
+                .calls
+                .one_group(queued.group, &queued.request_id, queued.deadline)
+                .await;
+            let _ = queued.reply.send(answer);
+        });
+        futures_util::future::join_all(calls).await;
+    }
+}
+
+/// One group's part of the answer: its products, or its own error.
+fn group_answer(result: Option<pb::DiscountGroupResult>) -> Answer {
+    match result.and_then(|result| result.result) {
+        Some(pb::discount_group_result::Result::Discounted(batch)) => Ok(batch.products),
+        Some(pb::discount_group_result::Result::Error(error)) => {
+            Err(Status::new(Code::from(error.code), error.message))
+        }
+        None => Err(Status::internal(
+            "ApplyDiscountGroups answered fewer groups than were sent",
+        )),
+    }
+}
+
+/// A slot of the coalescer, held while an RPC is in flight. When its holder is done (or
+/// dropped), the slot goes on to the requests that queued meanwhile: a task sends them, and
+/// keeps sending while more arrive, then frees the slot.
+#[derive(Debug)]
+struct Slot {
+    sender: Arc<Coalesced>,
+}
+
+impl Slot {
+    fn new(sender: Arc<Coalesced>) -> Self {
+        Self { sender }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let sender = &self.sender;
+        let Some(batch) = sender.coalescer.take_batch(is_waiting) else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(drive(sender.clone(), batch));
+            }
+            // No runtime: the process is stopping. Dropping the batch (and anything nobody
+            // else will send) ends those requests' waits at once, with full prices.
+            Err(_) => {
+                drop(batch);
+                drop(sender.coalescer.release());
+            }
+        }
+    }
+}
+
+/// Sends batches on one slot while requests keep queueing; frees the slot when none are left.
+async fn drive(sender: Arc<Coalesced>, mut batch: Vec<Queued>) {
+    let mut held = Held {
+        coalescer: &sender.coalescer,
+        freed: false,
+    };
+    loop {
+        sender.send(batch).await;
+        match held.coalescer.take_batch(is_waiting) {
+            Some(next) => batch = next,
+            None => {
+                held.freed = true;
+                return;
+            }
+        }
+    }
+}
+
+/// Frees the slot of a [`drive`] that ends early (its task dropped as the runtime stops).
+struct Held<'a> {
+    coalescer: &'a Coalescer<Queued>,
+    freed: bool,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if !self.freed {
+            drop(self.coalescer.release());
+        }
+    }
+}
+
+fn is_waiting(queued: &Queued) -> bool {
+    !queued.reply.is_closed()
+}
