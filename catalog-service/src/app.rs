@@ -50,6 +50,7 @@ pub struct Application {
     drain_timeout: Duration,
     shutting_down: Arc<AtomicBool>,
     reloader: Arc<TlsReloader<rustls::ClientConfig>>,
+    discounts: DiscountGateway,
 }
 
 /// The gauge of the certificate's expiry time, labelled `service`.
@@ -84,7 +85,7 @@ impl Application {
         let state = AppState {
             products: settings.products,
             customers: Arc::new(settings.customers),
-            discounts,
+            discounts: discounts.clone(),
             shutting_down: shutting_down.clone(),
         };
         Ok(Self {
@@ -93,12 +94,18 @@ impl Application {
             drain_timeout: settings.drain_timeout,
             shutting_down,
             reloader,
+            discounts,
         })
     }
 
     /// The certificate reloader (it reloads only material that came from files).
     pub fn tls_reloader(&self) -> Arc<TlsReloader<rustls::ClientConfig>> {
         self.reloader.clone()
+    }
+
+    /// The Discount client its handlers use (shared: it sees their coalescing queue).
+    pub fn discount_gateway(&self) -> DiscountGateway {
+        self.discounts.clone()
     }
 
     /// The address Catalog listens on (useful when bound to port 0).

@@ -1,12 +1,14 @@
 //! Stand-ins for Discount: one that counts what it is asked (and can answer like the original
-//! proto, or hang), and a "black hole" that accepts connections and never answers.
+//! proto or an older one, hang, or hold each answer until the test lets it go), and a "black
+//! hole" that accepts connections and never answers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ecommerce_proto::pb::discount_server::{Discount, DiscountServer as GrpcDiscountServer};
 use ecommerce_proto::pb::{
-    BatchDiscountRequest, BatchDiscountResponse, DiscountRequest, DiscountResponse,
+    BatchDiscountRequest, BatchDiscountResponse, DiscountGroupsRequest, DiscountGroupsResponse,
+    DiscountRequest, DiscountResponse,
 };
 use mtls::Reloadable;
 use pki::ServicePki;
@@ -17,7 +19,8 @@ use crate::net::{Running, bind_loopback, shutdown_on};
 
 /// A Discount that counts what it is asked, delegating the answers to the real service. With
 /// `original_style`, it behaves like a server built from the original proto: `ApplyDiscount`
-/// only, `UNIMPLEMENTED` for the batch RPC.
+/// only, `UNIMPLEMENTED` for the batch and groups RPCs; with `without_groups`, like a server
+/// from before `ApplyDiscountGroups`.
 #[derive(Debug, Default, Clone)]
 pub struct CountingDiscount {
     /// Answer the batch RPC with `UNIMPLEMENTED`.
@@ -26,6 +29,17 @@ pub struct CountingDiscount {
     pub unary_calls: Arc<AtomicUsize>,
     /// `ApplyDiscountBatch` calls received.
     pub batch_calls: Arc<AtomicUsize>,
+    /// Answer the groups RPC with `UNIMPLEMENTED`.
+    pub without_groups: bool,
+    /// The number of groups in each `ApplyDiscountGroups` call received, in arrival order.
+    pub group_sizes: Arc<std::sync::Mutex<Vec<usize>>>,
+    /// When set, every discount RPC waits for a permit before answering (and uses it up):
+    /// the test lets answers go one by one with `add_permits`.
+    pub gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// Discount RPCs being answered now, and the most seen at once.
+    pub in_flight: Arc<AtomicUsize>,
+    /// The most discount RPCs ever in flight at once.
+    pub max_in_flight: Arc<AtomicUsize>,
     /// Products asked about, over all calls answered.
     pub products_asked: Arc<AtomicUsize>,
     /// The `x-request-id` metadata of every call, in arrival order.
@@ -52,10 +66,30 @@ impl CountingDiscount {
             .push(tokio::time::Instant::now());
     }
 
+    /// Waits as asked (`hang`, `gate`), counting the RPC as in flight meanwhile.
     async fn hang_if_asked(&self) {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let _done = InFlight(self.in_flight.clone());
         if self.hang {
             std::future::pending::<()>().await;
         }
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.unwrap().forget();
+        }
+    }
+
+    /// Discount RPCs received so far, of every kind.
+    pub fn calls(&self) -> usize {
+        self.arrivals.lock().unwrap().len()
+    }
+}
+
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -66,6 +100,26 @@ impl CountingDiscount {
             original_style: true,
             ..Self::default()
         }
+    }
+
+    /// A server with `ApplyDiscount` and `ApplyDiscountBatch`, but not `ApplyDiscountGroups`.
+    pub fn without_groups() -> Self {
+        Self {
+            without_groups: true,
+            ..Self::default()
+        }
+    }
+
+    /// The same server, holding every answer until the returned gate gets a permit.
+    pub fn gated(self) -> (Self, Arc<tokio::sync::Semaphore>) {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        (
+            Self {
+                gate: Some(gate.clone()),
+                ..self
+            },
+            gate,
+        )
     }
 }
 
@@ -88,14 +142,31 @@ impl Discount for CountingDiscount {
     ) -> Result<Response<BatchDiscountResponse>, Status> {
         self.record(&request);
         self.batch_calls.fetch_add(1, Ordering::SeqCst);
-        self.hang_if_asked().await;
         if self.original_style {
-            // What a server generated from the original proto answers for an unknown method.
+            // What a server generated from the original proto answers, at once, for an
+            // unknown method.
             return Err(Status::unimplemented("unknown method ApplyDiscountBatch"));
         }
+        self.hang_if_asked().await;
         self.products_asked
             .fetch_add(request.get_ref().products.len(), Ordering::SeqCst);
         discount_service::service::apply_batch(request.into_inner()).map(Response::new)
+    }
+
+    async fn apply_discount_groups(
+        &self,
+        request: Request<DiscountGroupsRequest>,
+    ) -> Result<Response<DiscountGroupsResponse>, Status> {
+        if self.original_style || self.without_groups {
+            return Err(Status::unimplemented("unknown method ApplyDiscountGroups"));
+        }
+        self.record(&request);
+        let groups = &request.get_ref().groups;
+        self.group_sizes.lock().unwrap().push(groups.len());
+        let products: usize = groups.iter().map(|group| group.products.len()).sum();
+        self.hang_if_asked().await;
+        self.products_asked.fetch_add(products, Ordering::SeqCst);
+        discount_service::service::apply_groups(request.into_inner()).map(Response::new)
     }
 }
 

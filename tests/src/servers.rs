@@ -9,7 +9,7 @@ use catalog_service::app::{Application, Settings};
 use catalog_service::balancer::ReplicaSettings;
 use catalog_service::catalog::{CatalogData, Customer, Product};
 use catalog_service::discount::{
-    CoalesceSettings, DiscountAddr, DiscountSettings, FallbackSettings,
+    CoalesceSettings, DiscountAddr, DiscountGateway, DiscountSettings, FallbackSettings,
 };
 use discount_service::server::{DiscountServer, ServerSettings};
 use mtls::TlsSource;
@@ -159,6 +159,27 @@ pub async fn spawn_catalog_for(
     Running::spawn(addr, |stopped| async move {
         app.run_until(shutdown_on(stopped)).await.unwrap();
     })
+}
+
+/// [`spawn_catalog`], also returning Catalog's Discount client, to watch its coalescing queue.
+pub async fn spawn_catalog_watched(
+    pki: &ServicePki,
+    discount: SocketAddr,
+    options: CatalogOptions,
+) -> (Running, DiscountGateway) {
+    let listener = bind_loopback().await;
+    let addr = listener.local_addr().unwrap();
+    let settings = catalog_settings(
+        options,
+        vec![target(discount)],
+        TlsSource::fixed(identity(&pki.catalog), anchors(&pki.ca)),
+    );
+    let app = Application::build(settings, listener).unwrap();
+    let gateway = app.discount_gateway();
+    let running = Running::spawn(addr, |stopped| async move {
+        app.run_until(shutdown_on(stopped)).await.unwrap();
+    });
+    (running, gateway)
 }
 
 /// Starts the real Discount service with the PKI's certificates, and its plain-HTTP

@@ -131,7 +131,6 @@ impl<T> Coalescer<T> {
     }
 
     /// Requests waiting now.
-    #[cfg(test)]
     pub fn queued(&self) -> usize {
         self.lock().queue.len()
     }

@@ -55,6 +55,10 @@ impl Coalesced {
         &self.calls
     }
 
+    pub(super) fn queued(&self) -> usize {
+        self.coalescer.queued()
+    }
+
     /// Discount's answer for `group` (same order as its products), within `deadline`: sent now
     /// if a slot is free, else with the next coalesced RPC. A full queue is answered at once
     /// with `RESOURCE_EXHAUSTED`.

@@ -144,6 +144,11 @@ impl DiscountGateway {
         extract(products, answer)
     }
 
+    /// HTTP requests waiting now for a coalesced RPC.
+    pub fn queued(&self) -> usize {
+        self.sender.queued()
+    }
+
     /// Whether at least one Discount replica answers over mutual TLS and reports
     /// `ecommerce.Discount` SERVING, checked now, within the deadline. A Discount without the
     /// health service (original-style) counts as ready once it answers at all.

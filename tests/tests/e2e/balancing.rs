@@ -102,6 +102,32 @@ async fn a_killed_replica_fails_no_request_and_gets_traffic_again_once_restarted
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_with_coalesced_rpcs_in_flight_fails_no_request() {
+    let (pki, mut replicas) = three_replicas().await;
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
+    // Default coalescing (two RPCs in flight) under sixteen concurrent clients: requests queue
+    // and go out together.
+    let options = CatalogOptions {
+        coalescing: CoalesceSettings::default(),
+        ..options()
+    };
+    let catalog = spawn_catalog_balancing(&pki, &addrs, options).await;
+    let mut stream = Stream::start(catalog.addr, 16);
+    stream.wait_for_more(300).await;
+
+    // Killed mid-stream: the coalesced RPCs in flight on it fail, and every request in them
+    // is retried on another replica (the stream checks each answer is discounted).
+    replicas[1].kill().await;
+    stream.wait_for_more(300).await;
+    let (requests, _) = stream.stop().await;
+    let rpcs: usize = answered(&replicas).iter().sum();
+    assert!(
+        rpcs < requests,
+        "{rpcs} RPCs for {requests} requests: nothing was coalesced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_accepts_but_never_answers_leaves_the_rotation() {
     let pki = service_pki();
     let replicas = [Replica::start(&pki).await, Replica::start(&pki).await];

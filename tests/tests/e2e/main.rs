@@ -6,6 +6,7 @@
 
 mod balancing;
 mod catalog_api;
+mod coalescing;
 mod degraded;
 mod handshake;
 mod mtls;
