@@ -219,7 +219,9 @@ impl CertificateAuthority {
                 .push(SanType::URI(uri.to_owned().try_into()?));
         }
         params.distinguished_name = distinguished_name(service);
-        params.is_ca = IsCa::ExplicitNoCa;
+        // No BasicConstraints at all on an end-entity certificate: encoding `cA: FALSE` would
+        // write a DEFAULT value out, which DER forbids (X.690 11.5) and strict parsers refuse.
+        params.is_ca = IsCa::NoCa;
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![match role {
