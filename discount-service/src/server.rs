@@ -145,20 +145,25 @@ impl DiscountServer {
             .set_serving::<DiscountGrpcServer<DiscountService>>()
             .await;
         serving.set(true);
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|err| {
-                tracing::error!(%err, "cannot build the reflection service; serving without it");
-            })
-            .ok();
+        // Reflection in both versions: v1, and v1alpha, which many stock clients still speak
+        // (Python's grpcio-reflection, older grpcurl, Postman, grpcui).
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let no_reflection = |err: tonic_reflection::server::Error| {
+            tracing::error!(%err, "cannot build the reflection service; serving without it");
+        };
+        let reflection_v1 = reflection().build_v1().map_err(no_reflection).ok();
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(no_reflection).ok();
         let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(DiscountService::new(settings.allow.clone()).into_server())
             .add_service(health_service)
-            .add_optional_service(reflection);
+            .add_optional_service(reflection_v1)
+            .add_optional_service(reflection_v1alpha);
         // Health turns NOT_SERVING the moment shutdown starts, so that clients still connected
         // during the drain see it and move away.
         let shutdown = async move {

@@ -110,39 +110,53 @@ async fn discount_health_and_readyz_are_serving_then_not_serving_on_shutdown() {
     assert!(body.contains("not serving"), "{body}");
 }
 
-#[tokio::test]
-async fn discount_reflection_lists_its_services() {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+/// The services a reflection client of one version lists: `$v` is `v1` or `v1alpha`, whose
+/// generated types have the same shape.
+macro_rules! list_services {
+    ($v:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$v::ServerReflectionRequest;
+        use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
 
+        let mut reflection = ServerReflectionClient::new($channel);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = reflection
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("unexpected answer: {answer:?}");
+        };
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
+}
+
+#[tokio::test]
+async fn discount_reflection_lists_its_services_in_v1_and_v1alpha() {
     let pki = service_pki();
     let discount = e2e_tests::spawn_discount(&pki).await;
-    let channel = e2e_tests::mtls_channel(discount.addr, &pki.ca, Some(&pki.catalog));
-    let mut reflection = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = reflection
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let answer = answers.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-        panic!("unexpected answer: {answer:?}");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(
-        names.contains(&"ecommerce.Discount".to_owned()),
-        "{names:?}"
-    );
-    assert!(
-        names.contains(&"grpc.health.v1.Health".to_owned()),
-        "{names:?}"
-    );
+    let channel = || e2e_tests::mtls_channel(discount.addr, &pki.ca, Some(&pki.catalog));
+    let v1 = list_services!(v1, channel());
+    let v1alpha = list_services!(v1alpha, channel());
+    for names in [v1, v1alpha] {
+        assert!(
+            names.contains(&"ecommerce.Discount".to_owned()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"grpc.health.v1.Health".to_owned()),
+            "{names:?}"
+        );
+    }
 }
 
 #[tokio::test]
