@@ -65,8 +65,10 @@ enum Cmd {
     /// write results.md, results.json and plot.svg to target/bench/.
     ///
     /// Scenarios: A GET /products; B with X-USER-ID: 1; C a mix of customers; D 100 of
-    /// 10,000 products for customer 1; each at 1, 32 and 128 connections. Needs wrk (installed
-    /// with apt-get when missing and running as root).
+    /// 10,000 products for customer 1; each at 1, 32 and 128 connections, with both services on
+    /// their defaults; then A and B again in a tuned pass (access log off, one Discount worker
+    /// thread), shown beside them. Needs wrk (installed with apt-get when missing and running
+    /// as root).
     Bench(bench::BenchArgs),
 }
 

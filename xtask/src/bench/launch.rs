@@ -1,7 +1,8 @@
 //! Getting the services up for the benchmark: the release build, each service's command
-//! (certificates, a log file, none of the caller's service settings), and starting one
-//! Discount and the three Catalog processes on port 0, reading the address each one bound
-//! from the line it logs when it listens.
+//! (certificates, a log file, the pass's `RUST_LOG` and flags, none of the caller's service
+//! settings), and starting one Discount (with its operations port) and the Catalog processes a
+//! pass needs on port 0, reading the address each one bound from the line it logs when it
+//! listens.
 
 use std::fs::{self, File};
 use std::net::SocketAddr;
@@ -14,49 +15,70 @@ use anyhow::{Context, bail};
 use crate::services::{Services, Startup, StopSignal, target_dir, wait_child};
 
 use super::data::DataFiles;
-use super::scenarios::CatalogKind;
+use super::scenarios::{CatalogKind, PassSettings};
 
 /// How long each service has to log that it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Starts one Discount, then the three Catalog processes pointed at it (their logs in `logs`),
-/// each listening on a port the system picks, and waits until every one has logged the
-/// address it listens on. Returns the services (stopped when dropped) and each Catalog's
-/// address.
+/// What one pass has running.
+#[derive(Debug)]
+pub(super) struct Started {
+    /// Every process started (stopped when dropped).
+    pub(super) services: Services,
+    /// Each Catalog's HTTP address (its `/metrics` too).
+    pub(super) catalogs: Vec<(CatalogKind, SocketAddr)>,
+    /// Discount's operations port (`/metrics`).
+    pub(super) discount_metrics: SocketAddr,
+}
+
+/// Starts one Discount, then the Catalog processes of `kinds` pointed at it (their logs in
+/// `logs`), run as `settings` says, each listening on a port the system picks, and waits until
+/// every one has logged the address it listens on.
 pub(super) fn start_services(
     bin_dir: &Path,
     certs: &Path,
     files: &DataFiles,
     logs: &Path,
-    discount_threads: u16,
+    settings: &PassSettings,
+    kinds: &[CatalogKind],
     stop: &StopSignal,
-) -> anyhow::Result<(Services, Vec<(CatalogKind, SocketAddr)>)> {
+) -> anyhow::Result<Started> {
     let mut services = Services::new();
     let discount_log = logs.join("discount.log");
-    let mut discount = service_command(&bin_dir.join("discount-service"), certs, &discount_log)?;
+    let mut discount = service_command(
+        &bin_dir.join("discount-service"),
+        certs,
+        &discount_log,
+        settings.rust_log,
+    )?;
     discount
         .args(["--listen", "127.0.0.1:0"])
-        .args(["--worker-threads", &discount_threads.to_string()]);
+        .args(&settings.discount_args);
     services.push(
         "discount-service",
         discount.spawn().context("cannot start discount-service")?,
     );
-    let discount_addr = wait_logged_addr(
-        &mut services,
-        "discount-service",
-        &discount_log,
-        "Discount listening",
-        logs,
-        stop,
-        START_TIMEOUT,
-    )?;
+    let mut wait_discount = |marker| {
+        wait_logged_addr(
+            &mut services,
+            "discount-service",
+            &discount_log,
+            marker,
+            logs,
+            stop,
+            START_TIMEOUT,
+        )
+    };
+    let discount_addr = wait_discount("Discount listening")?;
+    let discount_metrics = wait_discount("Discount operations port listening")?;
 
     // Start every Catalog, then wait for each in turn.
-    for kind in CatalogKind::ALL {
+    for &kind in kinds {
         let mut cmd = service_command(
             &bin_dir.join("catalog-service"),
             certs,
             &logs.join(kind.log_name()),
+            settings.rust_log,
         )?;
         cmd.args(["--listen", "127.0.0.1:0"])
             .args(["--discount-addr", &discount_addr.to_string()]);
@@ -71,13 +93,14 @@ pub(super) fn start_services(
                 cmd.arg("--customers").arg(&files.customers);
             }
         }
+        cmd.args(&settings.catalog_args);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", kind.process_name()))?;
         services.push(kind.process_name(), child);
     }
     let mut catalogs: Vec<(CatalogKind, SocketAddr)> = Vec::new();
-    for kind in CatalogKind::ALL {
+    for &kind in kinds {
         let addr = wait_logged_addr(
             &mut services,
             kind.process_name(),
@@ -89,7 +112,11 @@ pub(super) fn start_services(
         )?;
         catalogs.push((kind, addr));
     }
-    Ok((services, catalogs))
+    Ok(Started {
+        services,
+        catalogs,
+        discount_metrics,
+    })
 }
 
 /// Waits until `name` writes a line containing `marker` to `log`, and returns the address in
@@ -203,9 +230,15 @@ pub(super) fn build_release(stop: &StopSignal) -> anyhow::Result<PathBuf> {
     Ok(target_dir().join("release"))
 }
 
-/// A service command with its certificates, its output appended to `log`, and none of the
-/// services' environment variables from the caller's shell (so every run is configured alike).
-fn service_command(binary: &Path, certs: &Path, log: &Path) -> anyhow::Result<Command> {
+/// A service command with its certificates, `RUST_LOG=rust_log`, its output appended to `log`,
+/// and none of the services' environment variables from the caller's shell (so every run is
+/// configured alike).
+fn service_command(
+    binary: &Path,
+    certs: &Path,
+    log: &Path,
+    rust_log: &str,
+) -> anyhow::Result<Command> {
     let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let file2 = file
         .try_clone()
@@ -221,7 +254,7 @@ fn service_command(binary: &Path, certs: &Path, log: &Path) -> anyhow::Result<Co
             cmd.env_remove(&key);
         }
     }
-    cmd.env("RUST_LOG", "info")
+    cmd.env("RUST_LOG", rust_log)
         .env("NO_COLOR", "1")
         .arg("--certs-dir")
         .arg(certs)
@@ -325,6 +358,18 @@ mod tests {
             format!("2026-12-02T07:50:00Z  INFO x: starting discount_addr=1.2.3.4:5\n{DISCOUNT}");
         let addr = logged_addr(&log, "Discount listening").unwrap();
         assert_eq!(addr, Some("127.0.0.1:41135".parse().unwrap()));
+    }
+
+    #[test]
+    fn tells_the_grpc_port_from_the_operations_port() {
+        let ops = "2026-12-02T07:50:00.540000Z  INFO discount_service::metrics_http: Discount \
+            operations port listening (plain HTTP: /metrics, /healthz, /readyz) \
+            addr=127.0.0.1:40001\n";
+        let log = format!("{ops}{DISCOUNT}");
+        let grpc = logged_addr(&log, "Discount listening").unwrap();
+        assert_eq!(grpc, Some("127.0.0.1:41135".parse().unwrap()));
+        let metrics = logged_addr(&log, "Discount operations port listening").unwrap();
+        assert_eq!(metrics, Some("127.0.0.1:40001".parse().unwrap()));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Measuring one scenario against its running Catalog: probe until the answer is the one the
-//! scenario means to measure, warm up with wrk, then one wrk run per concurrency.
+//! scenario means to measure, warm up with wrk, then one wrk run per concurrency, reading
+//! Catalog's and Discount's `/metrics` just before and just after each run.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -11,14 +12,24 @@ use anyhow::{Context, bail};
 use crate::services::StopSignal;
 
 use super::probe::{self, Expect};
-use super::report::{RunResult, ScenarioResult};
+use super::report::{RpcMetrics, RunResult, ScenarioResult};
 use super::scenarios::{Plan, Scenario};
+use super::scrape::{self, Scrape};
 use super::wrk::{self, Wrk};
+
+/// Where a scenario's services answer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Endpoints {
+    /// The scenario's Catalog (HTTP, `/metrics` too).
+    pub(super) catalog: SocketAddr,
+    /// Discount's operations port (`/metrics`).
+    pub(super) discount_metrics: SocketAddr,
+}
 
 /// Probes, warms up and measures one scenario at each concurrency, appending to `result`.
 pub(super) fn run_scenario(
     scenario: &Scenario,
-    addr: SocketAddr,
+    endpoints: Endpoints,
     plan: &Plan,
     wrk: &Wrk,
     scripts: &Path,
@@ -27,6 +38,7 @@ pub(super) fn run_scenario(
 ) -> anyhow::Result<()> {
     println!();
     println!("scenario {}: {}", scenario.key, scenario.description);
+    let addr = endpoints.catalog;
     // Catalog connects to Discount on first use: give it a few seconds to get there.
     for &(user, expect) in scenario.probes {
         probe_until_ok(addr, scenario.path, user, expect, stop).with_context(|| {
@@ -59,6 +71,7 @@ pub(super) fn run_scenario(
     .context("warm-up")?;
 
     for &connections in &plan.connections {
+        let before = Snapshot::take(endpoints);
         let stats = wrk
             .run(
                 wrk::Run {
@@ -70,9 +83,14 @@ pub(super) fn run_scenario(
                 stop,
             )
             .with_context(|| format!("run at {connections} connections"))?;
-        let run = RunResult::new(connections, wrk::threads_for(connections), stats);
+        let rpcs = Snapshot::take(endpoints).growth_since(&before);
+        let run = RunResult::new(connections, wrk::threads_for(connections), stats, rpcs);
+        let per_rpc = run
+            .requests_per_rpc
+            .map_or_else(|| "-".to_owned(), |m| format!("{m:.2}"));
         println!(
-            "  {:>4} connections: {:>9.0} requests/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+            "  {:>4} connections: {:>9.0} requests/s, p50 {:.3} ms, p99 {:.3} ms, {} errors, \
+             {per_rpc} requests/RPC",
             run.connections, run.requests_per_sec, run.p50_ms, run.p99_ms, run.errors
         );
         result.runs.push(run);
@@ -81,6 +99,46 @@ pub(super) fn run_scenario(
         }
     }
     Ok(())
+}
+
+/// Both services' metrics at one moment; `None` where a scrape failed (with a warning: the
+/// run is still measured, its per-RPC figures are then unknown).
+struct Snapshot {
+    catalog: Option<Scrape>,
+    discount: Option<Scrape>,
+}
+
+impl Snapshot {
+    fn take(endpoints: Endpoints) -> Self {
+        let get = |addr, who: &str| {
+            scrape::get(addr)
+                .map_err(|err| eprintln!("warning: cannot read {who}'s /metrics: {err:#}"))
+                .ok()
+        };
+        Self {
+            catalog: get(endpoints.catalog, "Catalog"),
+            discount: get(endpoints.discount_metrics, "Discount"),
+        }
+    }
+
+    /// What the metrics gained since `before`.
+    fn growth_since(&self, before: &Self) -> RpcMetrics {
+        let catalog = self.catalog.as_ref().zip(before.catalog.as_ref());
+        let discount = self.discount.as_ref().zip(before.discount.as_ref());
+        let dropped = |(now, then): (&Scrape, &Scrape)| {
+            now.has(scrape::LOG_LINES_DROPPED)
+                .then(|| now.growth(then, scrape::LOG_LINES_DROPPED))
+        };
+        RpcMetrics {
+            catalog_requests_per_rpc: catalog
+                .map(|(now, then)| now.histogram_growth(then, scrape::CATALOG_REQUESTS_PER_RPC)),
+            discount_groups_per_rpc: discount
+                .map(|(now, then)| now.histogram_growth(then, scrape::DISCOUNT_GROUPS_PER_RPC)),
+            discount_rpcs: discount.map(|(now, then)| now.growth(then, scrape::DISCOUNT_RPCS)),
+            catalog_log_lines_dropped: catalog.and_then(dropped),
+            discount_log_lines_dropped: discount.and_then(dropped),
+        }
+    }
 }
 
 /// Retries a probe for up to 10 s (Catalog serves full prices until its lazy channel to

@@ -4,9 +4,15 @@
 //! folder, starts one Discount and three Catalog processes on loopback ports the system picks
 //! (each binds port 0 and the address is read from its log), checks that each scenario gets
 //! the answer it means to measure, warms up, and drives load with wrk (installing Debian's
-//! package if it is missing and we are root). Then it reads each service's peak memory, stops
-//! everything it started (also on Ctrl-C or SIGTERM), and writes `results.md`, `results.json`
-//! and `plot.svg` (to `target/bench/` unless `--out`). Service logs go to `logs/` beside them.
+//! package if it is missing and we are root). Around each run it reads Catalog's and
+//! Discount's `/metrics`, for the requests and groups each discount RPC carried. Then it reads
+//! each service's peak memory and stops everything it started (also on Ctrl-C or SIGTERM).
+//!
+//! That main pass runs both services on their defaults, as a user runs them (access log on).
+//! A tuned pass follows (scenarios A and B unless `--tuned` says otherwise) on fresh processes:
+//! access log off, Discount on one worker thread. It writes `results.md` (both passes side by
+//! side), `results.json` and `plot.svg` (the main pass; to `target/bench/` unless `--out`).
+//! Service logs go to `logs/` beside them, the tuned pass's to `logs/tuned/`.
 //!
 //! | scenario | Catalog process | request |
 //! | --- | --- | --- |
@@ -16,15 +22,17 @@
 //! | D | 10,000 products, 500 customers | `GET /products?limit=100`, `X-USER-ID: 1` |
 //!
 //! It is a benchmark, not a test: nothing in CI runs it or times anything. `--smoke` (1 s per
-//! scenario at one concurrency) checks that it still works end to end.
+//! scenario at one concurrency, the tuned pass too) checks that it still works end to end.
 
 mod data;
 mod launch;
+mod markdown;
 mod measure;
 mod plot;
 mod probe;
 mod report;
 mod scenarios;
+mod scrape;
 mod wrk;
 
 use std::fs;
@@ -36,8 +44,10 @@ use anyhow::{Context, bail};
 use pki::certs_dir::{self, GenCerts};
 
 use crate::services::StopSignal;
-use report::{Memory, Report, ScenarioResult};
-use scenarios::{Plan, SCENARIOS};
+use data::DataFiles;
+use report::{Memory, Pass, Report, ScenarioResult};
+use scenarios::{CatalogKind, PassSettings, Plan, SCENARIOS, Scenario};
+use wrk::Wrk;
 
 pub use scenarios::BenchArgs;
 
@@ -68,56 +78,46 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .context("cannot make certificates for the benchmark")?;
     let files = data::write_data(tmp.path())?;
 
-    let (mut services, catalogs) = launch::start_services(
-        &bin_dir,
-        &certs,
-        &files,
-        &logs,
-        plan.discount_threads,
-        &stop,
-    )?;
-
-    let mut results = Vec::new();
-    for scenario in &SCENARIOS {
-        let mut result = ScenarioResult {
-            key: scenario.key,
-            description: scenario.description,
-            catalog: scenario.catalog.process_name().to_owned(),
-            path: scenario.path,
-            runs: Vec::new(),
-            failure: None,
-        };
-        let addr = catalogs
-            .iter()
-            .find(|(k, _)| *k == scenario.catalog)
-            .map(|(_, a)| *a);
-        match addr {
-            None => result.failure = Some("no Catalog process for it".into()),
-            Some(addr) => {
-                if let Err(err) =
-                    measure::run_scenario(scenario, addr, &plan, &wrk, &scripts, &stop, &mut result)
-                {
-                    if stop.requested() {
-                        return Err(err);
+    let env = Env {
+        plan: &plan,
+        wrk: &wrk,
+        bin_dir: &bin_dir,
+        certs: &certs,
+        files: &files,
+        scripts: &scripts,
+        stop: &stop,
+    };
+    println!();
+    println!("main pass: {}", plan.main.describe());
+    let (results, memory) = run_pass(&env, &plan.main, &SCENARIOS, &logs)?;
+    let tuned = match &plan.tuned {
+        None => None,
+        Some((settings, scenarios)) => {
+            println!();
+            println!("tuned pass: {}", settings.describe());
+            let pass = match run_pass(&env, settings, scenarios, &logs.join("tuned")) {
+                Ok((scenarios, memory)) => Pass {
+                    settings: settings.clone(),
+                    ratios: report::ratios(&scenarios, &plan.connections),
+                    scenarios,
+                    memory,
+                    failure: None,
+                },
+                Err(err) if stop.requested() => return Err(err),
+                Err(err) => {
+                    eprintln!("warning: the tuned pass failed: {err:#}");
+                    Pass {
+                        settings: settings.clone(),
+                        scenarios: Vec::new(),
+                        ratios: Vec::new(),
+                        memory: Vec::new(),
+                        failure: Some(format!("{err:#}")),
                     }
-                    eprintln!("warning: scenario {} failed: {err:#}", scenario.key);
-                    result.failure = Some(format!("{err:#}"));
                 }
-            }
+            };
+            Some(pass)
         }
-        results.push(result);
-    }
-
-    let memory: Vec<Memory> = services
-        .pids()
-        .into_iter()
-        .map(|(process, pid)| Memory {
-            vm_hwm_kib: report::vm_hwm(pid),
-            process,
-            pid,
-        })
-        .collect();
-    services.stop();
+    };
 
     let report = Report {
         started_unix,
@@ -129,8 +129,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         warmup_secs: plan.warmup.as_secs(),
         ratios: report::ratios(&results, &plan.connections),
         connections: plan.connections.clone(),
+        settings: plan.main.clone(),
         scenarios: results,
         memory,
+        tuned,
     };
     write_report(&report, &plan.out)?;
 
@@ -142,6 +144,97 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What every pass shares.
+struct Env<'a> {
+    plan: &'a Plan,
+    wrk: &'a Wrk,
+    bin_dir: &'a Path,
+    certs: &'a Path,
+    files: &'a DataFiles,
+    scripts: &'a Path,
+    stop: &'a StopSignal,
+}
+
+/// Starts the services as `settings` says (only the Catalogs `scenarios` need, logs in
+/// `logs`), measures each scenario, reads peak memory and stops them. A scenario that fails is
+/// recorded and the next one runs; services that do not start, or Ctrl-C, are an error.
+fn run_pass(
+    env: &Env<'_>,
+    settings: &PassSettings,
+    scenarios: &[Scenario],
+    logs: &Path,
+) -> anyhow::Result<(Vec<ScenarioResult>, Vec<Memory>)> {
+    fs::create_dir_all(logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let kinds: Vec<CatalogKind> = CatalogKind::ALL
+        .into_iter()
+        .filter(|k| scenarios.iter().any(|s| s.catalog == *k))
+        .collect();
+    let mut started = launch::start_services(
+        env.bin_dir,
+        env.certs,
+        env.files,
+        logs,
+        settings,
+        &kinds,
+        env.stop,
+    )?;
+
+    let mut results = Vec::new();
+    for scenario in scenarios {
+        let mut result = ScenarioResult {
+            key: scenario.key,
+            description: scenario.description,
+            catalog: scenario.catalog.process_name().to_owned(),
+            path: scenario.path,
+            runs: Vec::new(),
+            failure: None,
+        };
+        let addr = started
+            .catalogs
+            .iter()
+            .find(|(k, _)| *k == scenario.catalog)
+            .map(|(_, a)| *a);
+        match addr {
+            None => result.failure = Some("no Catalog process for it".into()),
+            Some(catalog) => {
+                let endpoints = measure::Endpoints {
+                    catalog,
+                    discount_metrics: started.discount_metrics,
+                };
+                if let Err(err) = measure::run_scenario(
+                    scenario,
+                    endpoints,
+                    env.plan,
+                    env.wrk,
+                    env.scripts,
+                    env.stop,
+                    &mut result,
+                ) {
+                    if env.stop.requested() {
+                        return Err(err);
+                    }
+                    eprintln!("warning: scenario {} failed: {err:#}", scenario.key);
+                    result.failure = Some(format!("{err:#}"));
+                }
+            }
+        }
+        results.push(result);
+    }
+
+    let memory: Vec<Memory> = started
+        .services
+        .pids()
+        .into_iter()
+        .map(|(process, pid)| Memory {
+            vm_hwm_kib: report::vm_hwm(pid),
+            process,
+            pid,
+        })
+        .collect();
+    started.services.stop();
+    Ok((results, memory))
 }
 
 fn git_commit() -> Option<String> {
@@ -157,7 +250,7 @@ fn git_commit() -> Option<String> {
 }
 
 fn write_report(report: &Report, out: &Path) -> anyhow::Result<()> {
-    let md = report.markdown();
+    let md = markdown::render(report);
     println!();
     print!("{md}");
     let md_path = out.join("results.md");

@@ -129,6 +129,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::report::RpcMetrics;
     use crate::bench::wrk::WrkStats;
 
     fn scenario(key: &'static str, rps: &[(u32, u64)]) -> ScenarioResult {
@@ -144,7 +145,7 @@ mod tests {
                     max_us: 300 * u64::from(c),
                     ..WrkStats::default()
                 };
-                RunResult::new(c, 1, stats)
+                RunResult::new(c, 1, stats, RpcMetrics::default())
             })
             .collect();
         ScenarioResult {

@@ -1,10 +1,12 @@
-//! The benchmark's results: what was measured, the B/A and C/A ratios, peak memory, and their
-//! Markdown and JSON forms. Pure functions of the numbers, so they are unit-tested.
-
-use std::fmt::Write as _;
+//! The benchmark's results as written to `results.json`: what each pass (the services'
+//! defaults, then the tuned one) measured, with requests and groups per discount RPC, the B/A
+//! and C/A ratios, peak memory, and what went wrong. Pure functions of the numbers, so they
+//! are unit-tested; `markdown` turns them into `results.md`.
 
 use serde::Serialize;
 
+use super::scenarios::PassSettings;
+use super::scrape::HistogramDelta;
 use super::wrk::WrkStats;
 
 /// Everything one `cargo xtask bench` run found, as written to `results.json`.
@@ -22,9 +24,25 @@ pub struct Report {
     pub duration_secs: u64,
     pub warmup_secs: u64,
     pub connections: Vec<u32>,
+    /// How the services of the main pass (`scenarios`, `ratios`, `memory`) ran: their
+    /// defaults.
+    pub settings: PassSettings,
     pub scenarios: Vec<ScenarioResult>,
     pub ratios: Vec<Ratios>,
     pub memory: Vec<Memory>,
+    /// The tuned pass, on processes of its own, if one was asked for.
+    pub tuned: Option<Pass>,
+}
+
+/// A pass other than the main one: the same measurements with other service settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pass {
+    pub settings: PassSettings,
+    pub scenarios: Vec<ScenarioResult>,
+    pub ratios: Vec<Ratios>,
+    pub memory: Vec<Memory>,
+    /// Why the pass could not run (its services did not start, say).
+    pub failure: Option<String>,
 }
 
 /// One scenario: its runs, or why it could not run.
@@ -52,13 +70,38 @@ pub struct RunResult {
     pub p99_ms: f64,
     /// Socket errors, timeouts, non-2xx statuses and full-price fallbacks.
     pub errors: u64,
+    /// HTTP requests per discount RPC from Catalog during the run (the mean of
+    /// `catalog_discount_requests_per_rpc`); `None`: no RPC, or Catalog could not be scraped.
+    pub requests_per_rpc: Option<f64>,
+    /// Groups per `ApplyDiscountGroups` RPC at Discount during the run (the mean of
+    /// `discount_groups_per_rpc`); `None`: no such RPC, or Discount could not be scraped.
+    pub groups_per_rpc: Option<f64>,
+    /// What the services' `/metrics` counted during the run.
+    pub rpc_metrics: RpcMetrics,
     /// wrk's raw numbers.
     pub wrk: WrkStats,
 }
 
+/// What the services' `/metrics` gained between just before and just after one run; `None`
+/// where a scrape failed (or, for dropped log lines, the service has no such counter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RpcMetrics {
+    /// Catalog's `catalog_discount_requests_per_rpc`.
+    pub catalog_requests_per_rpc: Option<HistogramDelta>,
+    /// Discount's `discount_groups_per_rpc` (recorded for `ApplyDiscountGroups` only).
+    pub discount_groups_per_rpc: Option<HistogramDelta>,
+    /// Discount's RPCs answered, of every kind (`discount_rpc_requests_total`).
+    pub discount_rpcs: Option<f64>,
+    /// Log lines Catalog's writer dropped (`log_lines_dropped_total`).
+    pub catalog_log_lines_dropped: Option<f64>,
+    /// Log lines Discount's writer dropped (`log_lines_dropped_total`).
+    pub discount_log_lines_dropped: Option<f64>,
+}
+
 impl RunResult {
-    /// The summary of `stats`, measured with `connections` and `wrk_threads`.
-    pub fn new(connections: u32, wrk_threads: u32, stats: WrkStats) -> Self {
+    /// The summary of `stats`, measured with `connections` and `wrk_threads`, and what the
+    /// services' metrics counted meanwhile.
+    pub fn new(connections: u32, wrk_threads: u32, stats: WrkStats, rpcs: RpcMetrics) -> Self {
         Self {
             connections,
             wrk_threads,
@@ -66,6 +109,9 @@ impl RunResult {
             p50_ms: stats.p50_us as f64 / 1000.0,
             p99_ms: stats.p99_us as f64 / 1000.0,
             errors: stats.total_errors(),
+            requests_per_rpc: rpcs.catalog_requests_per_rpc.and_then(|d| d.mean()),
+            groups_per_rpc: rpcs.discount_groups_per_rpc.and_then(|d| d.mean()),
+            rpc_metrics: rpcs,
             wrk: stats,
         }
     }
@@ -139,111 +185,44 @@ pub fn vm_hwm(pid: u32) -> Option<u64> {
 }
 
 impl Report {
-    /// Scenarios that failed, and runs with errors, in words; empty if all is well.
+    /// Scenarios that failed, and runs with errors, in words (the tuned pass's too); empty if
+    /// all is well.
     pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        for s in &self.scenarios {
-            if let Some(failure) = &s.failure {
-                problems.push(format!("scenario {} did not run: {failure}", s.key));
+        let mut problems = scenario_problems(&self.scenarios, "");
+        if let Some(tuned) = &self.tuned {
+            if let Some(failure) = &tuned.failure {
+                problems.push(format!("the tuned pass did not run: {failure}"));
             }
-            for r in s.runs.iter().filter(|r| r.errors > 0) {
-                let w = &r.wrk;
-                problems.push(format!(
-                    "scenario {} at {} connections: {} errors (connect {}, read {}, write {}, \
-                     timeout {}, non-2xx {}, full-price fallback {})",
-                    s.key,
-                    r.connections,
-                    r.errors,
-                    w.errors.connect,
-                    w.errors.read,
-                    w.errors.write,
-                    w.errors.timeout,
-                    w.non2xx.max(w.errors.status),
-                    w.degraded
-                ));
-            }
+            problems.extend(scenario_problems(&tuned.scenarios, " (tuned)"));
         }
         problems
     }
+}
 
-    /// The report as Markdown.
-    pub fn markdown(&self) -> String {
-        let mut md = String::new();
-        let _ = writeln!(
-            md,
-            "# cargo xtask bench{}",
-            if self.smoke { " --smoke" } else { "" }
-        );
-        let _ = writeln!(md);
-        let _ = writeln!(
-            md,
-            "{} s per run after {} s of warm-up per scenario; {}; {} CPUs shared by wrk and the \
-             services; commit {}.",
-            self.duration_secs,
-            self.warmup_secs,
-            self.wrk,
-            self.cpus,
-            self.git_commit.as_deref().unwrap_or("unknown")
-        );
-        let _ = writeln!(md);
-        let _ = writeln!(
-            md,
-            "| scenario | connections | requests/s | p50 ms | p99 ms | errors |"
-        );
-        let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
-        for s in &self.scenarios {
-            let name = format!("{}: {}", s.key, s.description);
-            for r in &s.runs {
-                let _ = writeln!(
-                    md,
-                    "| {name} | {} | {:.0} | {:.3} | {:.3} | {} |",
-                    r.connections, r.requests_per_sec, r.p50_ms, r.p99_ms, r.errors
-                );
-            }
-            if let Some(failure) = &s.failure {
-                let failure = failure.replace('|', "\\|").replace('\n', " ");
-                let _ = writeln!(md, "| {name} | – | – | – | – | did not run: {failure} |");
-            }
+fn scenario_problems(scenarios: &[ScenarioResult], pass: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for s in scenarios {
+        if let Some(failure) = &s.failure {
+            problems.push(format!("scenario {}{pass} did not run: {failure}", s.key));
         }
-        let _ = writeln!(md);
-        let _ = writeln!(
-            md,
-            "Errors are socket errors, timeouts (2 s), non-2xx answers and full-price answers \
-             (`x-discount-unavailable`)."
-        );
-        let _ = writeln!(md);
-        let _ = writeln!(md, "## Relative to A (no X-USER-ID)");
-        let _ = writeln!(md);
-        let _ = writeln!(
-            md,
-            "| connections | B/A requests/s | C/A requests/s | B/A p99 | C/A p99 |"
-        );
-        let _ = writeln!(md, "| ---: | ---: | ---: | ---: | ---: |");
-        let cell = |r: Option<f64>| r.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}"));
-        for r in &self.ratios {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} |",
+        for r in s.runs.iter().filter(|r| r.errors > 0) {
+            let w = &r.wrk;
+            problems.push(format!(
+                "scenario {}{pass} at {} connections: {} errors (connect {}, read {}, write {}, \
+                 timeout {}, non-2xx {}, full-price fallback {})",
+                s.key,
                 r.connections,
-                cell(r.b_over_a_throughput),
-                cell(r.c_over_a_throughput),
-                cell(r.b_over_a_p99),
-                cell(r.c_over_a_p99)
-            );
+                r.errors,
+                w.errors.connect,
+                w.errors.read,
+                w.errors.write,
+                w.errors.timeout,
+                w.non2xx.max(w.errors.status),
+                w.degraded
+            ));
         }
-        let _ = writeln!(md);
-        let _ = writeln!(md, "## Peak resident memory (VmHWM) after the run");
-        let _ = writeln!(md);
-        let _ = writeln!(md, "| process | VmHWM MiB |");
-        let _ = writeln!(md, "| --- | ---: |");
-        for m in &self.memory {
-            let mib = m
-                .vm_hwm_kib
-                .map_or_else(|| "–".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
-            let _ = writeln!(md, "| {} | {mib} |", m.process);
-        }
-        md
     }
+    problems
 }
 
 #[cfg(test)]
@@ -270,7 +249,7 @@ mod tests {
             path: "/products",
             runs: runs
                 .iter()
-                .map(|&(c, rps, p99)| RunResult::new(c, 1, stats(rps, p99)))
+                .map(|&(c, rps, p99)| RunResult::new(c, 1, stats(rps, p99), RpcMetrics::default()))
                 .collect(),
             failure: None,
         }
@@ -310,9 +289,12 @@ mod tests {
     }
 
     #[test]
-    fn markdown_has_a_row_per_run_and_a_line_per_failure() {
+    fn problems_name_failed_scenarios_and_runs_with_errors_in_both_passes() {
         let mut failed = scenario("D", &[]);
         failed.failure = Some("catalog-service does not accept --products".into());
+        let mut with_errors = scenario("B", &[(32, 1000, 2000)]);
+        with_errors.runs[0].errors = 3;
+        with_errors.runs[0].wrk.degraded = 3;
         let report = Report {
             started_unix: 0,
             git_commit: None,
@@ -322,16 +304,59 @@ mod tests {
             duration_secs: 1,
             warmup_secs: 1,
             connections: vec![32],
+            settings: PassSettings::defaults(None),
             scenarios: vec![scenario("A", &[(32, 1234, 2500)]), failed],
             ratios: vec![],
             memory: vec![],
+            tuned: Some(Pass {
+                settings: PassSettings::tuned(None, &[], &[]),
+                scenarios: vec![with_errors],
+                ratios: vec![],
+                memory: vec![],
+                failure: None,
+            }),
         };
-        let md = report.markdown();
+        let problems = report.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
-            md.contains("| A: test | 32 | 1234 | 1.250 | 2.500 | 0 |"),
-            "{md}"
+            problems[0].contains("scenario D did not run"),
+            "{problems:?}"
         );
-        assert!(md.contains("did not run: catalog-service does not accept --products"));
-        assert_eq!(report.problems().len(), 1);
+        assert!(
+            problems[1].starts_with("scenario B (tuned) at 32 connections: 3 errors"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("full-price fallback 3"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_run_s_means_come_from_its_metrics() {
+        let rpcs = RpcMetrics {
+            catalog_requests_per_rpc: Some(HistogramDelta {
+                sum: 300.0,
+                count: 100.0,
+            }),
+            discount_groups_per_rpc: Some(HistogramDelta {
+                sum: 0.0,
+                count: 0.0,
+            }),
+            ..RpcMetrics::default()
+        };
+        let run = RunResult::new(32, 2, stats(1000, 2000), rpcs);
+        assert_eq!(run.requests_per_rpc, Some(3.0));
+        assert_eq!(
+            run.groups_per_rpc, None,
+            "no ApplyDiscountGroups in the run"
+        );
+        let json = serde_json::to_value(&run).unwrap();
+        assert_eq!(json["requests_per_rpc"], 3.0);
+        assert!(json["groups_per_rpc"].is_null());
+        assert_eq!(
+            json["rpc_metrics"]["catalog_requests_per_rpc"]["count"],
+            100.0
+        );
     }
 }

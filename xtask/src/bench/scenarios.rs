@@ -1,9 +1,13 @@
 //! What `cargo xtask bench` measures and how: its options ([`BenchArgs`]), the run's settings
-//! after `--smoke` ([`Plan`]), the three Catalog processes ([`CatalogKind`]) and the four
+//! after `--smoke` ([`Plan`]), the services' settings in each pass ([`PassSettings`]: the
+//! defaults, then the tuned pass), the three Catalog processes ([`CatalogKind`]) and the four
 //! scenarios ([`SCENARIOS`]) with the answers each must get before it is measured.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
+
+use serde::Serialize;
 
 use crate::services::target_dir;
 
@@ -33,12 +37,153 @@ pub struct BenchArgs {
     /// [default: target/bench].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Tokio worker threads for Discount. One by default: wrk, Catalog and Discount share this
-    /// machine's cores, Discount's work per RPC is microseconds, and a single thread spares the
-    /// cross-thread wake-ups that a second one costs here.
-    #[arg(long, value_name = "N", default_value_t = 1,
+    /// Tokio worker threads for Discount (`--worker-threads`) in the main pass, and in the
+    /// tuned pass too [default: not passed, Discount's own default of one per core, as a user
+    /// runs it; the tuned pass uses 1].
+    #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub discount_threads: u16,
+    pub discount_threads: Option<u16>,
+    /// Scenarios to measure again in a tuned pass after the main one, on fresh processes with
+    /// the access log off (`RUST_LOG=info,access=off`) and Discount on one worker thread:
+    /// comma-separated keys, `all` or `none`. Its figures are shown beside the defaults'.
+    #[arg(long, value_name = "A,B,..|all|none", default_value = "A,B")]
+    pub tuned: TunedScenarios,
+    /// An extra flag for every Catalog of the tuned pass (repeatable), e.g.
+    /// `--tuned-catalog-arg=--discount-rpcs-in-flight=4`.
+    #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
+    pub tuned_catalog_arg: Vec<String>,
+    /// An extra flag for Discount in the tuned pass (repeatable).
+    #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
+    pub tuned_discount_arg: Vec<String>,
+}
+
+/// The scenarios of the tuned pass, by key, in [`SCENARIOS`] order; empty: no tuned pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunedScenarios(pub Vec<&'static str>);
+
+impl FromStr for TunedScenarios {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("none") {
+            return Ok(Self(Vec::new()));
+        }
+        if text.eq_ignore_ascii_case("all") {
+            return Ok(Self(SCENARIOS.iter().map(|s| s.key).collect()));
+        }
+        let mut wanted = Vec::new();
+        for key in text.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+            let Some(scenario) = SCENARIOS.iter().find(|s| s.key.eq_ignore_ascii_case(key)) else {
+                let keys: Vec<&str> = SCENARIOS.iter().map(|s| s.key).collect();
+                return Err(format!(
+                    "no scenario {key:?}: use keys among {}, `all` or `none`",
+                    keys.join(", ")
+                ));
+            };
+            wanted.push(scenario.key);
+        }
+        if wanted.is_empty() {
+            return Err("no scenario named: use `none` for no tuned pass".into());
+        }
+        Ok(Self(
+            SCENARIOS
+                .iter()
+                .map(|s| s.key)
+                .filter(|k| wanted.contains(k))
+                .collect(),
+        ))
+    }
+}
+
+/// How the services of one pass are run, as written to `results.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PassSettings {
+    /// `default` (the main figures) or `tuned`.
+    pub name: &'static str,
+    /// Both services' `RUST_LOG`.
+    pub rust_log: &'static str,
+    /// Discount's `--worker-threads`; `None`: not passed (one per core).
+    pub discount_worker_threads: Option<u16>,
+    /// Every flag given to Discount beyond its certificates and `--listen 127.0.0.1:0`.
+    pub discount_args: Vec<String>,
+    /// Every flag given to each Catalog beyond its certificates, data files, `--listen` and
+    /// `--discount-addr`.
+    pub catalog_args: Vec<String>,
+}
+
+/// `RUST_LOG` as a user runs the services: info, with one access-log line per HTTP request
+/// and per RPC.
+pub(super) const DEFAULT_RUST_LOG: &str = "info";
+/// `RUST_LOG` of the tuned pass: info without the access log.
+pub(super) const TUNED_RUST_LOG: &str = "info,access=off";
+
+impl PassSettings {
+    /// The main pass: the services' defaults, bar `--discount-threads` if given.
+    pub(super) fn defaults(discount_threads: Option<u16>) -> Self {
+        Self::new("default", DEFAULT_RUST_LOG, discount_threads, &[], &[])
+    }
+
+    /// The tuned pass: no access log, one Discount worker thread (unless
+    /// `--discount-threads`), and the extra flags asked for.
+    pub(super) fn tuned(
+        discount_threads: Option<u16>,
+        discount_extra: &[String],
+        catalog_extra: &[String],
+    ) -> Self {
+        Self::new(
+            "tuned",
+            TUNED_RUST_LOG,
+            Some(discount_threads.unwrap_or(1)),
+            discount_extra,
+            catalog_extra,
+        )
+    }
+
+    fn new(
+        name: &'static str,
+        rust_log: &'static str,
+        discount_worker_threads: Option<u16>,
+        discount_extra: &[String],
+        catalog_extra: &[String],
+    ) -> Self {
+        // The operations port only answers the bench's scrapes: Discount records its metrics
+        // whether the port is open or not.
+        let mut discount_args = vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
+        if let Some(n) = discount_worker_threads {
+            discount_args.extend(["--worker-threads".to_owned(), n.to_string()]);
+        }
+        discount_args.extend(discount_extra.iter().cloned());
+        Self {
+            name,
+            rust_log,
+            discount_worker_threads,
+            discount_args,
+            catalog_args: catalog_extra.to_vec(),
+        }
+    }
+
+    /// The settings in words, for results.md.
+    pub fn describe(&self) -> String {
+        let log = if self.rust_log == DEFAULT_RUST_LOG {
+            format!("`RUST_LOG={}` (access log on)", self.rust_log)
+        } else {
+            format!("`RUST_LOG={}` (access log off)", self.rust_log)
+        };
+        let threads = self.discount_worker_threads.map_or_else(
+            || "Discount's worker threads its default (one per core)".to_owned(),
+            |n| format!("Discount `--worker-threads {n}`"),
+        );
+        let catalog = if self.catalog_args.is_empty() {
+            "Catalog on its defaults".to_owned()
+        } else {
+            format!("Catalog `{}`", self.catalog_args.join(" "))
+        };
+        format!(
+            "{log}; {threads}; {catalog}; Discount `{}`",
+            self.discount_args.join(" ")
+        )
+    }
 }
 
 /// Which Catalog process a scenario runs against.
@@ -147,12 +292,29 @@ pub(super) struct Plan {
     pub(super) connections: Vec<u32>,
     pub(super) smoke: bool,
     pub(super) out: PathBuf,
-    pub(super) discount_threads: u16,
+    /// The main pass: every scenario, the services on their defaults.
+    pub(super) main: PassSettings,
+    /// The tuned pass and the scenarios it measures, if any.
+    pub(super) tuned: Option<(PassSettings, Vec<Scenario>)>,
 }
 
 impl Plan {
     pub(super) fn new(args: BenchArgs) -> Self {
         let out = args.out.unwrap_or_else(|| target_dir().join("bench"));
+        let main = PassSettings::defaults(args.discount_threads);
+        let tuned_scenarios: Vec<Scenario> = SCENARIOS
+            .iter()
+            .filter(|s| args.tuned.0.contains(&s.key))
+            .copied()
+            .collect();
+        let tuned = (!tuned_scenarios.is_empty()).then(|| {
+            let settings = PassSettings::tuned(
+                args.discount_threads,
+                &args.tuned_discount_arg,
+                &args.tuned_catalog_arg,
+            );
+            (settings, tuned_scenarios)
+        });
         if args.smoke {
             return Self {
                 duration: Duration::from_secs(1),
@@ -160,7 +322,8 @@ impl Plan {
                 connections: vec![32],
                 smoke: true,
                 out,
-                discount_threads: args.discount_threads,
+                main,
+                tuned,
             };
         }
         let mut connections = args.connections;
@@ -172,7 +335,87 @@ impl Plan {
             connections,
             smoke: false,
             out,
-            discount_threads: args.discount_threads,
+            main,
+            tuned,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn plan(args: &[&str]) -> Plan {
+        let cli =
+            Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).unwrap();
+        Plan::new(cli.bench)
+    }
+
+    #[test]
+    fn the_main_pass_runs_the_services_on_their_defaults() {
+        let plan = plan(&[]);
+        assert_eq!(plan.main.rust_log, "info");
+        assert_eq!(plan.main.discount_worker_threads, None);
+        assert!(
+            !plan
+                .main
+                .discount_args
+                .iter()
+                .any(|a| a == "--worker-threads"),
+            "{:?}",
+            plan.main.discount_args
+        );
+        assert!(plan.main.catalog_args.is_empty());
+        let (tuned, scenarios) = plan.tuned.unwrap();
+        assert_eq!(tuned.rust_log, "info,access=off");
+        assert_eq!(tuned.discount_worker_threads, Some(1));
+        let keys: Vec<&str> = scenarios.iter().map(|s| s.key).collect();
+        assert_eq!(keys, ["A", "B"]);
+    }
+
+    #[test]
+    fn discount_threads_apply_to_both_passes() {
+        let plan = plan(&["--discount-threads", "3", "--tuned", "d,b"]);
+        assert_eq!(plan.main.discount_worker_threads, Some(3));
+        let (tuned, scenarios) = plan.tuned.unwrap();
+        assert_eq!(tuned.discount_worker_threads, Some(3));
+        let keys: Vec<&str> = scenarios.iter().map(|s| s.key).collect();
+        assert_eq!(keys, ["B", "D"], "in scenario order");
+    }
+
+    #[test]
+    fn the_tuned_pass_takes_extra_flags_or_can_be_left_out() {
+        let smoke = plan(&[
+            "--smoke",
+            "--tuned-catalog-arg",
+            "--discount-rpcs-in-flight=4",
+            "--tuned-discount-arg=--handshake-timeout-secs=5",
+        ]);
+        assert!(smoke.smoke);
+        let (tuned, _) = smoke.tuned.unwrap();
+        assert_eq!(tuned.catalog_args, ["--discount-rpcs-in-flight=4"]);
+        assert_eq!(
+            tuned.discount_args.last().map(String::as_str),
+            Some("--handshake-timeout-secs=5")
+        );
+        assert!(
+            tuned.describe().contains("access log off"),
+            "{}",
+            tuned.describe()
+        );
+        assert!(plan(&["--tuned", "none"]).tuned.is_none());
+        assert_eq!(
+            "all".parse::<TunedScenarios>().unwrap().0,
+            ["A", "B", "C", "D"]
+        );
+        assert!("A,Z".parse::<TunedScenarios>().is_err());
+        assert!(",".parse::<TunedScenarios>().is_err());
     }
 }
