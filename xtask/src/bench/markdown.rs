@@ -27,12 +27,20 @@ pub fn render(report: &Report) -> String {
         report.git_commit.as_deref().unwrap_or("unknown")
     );
     let _ = writeln!(md);
-    let _ = writeln!(
-        md,
-        "Main figures: the services on their {} settings, as a user runs them: {}.",
-        report.settings.name,
-        report.settings.describe()
-    );
+    if report.settings.is_defaults() {
+        let _ = writeln!(
+            md,
+            "Main figures: both services on their default settings, as a user runs them: {}. \
+             Discount's operations port is open only for the bench's scrapes.",
+            report.settings.describe()
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "Main figures: the services as asked, not all on their defaults: {}.",
+            report.settings.describe()
+        );
+    }
     let _ = writeln!(md);
     runs_table(&mut md, &report.scenarios);
     let _ = writeln!(md);
@@ -149,13 +157,14 @@ fn tuned_sections(md: &mut String, report: &Report, tuned: &Pass) {
     let _ = writeln!(md);
     runs_table(md, &tuned.scenarios);
 
+    let (d, t) = (report.settings.name, tuned.settings.name);
     let _ = writeln!(md);
-    let _ = writeln!(md, "## Default and tuned side by side");
+    let _ = writeln!(md, "## Side by side: {d} and {t}");
     let _ = writeln!(md);
     let _ = writeln!(
         md,
-        "| scenario | connections | requests/s default | requests/s tuned | tuned/default | \
-         p99 ms default | p99 ms tuned | requests/RPC default | requests/RPC tuned |"
+        "| scenario | connections | requests/s {d} | requests/s {t} | {t}/{d} | p99 ms {d} | \
+         p99 ms {t} | requests/RPC {d} | requests/RPC {t} |"
     );
     let _ = writeln!(
         md,
@@ -188,7 +197,7 @@ fn tuned_sections(md: &mut String, report: &Report, tuned: &Pass) {
     let _ = writeln!(md);
     let _ = writeln!(
         md,
-        "| connections | B/A requests/s default | B/A requests/s tuned |"
+        "| connections | B/A requests/s {d} | B/A requests/s {t} |"
     );
     let _ = writeln!(md, "| ---: | ---: | ---: |");
     for d in &report.ratios {
@@ -344,7 +353,14 @@ mod tests {
         assert!(md.contains("did not run: catalog-service does not accept --products"));
         assert!(md.contains("| 32 | 0.50 | – | 2.00 | – |"), "B/A: {md}");
         assert!(md.contains("`RUST_LOG=info` (access log on)"), "{md}");
-        assert!(md.contains("Discount's worker threads its default"), "{md}");
+        assert!(
+            md.contains("Main figures: both services on their default"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Discount `--metrics-listen 127.0.0.1:0` (worker threads: its default"),
+            "{md}"
+        );
         assert!(!md.contains("Tuned pass"), "{md}");
         assert!(md.contains("| discount-service | 10.0 |"), "{md}");
     }
@@ -372,7 +388,15 @@ mod tests {
             md.contains("`RUST_LOG=info,access=off` (access log off)"),
             "{md}"
         );
-        assert!(md.contains("Discount `--worker-threads 1`"), "{md}");
+        assert!(
+            md.contains("Discount `--metrics-listen 127.0.0.1:0 --worker-threads 1`;"),
+            "{md}"
+        );
+        assert!(md.contains("## Side by side: default and tuned"), "{md}");
+        assert!(
+            md.contains("| requests/s default | requests/s tuned |"),
+            "{md}"
+        );
         assert!(
             md.contains("| B | 32 | 617 | 800 | 1.30 | 5.000 | 4.000 | 3.00 | 2.00 |"),
             "{md}"

@@ -125,18 +125,16 @@ impl Snapshot {
     fn growth_since(&self, before: &Self) -> RpcMetrics {
         let catalog = self.catalog.as_ref().zip(before.catalog.as_ref());
         let discount = self.discount.as_ref().zip(before.discount.as_ref());
-        let dropped = |(now, then): (&Scrape, &Scrape)| {
-            now.has(scrape::LOG_LINES_DROPPED)
-                .then(|| now.growth(then, scrape::LOG_LINES_DROPPED))
-        };
+        // The counter appears with the first line dropped: absent counts as none.
+        let dropped = |(now, then): (&Scrape, &Scrape)| now.growth(then, scrape::LOG_LINES_DROPPED);
         RpcMetrics {
             catalog_requests_per_rpc: catalog
                 .map(|(now, then)| now.histogram_growth(then, scrape::CATALOG_REQUESTS_PER_RPC)),
             discount_groups_per_rpc: discount
                 .map(|(now, then)| now.histogram_growth(then, scrape::DISCOUNT_GROUPS_PER_RPC)),
             discount_rpcs: discount.map(|(now, then)| now.growth(then, scrape::DISCOUNT_RPCS)),
-            catalog_log_lines_dropped: catalog.and_then(dropped),
-            discount_log_lines_dropped: discount.and_then(dropped),
+            catalog_log_lines_dropped: catalog.map(dropped),
+            discount_log_lines_dropped: discount.map(dropped),
         }
     }
 }

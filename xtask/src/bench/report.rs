@@ -83,7 +83,7 @@ pub struct RunResult {
 }
 
 /// What the services' `/metrics` gained between just before and just after one run; `None`
-/// where a scrape failed (or, for dropped log lines, the service has no such counter).
+/// where a scrape failed. A metric not yet on `/metrics` counts as 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct RpcMetrics {
     /// Catalog's `catalog_discount_requests_per_rpc`.

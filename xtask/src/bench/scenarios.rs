@@ -99,7 +99,8 @@ impl FromStr for TunedScenarios {
 /// How the services of one pass are run, as written to `results.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PassSettings {
-    /// `default` (the main figures) or `tuned`.
+    /// `default` (the main figures, the services' defaults), `main` (the main figures with
+    /// `--discount-threads`) or `tuned`.
     pub name: &'static str,
     /// Both services' `RUST_LOG`.
     pub rust_log: &'static str,
@@ -119,9 +120,15 @@ pub(super) const DEFAULT_RUST_LOG: &str = "info";
 pub(super) const TUNED_RUST_LOG: &str = "info,access=off";
 
 impl PassSettings {
-    /// The main pass: the services' defaults, bar `--discount-threads` if given.
+    /// The main pass: the services' defaults (named `default`), or, with
+    /// `--discount-threads`, the defaults but for that (named `main`).
     pub(super) fn defaults(discount_threads: Option<u16>) -> Self {
-        Self::new("default", DEFAULT_RUST_LOG, discount_threads, &[], &[])
+        let name = if discount_threads.is_some() {
+            "main"
+        } else {
+            "default"
+        };
+        Self::new(name, DEFAULT_RUST_LOG, discount_threads, &[], &[])
     }
 
     /// The tuned pass: no access log, one Discount worker thread (unless
@@ -165,24 +172,34 @@ impl PassSettings {
 
     /// The settings in words, for results.md.
     pub fn describe(&self) -> String {
-        let log = if self.rust_log == DEFAULT_RUST_LOG {
-            format!("`RUST_LOG={}` (access log on)", self.rust_log)
+        let access = if self.rust_log == DEFAULT_RUST_LOG {
+            "on"
         } else {
-            format!("`RUST_LOG={}` (access log off)", self.rust_log)
+            "off"
         };
-        let threads = self.discount_worker_threads.map_or_else(
-            || "Discount's worker threads its default (one per core)".to_owned(),
-            |n| format!("Discount `--worker-threads {n}`"),
-        );
+        let threads = if self.discount_worker_threads.is_none() {
+            " (worker threads: its default, one per core)"
+        } else {
+            ""
+        };
         let catalog = if self.catalog_args.is_empty() {
             "Catalog on its defaults".to_owned()
         } else {
             format!("Catalog `{}`", self.catalog_args.join(" "))
         };
         format!(
-            "{log}; {threads}; {catalog}; Discount `{}`",
+            "`RUST_LOG={}` (access log {access}); Discount `{}`{threads}; {catalog}",
+            self.rust_log,
             self.discount_args.join(" ")
         )
+    }
+
+    /// Whether the pass runs both services as a user does (the operations port Discount
+    /// opens for the bench's scrapes aside).
+    pub fn is_defaults(&self) -> bool {
+        self.rust_log == DEFAULT_RUST_LOG
+            && self.discount_worker_threads.is_none()
+            && self.catalog_args.is_empty()
     }
 }
 
@@ -373,6 +390,8 @@ mod tests {
             plan.main.discount_args
         );
         assert!(plan.main.catalog_args.is_empty());
+        assert_eq!(plan.main.name, "default");
+        assert!(plan.main.is_defaults());
         let (tuned, scenarios) = plan.tuned.unwrap();
         assert_eq!(tuned.rust_log, "info,access=off");
         assert_eq!(tuned.discount_worker_threads, Some(1));
@@ -384,6 +403,8 @@ mod tests {
     fn discount_threads_apply_to_both_passes() {
         let plan = plan(&["--discount-threads", "3", "--tuned", "d,b"]);
         assert_eq!(plan.main.discount_worker_threads, Some(3));
+        assert_eq!(plan.main.name, "main", "not the defaults any more");
+        assert!(!plan.main.is_defaults());
         let (tuned, scenarios) = plan.tuned.unwrap();
         assert_eq!(tuned.discount_worker_threads, Some(3));
         let keys: Vec<&str> = scenarios.iter().map(|s| s.key).collect();

@@ -93,11 +93,6 @@ impl Scrape {
         self.0.get(name).copied().unwrap_or(0.0)
     }
 
-    /// Whether `name` is present at all.
-    pub fn has(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-
     /// How much `name` grew from `before` to `self`.
     pub fn growth(&self, before: &Self, name: &str) -> f64 {
         self.value(name) - before.value(name)
@@ -157,7 +152,7 @@ not a metric line
     #[test]
     fn a_histogram_with_nothing_recorded_has_no_mean() {
         let empty = parse("# nothing yet\n");
-        assert!(!empty.has("catalog_discount_requests_per_rpc_count"));
+        assert_eq!(empty.value("catalog_discount_requests_per_rpc_count"), 0.0);
         let delta = empty.histogram_growth(&empty, CATALOG_REQUESTS_PER_RPC);
         assert_eq!(delta.count, 0.0);
         assert_eq!(delta.mean(), None);
