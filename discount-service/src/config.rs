@@ -9,6 +9,7 @@ use mtls::TlsFileError;
 use service_runtime::flags::{ProcessFlags, TlsFlags};
 
 use crate::authz::{AllowList, RuleError};
+use crate::limits::{DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::server::ServerSettings;
 
 service_runtime::service_names!(
@@ -65,6 +66,27 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub handshake_timeout_secs: u64,
 
+    /// Connections open at once (handshakes included). Past it, a new connection is closed
+    /// before its TLS handshake (the client sees UNAVAILABLE and can try another replica) while
+    /// open ones keep being served; counted in discount_connections_refused_total. Keep it
+    /// below the process's file-descriptor limit (`ulimit -n`).
+    #[arg(long, env = "DISCOUNT_MAX_CONNECTIONS", default_value_t = mtls::DEFAULT_MAX_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// RPCs in progress at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+    /// Clients are told; a stock client queues calls beyond it until one ends, and a stream
+    /// opened beyond it anyway is refused (REFUSED_STREAM, seen as UNAVAILABLE).
+    #[arg(long, env = "DISCOUNT_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_MAX_CONCURRENT_STREAMS,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_streams: u32,
+
+    /// The largest request message, in bytes; a larger one is answered RESOURCE_EXHAUSTED.
+    /// Catalog's largest request (4096 groups, 100,000 products) is under 2 MiB.
+    #[arg(long, env = "DISCOUNT_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
+    pub max_message_bytes: u64,
+
     // Logging, worker threads and the drain deadline.
     #[command(flatten)]
     pub process: ProcessFlags<DiscountNames>,
@@ -80,6 +102,10 @@ impl Cli {
             allow,
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
             drain_timeout: self.process.drain_timeout(),
+            // Both ranges fit in `usize` on every target Discount builds for (32 bits and up).
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_message_bytes: usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX),
             ..ServerSettings::new(tls)
         })
     }
@@ -110,6 +136,78 @@ mod tests {
     fn malformed_listen_address_is_refused() {
         let err = Cli::try_parse_from(["discount-service", "--listen", "localhost"]).unwrap_err();
         assert!(err.to_string().contains("--listen"), "{err}");
+    }
+
+    #[test]
+    fn limits_have_explicit_defaults() {
+        let certs = tempfile::tempdir().unwrap();
+        pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(certs.path(), 1)).unwrap();
+        let dir = certs.path().to_str().unwrap();
+        let cli = Cli::try_parse_from(["discount-service", "--certs-dir", dir]).unwrap();
+        let settings = cli.settings().unwrap();
+        assert_eq!(settings.max_connections, 1000);
+        assert_eq!(settings.max_concurrent_streams, 200);
+        assert_eq!(settings.max_message_bytes, 4 * 1024 * 1024);
+
+        let cli = Cli::try_parse_from([
+            "discount-service",
+            "--certs-dir",
+            dir,
+            "--max-connections",
+            "7",
+            "--max-concurrent-streams",
+            "8",
+            "--max-message-bytes",
+            "9000",
+        ])
+        .unwrap();
+        let settings = cli.settings().unwrap();
+        assert_eq!(settings.max_connections, 7);
+        assert_eq!(settings.max_concurrent_streams, 8);
+        assert_eq!(settings.max_message_bytes, 9000);
+    }
+
+    #[test]
+    fn bad_limits_name_the_flag() {
+        for (flag, value) in [
+            ("--max-connections", "0"),
+            ("--max-connections", "many"),
+            ("--max-concurrent-streams", "0"),
+            ("--max-concurrent-streams", "100001"),
+            ("--max-message-bytes", "1023"),
+            ("--max-message-bytes", "4MiB"),
+        ] {
+            let err = Cli::try_parse_from(["discount-service", flag, value]).unwrap_err();
+            assert!(err.to_string().contains(flag), "{flag} {value}: {err}");
+        }
+    }
+
+    #[test]
+    fn help_documents_each_limit_with_its_variable_and_default() {
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for (flag, variable, default) in [
+            ("--max-connections", "DISCOUNT_MAX_CONNECTIONS", "1000"),
+            (
+                "--max-concurrent-streams",
+                "DISCOUNT_MAX_CONCURRENT_STREAMS",
+                "200",
+            ),
+            (
+                "--max-message-bytes",
+                "DISCOUNT_MAX_MESSAGE_BYTES",
+                "4194304",
+            ),
+        ] {
+            let at = help
+                .find(flag)
+                .unwrap_or_else(|| panic!("{flag} in {help}"));
+            let entry = &help[at..];
+            let entry = &entry[..entry[2..].find("\n  -").map_or(entry.len(), |end| end + 2)];
+            assert!(entry.contains(&format!("env: {variable}=")), "{entry}");
+            assert!(entry.contains(&format!("default: {default}")), "{entry}");
+        }
     }
 
     #[test]

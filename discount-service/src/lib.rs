@@ -10,6 +10,8 @@
 //!   access-log line and metrics of each RPC.
 //! - [`server`]: serves the handlers on an already-bound listener through rustls, until a
 //!   shutdown future completes.
+//! - [`limits`]: the defaults of the limits per connection and per message, and the layer that
+//!   answers an oversized message `RESOURCE_EXHAUSTED`.
 //! - [`metrics_http`]: the optional plain-HTTP port for Prometheus (`/metrics`) and liveness.
 //! - [`config`]: command-line flags and their environment variables, turned into a
 //!   [`server::ServerSettings`] before anything is bound.
@@ -17,6 +19,7 @@
 pub mod apply;
 pub mod authz;
 pub mod config;
+pub mod limits;
 pub mod metrics_http;
 pub mod rule;
 pub mod server;

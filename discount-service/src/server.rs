@@ -15,6 +15,9 @@ use service_runtime as runtime;
 use tokio::net::TcpListener;
 
 use crate::authz::AllowList;
+use crate::limits::{
+    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_MESSAGE_BYTES, OversizedAsExhaustedLayer,
+};
 use crate::service::DiscountService;
 
 /// Everything the server needs, already loaded and validated.
@@ -30,16 +33,29 @@ pub struct ServerSettings {
     pub drain_timeout: Duration,
     /// Which caller identities may call which RPC.
     pub allow: AllowList,
+    /// Connections open at once; past it, a new connection is closed before its TLS
+    /// handshake (counted in [`CONNECTIONS_REFUSED_METRIC`]) while open ones keep being served.
+    pub max_connections: usize,
+    /// HTTP/2 streams (RPCs in progress) per connection, advertised to clients
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS): a stock client queues calls beyond it on its side; a
+    /// stream opened beyond it anyway is refused (REFUSED_STREAM, which clients surface as
+    /// UNAVAILABLE).
+    pub max_concurrent_streams: u32,
+    /// The largest request message, in bytes; a larger one is answered `RESOURCE_EXHAUSTED`.
+    pub max_message_bytes: usize,
 }
 
 impl ServerSettings {
-    /// Settings with the default timeouts.
+    /// Settings with the default timeouts and limits.
     pub fn new(tls: TlsSource) -> Self {
         Self {
             tls,
             handshake_timeout: mtls::DEFAULT_HANDSHAKE_TIMEOUT,
             drain_timeout: Duration::from_secs(10),
             allow: AllowList::default(),
+            max_connections: mtls::DEFAULT_MAX_CONNECTIONS,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -72,6 +88,9 @@ pub struct DiscountServer {
 
 /// The counter of refused TLS handshakes, labelled `reason`.
 pub const HANDSHAKE_FAILURES_METRIC: &str = "discount_tls_handshake_failures_total";
+
+/// The counter of connections closed at once because `max_connections` were open.
+pub const CONNECTIONS_REFUSED_METRIC: &str = "discount_connections_refused_total";
 
 /// The gauge of the certificate's expiry time, labelled `service`.
 pub const CERTIFICATE_EXPIRY_METRIC: &str = "tls_certificate_expiry_timestamp_seconds";
@@ -135,6 +154,8 @@ impl DiscountServer {
         let accept = AcceptSettings {
             handshake_timeout: settings.handshake_timeout,
             failure_counter: Some(HANDSHAKE_FAILURES_METRIC),
+            max_connections: settings.max_connections,
+            refused_counter: Some(CONNECTIONS_REFUSED_METRIC),
             ..AcceptSettings::default()
         };
         let incoming = mtls::tls_incoming(listener, tls, accept, async move {
@@ -160,7 +181,13 @@ impl DiscountServer {
         let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(DiscountService::new(settings.allow.clone()).into_server())
+            // Without it tonic advertises no limit at all (hyper's default of 200 is overridden).
+            .max_concurrent_streams(settings.max_concurrent_streams)
+            .layer(OversizedAsExhaustedLayer)
+            .add_service(
+                DiscountService::new(settings.allow.clone())
+                    .into_server(settings.max_message_bytes),
+            )
             .add_service(health_service)
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha);

@@ -48,9 +48,15 @@ impl DiscountService {
         verdict
     }
 
-    /// Turns the service into the tonic server that routes `ecommerce.Discount` RPCs to it.
-    pub fn into_server(self) -> ecommerce_proto::pb::discount_server::DiscountServer<Self> {
+    /// Turns the service into the tonic server that routes `ecommerce.Discount` RPCs to it,
+    /// refusing request messages over `max_message_bytes` (tonic answers `OUT_OF_RANGE`;
+    /// [`crate::limits`] makes it `RESOURCE_EXHAUSTED`).
+    pub fn into_server(
+        self,
+        max_message_bytes: usize,
+    ) -> ecommerce_proto::pb::discount_server::DiscountServer<Self> {
         ecommerce_proto::pb::discount_server::DiscountServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
     }
 }
 

@@ -153,17 +153,21 @@ struct Discount {
 /// Starts the binary with its certificates in `dir`, gRPC and the operations port both on
 /// `127.0.0.1:0`; returns once it has logged both addresses.
 async fn start_with_ops_port(dir: &str) -> Discount {
-    let mut child = command(&[
+    start_with_ops_port_and(dir, &[]).await
+}
+
+/// [`start_with_ops_port`] with more flags.
+async fn start_with_ops_port_and(dir: &str, flags: &[&str]) -> Discount {
+    let mut args = vec![
         "--certs-dir",
         dir,
         "--listen",
         "127.0.0.1:0",
         "--metrics-listen",
         "127.0.0.1:0",
-    ])
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    ];
+    args.extend_from_slice(flags);
+    let mut child = command(&args).stderr(Stdio::piped()).spawn().unwrap();
     let log = Log::capture(&mut child);
     let ops = log.addr_of("operations port listening").await;
     let grpc = log.addr_of("Discount listening").await;
@@ -256,4 +260,54 @@ async fn discount_metrics_count_rpcs_and_refused_handshakes() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// A valid batch: customer 1, no products.
+fn no_products() -> BatchDiscountRequest {
+    BatchDiscountRequest {
+        customer: Some(Customer {
+            id: 1,
+            ..Default::default()
+        }),
+        products: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn connections_past_the_maximum_are_closed_counted_and_logged() {
+    let certs = certs();
+    let dir = certs.path().to_str().unwrap();
+    // A connection that is not closed at once waits for its handshake far longer than the test.
+    let discount = start_with_ops_port_and(
+        dir,
+        &["--max-connections", "1", "--handshake-timeout-secs", "600"],
+    )
+    .await;
+    let mut first = grpc_client(discount.grpc, certs.path(), true);
+    first.apply_discount_batch(no_products()).await.unwrap();
+
+    // The one connection allowed is open: the next is closed without a byte of TLS.
+    let mut extra = tokio::net::TcpStream::connect(discount.grpc).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(LOG_GUARD, extra.read(&mut buf))
+        .await
+        .expect("closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    let line = discount.log.line_with("at the connection limit").await;
+    assert!(line.contains("max_connections=1"), "{line}");
+    assert!(line.contains("refused=1"), "{line}");
+    let text = reqwest::get(format!("http://{}/metrics", discount.ops))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(&text, "discount_connections_refused_total"),
+        Some(1.0),
+        "{text}"
+    );
+    // The open connection keeps being served.
+    first.apply_discount_batch(no_products()).await.unwrap();
 }
