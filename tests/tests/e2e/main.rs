@@ -9,6 +9,7 @@ mod catalog_api;
 mod coalescing;
 mod degraded;
 mod handshake;
+mod limits;
 mod mtls;
 mod operations;
 mod pagination;
