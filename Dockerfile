@@ -43,9 +43,11 @@ ENTRYPOINT ["/usr/local/bin/discount-service"]
 
 FROM runtime AS catalog
 COPY --from=builder /out/catalog-service /usr/local/bin/catalog-service
-ENV CATALOG_LISTEN=0.0.0.0:11080
+ENV CATALOG_LISTEN=0.0.0.0:11080 \
+    CATALOG_OPS_LISTEN=0.0.0.0:9465
 USER 65532:65532
-EXPOSE 11080
+# 11080: the HTTP API. 9465: plain-HTTP ops port (/healthz, /readyz, /metrics).
+EXPOSE 11080 9465
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["/usr/local/bin/catalog-service", "probe", "http://127.0.0.1:11080/healthz"]
+    CMD ["/usr/local/bin/catalog-service", "probe", "http://127.0.0.1:9465/healthz"]
 ENTRYPOINT ["/usr/local/bin/catalog-service"]

@@ -1,6 +1,8 @@
-//! [`Application`]: the Catalog service bound to a listener, ready to run.
+//! [`Application`]: the Catalog service bound to its two listeners, ready to run: the public
+//! HTTP port (the API) and the operations port (`/healthz`, `/readyz`,
+//! `/metrics`, for probes and scrapers).
 //!
-//! Taking a bound listener lets tests bind `127.0.0.1:0` and read the port, and lets `main`
+//! Taking bound listeners lets tests bind `127.0.0.1:0` and read the ports, and lets `main`
 //! report a busy port before anything else starts.
 
 use std::future::Future;
@@ -16,7 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::catalog::{CatalogData, Customers};
 use crate::discount::{ClientError, DiscountGateway, DiscountSettings};
-use crate::http::{AppState, router};
+use crate::http::{AppState, ops_router, router};
 use crate::store::{InMemoryStore, ProductStore};
 
 /// Everything Catalog needs, already loaded and validated.
@@ -47,6 +49,8 @@ pub fn in_memory(data: CatalogData) -> (Arc<dyn ProductStore>, Customers) {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    ops_listener: TcpListener,
+    ops_router: axum::Router,
     drain_timeout: Duration,
     shutting_down: Arc<AtomicBool>,
     reloader: Arc<TlsReloader<rustls::ClientConfig>>,
@@ -57,9 +61,14 @@ pub struct Application {
 pub const CERTIFICATE_EXPIRY_METRIC: &str = "tls_certificate_expiry_timestamp_seconds";
 
 impl Application {
-    /// Builds the TLS client configuration and the (lazy) Discount channel. Does not wait for
-    /// Discount: Catalog serves full prices until it is reachable. Needs a Tokio runtime.
-    pub fn build(settings: Settings, listener: TcpListener) -> Result<Self, ClientError> {
+    /// Builds the TLS client configuration and the (lazy) Discount channel, to serve the API
+    /// on `listener` and the operations routes on `ops_listener`. Does not wait for Discount:
+    /// Catalog serves full prices until it is reachable. Needs a Tokio runtime.
+    pub fn build(
+        settings: Settings,
+        listener: TcpListener,
+        ops_listener: TcpListener,
+    ) -> Result<Self, ClientError> {
         let discount_identity = settings.discount_identity.clone();
         let build = move |identity: &mtls::Identity, ca: &mtls::TrustAnchors| {
             mtls::client_config(ca, Some(identity), Some(&discount_identity))
@@ -90,7 +99,9 @@ impl Application {
         };
         Ok(Self {
             listener,
-            router: router(state),
+            router: router(state.clone()),
+            ops_listener,
+            ops_router: ops_router(state),
             drain_timeout: settings.drain_timeout,
             shutting_down,
             reloader,
@@ -113,8 +124,14 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves HTTP until `shutdown` completes, then stops accepting connections and lets
-    /// in-flight requests finish, for at most the drain timeout.
+    /// The address of the operations port (useful when bound to port 0).
+    pub fn ops_addr(&self) -> std::io::Result<SocketAddr> {
+        self.ops_listener.local_addr()
+    }
+
+    /// Serves HTTP until `shutdown` completes, then stops accepting connections on the public
+    /// port and lets in-flight requests finish, for at most the drain timeout. The operations
+    /// port answers meanwhile (`/readyz`: 503, shutting down) and closes last.
     pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -122,20 +139,41 @@ impl Application {
         if let Ok(addr) = self.listener.local_addr() {
             tracing::info!(%addr, "Catalog listening (HTTP)");
         }
-        let listener = self.listener.tap_io(|tcp| {
-            // Small JSON responses: do not let Nagle's algorithm hold them back.
-            let _ = tcp.set_nodelay(true);
-        });
+        if let Ok(addr) = self.ops_listener.local_addr() {
+            tracing::info!(
+                %addr,
+                "Catalog operations port listening (plain HTTP: /healthz, /readyz, /metrics)"
+            );
+        }
         let shutting_down = self.shutting_down;
         let shutdown = async move {
             shutdown.await;
             shutting_down.store(true, Ordering::Relaxed);
             tracing::info!("shutting down: no new connections, draining in-flight requests");
         };
-        let served = runtime::serve_with_drain(shutdown, self.drain_timeout, |signal| {
-            axum::serve(listener, self.router)
-                .with_graceful_shutdown(signal)
-                .into_future()
+        let (public_done, ops_stop) = tokio::sync::oneshot::channel::<()>();
+        let served = runtime::serve_with_drain(shutdown, self.drain_timeout, |signal| async move {
+            let public = async move {
+                let listener = self.listener.tap_io(|tcp| {
+                    // Small JSON responses: do not let Nagle's algorithm hold them back.
+                    let _ = tcp.set_nodelay(true);
+                });
+                let served = axum::serve(listener, self.router)
+                    .with_graceful_shutdown(signal)
+                    .await;
+                let _ = public_done.send(());
+                served
+            };
+            let ops_listener = self.ops_listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let ops = axum::serve(ops_listener, self.ops_router)
+                .with_graceful_shutdown(async move {
+                    let _ = ops_stop.await;
+                })
+                .into_future();
+            let (public, ops) = tokio::join!(public, ops);
+            public.and(ops)
         })
         .await;
         tracing::info!("Catalog stopped");

@@ -55,6 +55,11 @@ pub struct Cli {
     #[arg(long, env = "CATALOG_LISTEN", default_value = "127.0.0.1:11080")]
     pub listen: SocketAddr,
 
+    /// Address of the operations port (plain HTTP: /healthz, /readyz, /metrics), for probes
+    /// and metrics scrapers. No authentication: keep it off public interfaces.
+    #[arg(long, env = "CATALOG_OPS_LISTEN", default_value = "127.0.0.1:9465")]
+    pub ops_listen: SocketAddr,
+
     /// Discount's replicas: host[:port] (port 11443 if omitted), comma-separated. A name that
     /// resolves to several addresses (a headless Service) stands for all of them; RPCs are
     /// spread over every replica that is up.
@@ -196,6 +201,7 @@ mod tests {
     fn defaults_match_the_documented_ports() {
         let cli = Cli::try_parse_from(["catalog-service"]).unwrap();
         assert_eq!(cli.listen.port(), 11080);
+        assert_eq!(cli.ops_listen.to_string(), "127.0.0.1:9465");
         assert_eq!(cli.discount_addr.len(), 1);
         assert_eq!(cli.discount_addr[0].to_string(), "127.0.0.1:11443");
         assert!(cli.discount_timeout_ms < 1000);
@@ -236,6 +242,7 @@ mod tests {
             &["--discount-max-queued", "none"],
             &["--discount-fallback-concurrency", "0"],
             &["--discount-fallback-max-in-flight", "0"],
+            &["--ops-listen", "9465"],
         ] {
             let err =
                 Cli::try_parse_from(std::iter::once("catalog-service").chain(args.iter().copied()))

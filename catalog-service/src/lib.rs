@@ -23,16 +23,18 @@
 //!   - `pick`: power of two choices, and the one trial at a time when all are out.
 //!   - `settings`: [`balancer::ReplicaSettings`] and their defaults.
 //!   - `error`: [`balancer::ClientError`], and failed RPCs put into words.
-//! - [`http`]: the router, the `X-USER-ID` extractor and the error responses, and the OpenAPI
-//!   document ([`http::ApiDoc`]) served at `/openapi.json`, generated from the code.
+//! - [`http`]: the public router, the `X-USER-ID` extractor and the error responses, and the
+//!   OpenAPI document ([`http::ApiDoc`]) served at `/openapi.json`, generated from the code;
+//!   and the operations port's router.
 //!   - `state`: [`http::AppState`], what every handler shares.
 //!   - `context`: request ids, the access log and the HTTP metrics, around every request.
-//!   - `operations`: `/`, `/healthz`, `/readyz`, `/metrics`.
+//!   - `operations`: `/` on the public port; `/healthz`, `/readyz`, `/metrics` on the
+//!     operations port.
 //!   - `products`: `/products` and `/products/{id}`, priced for the caller.
 //!   - `extract`: `X-USER-ID`, `limit` and `cursor`, read and checked.
 //!   - `response`: JSON bodies and the error responses ([`http::ApiError`]).
 //! - [`openapi`]: the schema types the OpenAPI document describes the bodies with.
-//! - [`app`]: [`app::Application`], which binds everything to a listener and runs it.
+//! - [`app`]: [`app::Application`], which binds everything to its listeners and runs it.
 //! - [`config`]: command-line flags and their environment variables, turned into
 //!   [`app::Settings`] before any port is bound.
 

@@ -27,6 +27,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = runtime::shutdown_signal();
     let settings = cli.settings()?;
     let listener = runtime::bind(cli.listen, "--listen").await?;
-    let app = Application::build(settings, listener).context("Discount client")?;
+    let ops_listener = runtime::bind(cli.ops_listen, "--ops-listen").await?;
+    let app = Application::build(settings, listener, ops_listener).context("Discount client")?;
     app.run_until(shutdown).await.context("serving HTTP")
 }

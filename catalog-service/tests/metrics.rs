@@ -1,5 +1,6 @@
-//! The real `catalog-service` binary's `/metrics`: counts of this process's own requests and
-//! Discount outcomes, exact because no other test writes to a child process's recorder.
+//! The real `catalog-service` binary's `/metrics`, on its operations port: counts of this
+//! process's own requests and Discount outcomes, exact because no other test writes to a child
+//! process's recorder. The public port does not serve it.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -30,8 +31,15 @@ async fn catalog_metrics_count_requests_and_discount_outcomes() {
     assert_eq!(products.status(), 200);
     assert_eq!(products.headers()["x-discount-unavailable"], "unavailable");
 
-    let response = client
+    let public = client
         .get(format!("http://{}/metrics", catalog.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+
+    let response = client
+        .get(format!("http://{}/metrics", catalog.ops_addr))
         .send()
         .await
         .unwrap();
@@ -45,6 +53,9 @@ async fn catalog_metrics_count_requests_and_discount_outcomes() {
     let text = response.text().await.unwrap();
     let requests = r#"catalog_http_requests_total{route="/products",status="200"}"#;
     assert_eq!(metric(&text, requests), Some(1.0), "{text}");
+    // The public 404 counts too; the operations port's own requests do not.
+    let not_found = r#"catalog_http_requests_total{route="unmatched",status="404"}"#;
+    assert_eq!(metric(&text, not_found), Some(1.0), "{text}");
     let fallbacks = r#"catalog_discount_calls_total{outcome="unavailable"}"#;
     assert_eq!(metric(&text, fallbacks), Some(1.0), "{text}");
     assert!(

@@ -1,5 +1,6 @@
 //! Graceful shutdown of the real `catalog-service` binary: on SIGTERM it stops accepting,
-//! lets the request in flight finish, and exits 0; and it never waits past its drain deadline.
+//! lets the request in flight finish while its operations port says it is shutting down, and
+//! exits 0; and it never waits past its drain deadline.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -42,7 +43,8 @@ async fn request_in_flight_at_sigterm_completes_and_process_exits_0() {
     let Catalog {
         mut child,
         addr,
-        log: _log,
+        ops_addr,
+        log,
         certs: _certs,
     } = start_catalog(discount, &["--discount-timeout-ms", "1500"]).await;
 
@@ -54,6 +56,14 @@ async fn request_in_flight_at_sigterm_completes_and_process_exits_0() {
     );
     in_flight.await.unwrap();
     sigterm(&child);
+    log.line_with("shutting down: no new connections").await;
+    // While the request drains, readiness says so on the operations port.
+    let ready = reqwest::get(format!("http://{ops_addr}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body = ready.text().await.unwrap();
+    assert!(body.contains("catalog: shutting down"), "{body}");
 
     let response = request
         .await
@@ -69,8 +79,9 @@ async fn request_in_flight_at_sigterm_completes_and_process_exits_0() {
         .expect("exits after draining")
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    // And it no longer accepts connections.
+    // And it no longer accepts connections, on either port.
     assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
+    assert!(tokio::net::TcpStream::connect(&ops_addr).await.is_err());
 }
 
 #[tokio::test]
@@ -82,6 +93,7 @@ async fn drain_deadline_bounds_shutdown() {
         addr,
         log: _log,
         certs: _certs,
+        ..
     } = start_catalog(
         discount,
         &[
@@ -131,11 +143,12 @@ async fn probe_passes_while_catalog_runs_and_fails_once_it_stopped() {
     let (discount, _) = black_hole().await;
     let Catalog {
         mut child,
-        addr,
+        ops_addr,
         log: _log,
         certs: _certs,
+        ..
     } = start_catalog(discount, &[]).await;
-    let url = format!("http://{addr}/healthz");
+    let url = format!("http://{ops_addr}/healthz");
 
     let up = probe(&url).await;
     assert_eq!(up.status.code(), Some(0), "{up:?}");
@@ -145,5 +158,8 @@ async fn probe_passes_while_catalog_runs_and_fails_once_it_stopped() {
     let down = probe(&url).await;
     assert_eq!(down.status.code(), Some(1), "{down:?}");
     let stderr = String::from_utf8_lossy(&down.stderr);
-    assert!(stderr.contains(&format!("cannot reach {addr}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach {ops_addr}")),
+        "{stderr}"
+    );
 }

@@ -129,3 +129,24 @@ async fn port_already_in_use_is_named() {
     );
     assert!(line.to_lowercase().contains("in use"), "{line}");
 }
+
+#[tokio::test]
+async fn ops_port_already_in_use_is_named() {
+    let certs = certs();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = certs.path().to_str().unwrap();
+    let args = [
+        "--certs-dir",
+        dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--ops-listen",
+        &addr,
+    ];
+    let line = single_error_line(&run(&args).await);
+    assert!(
+        line.contains(&format!("--ops-listen {addr}: cannot bind")),
+        "{line}"
+    );
+}

@@ -1,6 +1,6 @@
-//! Stand-ins for Discount: one that counts what it is asked (and can answer like the original
-//! proto or an older one, hang, or hold each answer until the test lets it go), and a "black
-//! hole" that accepts connections and never answers.
+//! Stand-ins for Discount: one that counts what it is asked, health checks included (and can
+//! answer like the original proto or an older one, hang, or hold each answer until the test
+//! lets it go), and a "black hole" that accepts connections and never answers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +13,9 @@ use ecommerce_proto::pb::{
 use mtls::Reloadable;
 use pki::ServicePki;
 use tonic::{Request, Response, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 use crate::certs::{anchors, identity};
 use crate::net::{Running, bind_loopback, shutdown_on};
@@ -47,8 +50,12 @@ pub struct CountingDiscount {
     /// When each call arrived, in order.
     pub arrivals: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
     /// Never answer a discount RPC: a replica whose RPCs hang while it still completes TLS,
-    /// speaks HTTP/2 and answers health checks (`UNIMPLEMENTED`, which counts as serving).
+    /// speaks HTTP/2 and answers health checks (`SERVING`; `UNIMPLEMENTED` if original-style,
+    /// which counts as serving too).
     pub hang: bool,
+    /// `grpc.health.v1.Health/Check` calls received (answered `SERVING`, or `UNIMPLEMENTED`
+    /// if original-style).
+    pub health_checks: Arc<AtomicUsize>,
 }
 
 impl CountingDiscount {
@@ -170,7 +177,46 @@ impl Discount for CountingDiscount {
     }
 }
 
-/// Starts `service` over the same mutual TLS as the real Discount.
+/// The health service beside [`CountingDiscount`]: every service is `SERVING`, or, for an
+/// original-style server (which has no health service), every check is `UNIMPLEMENTED`, as
+/// the gRPC router answers for a service it does not know. Checks are counted either way.
+#[derive(Debug)]
+struct CountingHealth {
+    checks: Arc<AtomicUsize>,
+    original_style: bool,
+}
+
+#[tonic::async_trait]
+impl Health for CountingHealth {
+    async fn check(
+        &self,
+        _request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        if self.original_style {
+            return Err(Status::unimplemented(
+                "unknown service grpc.health.v1.Health",
+            ));
+        }
+        Ok(Response::new(HealthCheckResponse {
+            status: ServingStatus::Serving.into(),
+        }))
+    }
+
+    type WatchStream = tokio_stream::Empty<Result<HealthCheckResponse, Status>>;
+
+    async fn watch(
+        &self,
+        _request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented(
+            "the counting Discount does not watch",
+        ))
+    }
+}
+
+/// Starts `service` over the same mutual TLS as the real Discount, with a health service that
+/// counts its checks in [`CountingDiscount::health_checks`].
 pub async fn spawn_counting_discount(pki: &ServicePki, service: CountingDiscount) -> Running {
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
@@ -181,8 +227,13 @@ pub async fn spawn_counting_discount(pki: &ServicePki, service: CountingDiscount
         mtls::AcceptSettings::default(),
         std::future::pending(),
     );
+    let health = HealthServer::new(CountingHealth {
+        checks: service.health_checks.clone(),
+        original_style: service.original_style,
+    });
     Running::spawn(addr, |stopped| async move {
         tonic::transport::Server::builder()
+            .add_service(health)
             .add_service(GrpcDiscountServer::new(service))
             .serve_with_incoming_shutdown(incoming, shutdown_on(stopped))
             .await

@@ -17,6 +17,8 @@ pub(crate) async fn bind_loopback() -> TcpListener {
 pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its operations port listens, if it has one in the same task (Catalog).
+    pub ops_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -30,9 +32,23 @@ impl Running {
         let (stop, stopped) = oneshot::channel();
         Self {
             addr,
+            ops_addr: None,
             stop: Some(stop),
             task: Some(tokio::spawn(run(stopped))),
         }
+    }
+
+    /// The same server, with its operations port at `ops_addr`.
+    pub(crate) fn with_ops(mut self, ops_addr: SocketAddr) -> Self {
+        self.ops_addr = Some(ops_addr);
+        self
+    }
+
+    /// Where its operations port listens (`/healthz`, `/readyz`, `/metrics`); panics for a
+    /// server without one.
+    pub fn ops(&self) -> SocketAddr {
+        self.ops_addr
+            .unwrap_or_else(|| panic!("the server on {} has no operations port", self.addr))
     }
 
     /// Asks the server to shut down gracefully, without waiting for it.

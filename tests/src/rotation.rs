@@ -13,7 +13,7 @@ use mtls::{MtlsConnector, ReloadSettings, Reloadable, TlsFiles, TlsReloader, Tls
 
 use crate::net::{Running, bind_loopback, shutdown_on};
 use crate::proxy::{Proxy, spawn_proxy};
-use crate::servers::{CatalogOptions, catalog_settings, target};
+use crate::servers::{CatalogOptions, catalog_settings, run_catalog, target};
 
 /// Services that read their certificates from files in one folder (as `gen-certs` writes
 /// them) and reload them when asked, for rotation tests.
@@ -55,8 +55,6 @@ pub async fn spawn_rotating_pair(dir: &std::path::Path) -> RotatingPair {
     });
 
     let proxy = spawn_proxy(discount_addr).await;
-    let listener = bind_loopback().await;
-    let catalog_addr = listener.local_addr().unwrap();
     let settings = catalog_settings(
         CatalogOptions {
             discount_timeout: Duration::from_secs(2),
@@ -70,11 +68,7 @@ pub async fn spawn_rotating_pair(dir: &std::path::Path) -> RotatingPair {
         vec![target(proxy.addr)],
         TlsSource::from_files(reload_settings(dir, "catalog")).unwrap(),
     );
-    let app = Application::build(settings, listener).unwrap();
-    let catalog_tls = app.tls_reloader();
-    let catalog = Running::spawn(catalog_addr, |stopped| async move {
-        app.run_until(shutdown_on(stopped)).await.unwrap();
-    });
+    let (catalog, catalog_tls) = run_catalog(settings, Application::tls_reloader).await;
     RotatingPair {
         dir: dir.to_owned(),
         discount,

@@ -1,6 +1,7 @@
 //! The real services, in process: Discount (with or without its operations port) and Catalog
-//! (pointed at one Discount, several replicas, or names), each on `127.0.0.1:0` and ready
-//! when its spawn function returns (the listener is bound first), so no test waits for them.
+//! (pointed at one Discount, several replicas, or names; its operations port in
+//! [`Running::ops`]), each on `127.0.0.1:0` and ready when its spawn function returns (the
+//! listeners are bound first), so no test waits for them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -113,6 +114,24 @@ pub(crate) fn catalog_settings(
     }
 }
 
+/// Builds Catalog with `settings` on two fresh loopback listeners and runs it in a task
+/// ([`Running::ops`] is its operations port); `inspect` sees the application first.
+pub(crate) async fn run_catalog<T>(
+    settings: Settings,
+    inspect: impl FnOnce(&Application) -> T,
+) -> (Running, T) {
+    let listener = bind_loopback().await;
+    let ops_listener = bind_loopback().await;
+    let app = Application::build(settings, listener, ops_listener).unwrap();
+    let seen = inspect(&app);
+    let addr = app.local_addr().unwrap();
+    let ops_addr = app.ops_addr().unwrap();
+    let running = Running::spawn(addr, |stopped| async move {
+        app.run_until(shutdown_on(stopped)).await.unwrap();
+    });
+    (running.with_ops(ops_addr), seen)
+}
+
 /// Starts the real Catalog service pointed at Discount on `discount`, with the PKI's Catalog
 /// certificate, trusting Discount certificates from the PKI's CA.
 pub async fn spawn_catalog(
@@ -148,17 +167,12 @@ pub async fn spawn_catalog_for(
     discounts: Vec<DiscountAddr>,
     options: CatalogOptions,
 ) -> Running {
-    let listener = bind_loopback().await;
-    let addr = listener.local_addr().unwrap();
     let settings = catalog_settings(
         options,
         discounts,
         TlsSource::fixed(identity(&pki.catalog), anchors(&pki.ca)),
     );
-    let app = Application::build(settings, listener).unwrap();
-    Running::spawn(addr, |stopped| async move {
-        app.run_until(shutdown_on(stopped)).await.unwrap();
-    })
+    run_catalog(settings, |_| ()).await.0
 }
 
 /// [`spawn_catalog`], also returning Catalog's Discount client, to watch its coalescing queue.
@@ -167,19 +181,12 @@ pub async fn spawn_catalog_watched(
     discount: SocketAddr,
     options: CatalogOptions,
 ) -> (Running, DiscountGateway) {
-    let listener = bind_loopback().await;
-    let addr = listener.local_addr().unwrap();
     let settings = catalog_settings(
         options,
         vec![target(discount)],
         TlsSource::fixed(identity(&pki.catalog), anchors(&pki.ca)),
     );
-    let app = Application::build(settings, listener).unwrap();
-    let gateway = app.discount_gateway();
-    let running = Running::spawn(addr, |stopped| async move {
-        app.run_until(shutdown_on(stopped)).await.unwrap();
-    });
-    (running, gateway)
+    run_catalog(settings, Application::discount_gateway).await
 }
 
 /// Starts the real Discount service with the PKI's certificates, and its plain-HTTP

@@ -318,26 +318,28 @@ impl Replicas {
         self.picker.pick(replicas, tried)
     }
 
-    /// Checks every known replica now (for `/readyz`); `Ok` when at least one is serving.
-    pub(crate) async fn check_now(&self, timeout: Duration) -> Result<(), Vec<String>> {
-        let replicas = self.known().await;
-        if replicas.is_empty() {
-            return Err(vec![self.why_none()]);
-        }
-        let checks = replicas.iter().map(|replica| async move {
-            let health = replica.check_health(timeout).await;
-            // A probe may put a replica back, never take one out: its deadline is the
-            // request's, tighter than the health checks', and anyone can call `/readyz`.
-            if health.is_ok() {
-                self.record_health(replica, Ok(()));
+    /// Whether at least one replica is in rotation now (for `/readyz`), as the health checks
+    /// and RPCs left it: nothing is sent. The error says why not.
+    pub(crate) fn ready_now(&self) -> Result<(), String> {
+        let snapshot = self.snapshot();
+        if snapshot.replicas.is_empty() {
+            if !snapshot.settled {
+                return Err("looking up Discount's replicas".to_owned());
             }
-            health.map_err(|reason| format!("{}: {reason}", replica.addr))
-        });
-        let results = futures_util::future::join_all(checks).await;
-        if results.iter().any(Result::is_ok) {
+            return Err(self.why_none());
+        }
+        if snapshot.replicas.iter().any(|r| r.in_rotation()) {
             return Ok(());
         }
-        Err(results.into_iter().filter_map(Result::err).collect())
+        let out: Vec<String> = snapshot
+            .replicas
+            .iter()
+            .map(|r| r.addr.to_string())
+            .collect();
+        Err(format!(
+            "no Discount replica in rotation (out after a failed health check or RPC: {})",
+            out.join(", ")
+        ))
     }
 }
 

@@ -149,15 +149,15 @@ impl DiscountGateway {
         self.sender.queued()
     }
 
-    /// Whether at least one Discount replica answers over mutual TLS and reports
-    /// `ecommerce.Discount` SERVING, checked now, within the deadline. A Discount without the
-    /// health service (original-style) counts as ready once it answers at all.
-    pub async fn ready(&self) -> Result<(), DiscountFailure> {
-        let check = self.sender.calls().replicas().check_now(self.timeout);
-        match tokio::time::timeout(self.timeout, check).await {
-            Err(_) => Err(DiscountFailure::DeadlineExceeded(self.timeout)),
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reasons)) => Err(DiscountFailure::Unavailable(reasons.join("; "))),
-        }
+    /// Whether at least one Discount replica is in rotation: it answered its last health check
+    /// `SERVING` (or, original-style, without the health service, answered at all) and no RPC
+    /// has failed on it since. Read from the balancer's state, which its health checks keep
+    /// current: nothing is sent, so readiness probes cost Discount nothing.
+    pub fn ready(&self) -> Result<(), DiscountFailure> {
+        self.sender
+            .calls()
+            .replicas()
+            .ready_now()
+            .map_err(DiscountFailure::Unavailable)
     }
 }

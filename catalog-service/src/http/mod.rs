@@ -1,19 +1,27 @@
-//! The HTTP API: routes, the `X-USER-ID` extractor, and error responses.
+//! The HTTP API: routes, the `X-USER-ID` extractor, and error responses; and the operations
+//! routes, served on their own port.
+//!
+//! Public port ([`router`]):
 //!
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /` | 200, plain text: the service is up |
 //! | `GET /products?limit=&cursor=` | 200, JSON array of one page of products, discounted for the caller named by `X-USER-ID`; `Link: <...>; rel="next"` when more follow |
 //! | `GET /products/{id}` | 200, one product, discounted likewise; 404 if there is no such product |
+//! | `GET /openapi.json` | 200, the OpenAPI document of these routes |
 //!
 //! A bad `X-USER-ID` is a 400 with a JSON body `{"error": "...", "message": "..."}`. When
 //! Discount cannot be asked (down, slow, refusing), the products come at full price with the
 //! header [`DISCOUNT_UNAVAILABLE_HEADER`] naming the reason: never a 5xx, never a missing product.
 //!
+//! Operations port ([`ops_router`]): `GET /healthz`, `/readyz` and `/metrics`; they answer 404
+//! on the public port.
+//!
 //! # Layout
-//! - here: the router, and the OpenAPI document ([`ApiDoc`]) served at `/openapi.json`;
+//! - here: the routers, and the OpenAPI document ([`ApiDoc`]) served at `/openapi.json`;
 //! - `state`: [`AppState`], what every handler shares;
-//! - `context`: what wraps every request: [`RequestId`], the access log, the HTTP metrics;
+//! - `context`: what wraps every public request: [`RequestId`], the access log, the HTTP
+//!   metrics;
 //! - `operations`: `/`, `/healthz`, `/readyz`, `/metrics`;
 //! - `products`: `/products` and `/products/{id}`, priced for the caller;
 //! - `extract`: the `X-USER-ID` extractor ([`CustomerId`]) and paging ([`PageRequest`]);
@@ -42,19 +50,29 @@ use utoipa::OpenApi;
 use crate::openapi::{DiscountDoc, ErrorDoc, ProductDoc};
 use response::json;
 
-/// Builds the router. Tests drive it directly or over a socket.
+/// The public router: every request logged and counted. Tests drive it directly or over a
+/// socket.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(operations::root))
-        .route("/healthz", get(operations::healthz))
-        .route("/readyz", get(operations::readyz))
-        .route("/metrics", get(operations::metrics_text))
         .route("/openapi.json", get(openapi_json))
         .route("/products", get(products::list_products))
         .route("/products/{id}", get(products::one_product))
         .fallback(not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn(context::request_context))
+}
+
+/// The operations router, for the operations port: liveness, readiness (from what Catalog
+/// already knows of Discount: no RPC per call) and Prometheus metrics. No access log: probes
+/// and scrapes would fill it.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(operations::healthz))
+        .route("/readyz", get(operations::readyz))
+        .route("/metrics", get(operations::metrics_text))
+        .fallback(not_found)
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {
@@ -78,12 +96,7 @@ async fn openapi_json() -> Response {
                        full price with the `x-discount-unavailable` header.",
         version = env!("CARGO_PKG_VERSION")
     ),
-    paths(
-        products::list_products,
-        products::one_product,
-        operations::healthz,
-        operations::readyz
-    ),
+    paths(products::list_products, products::one_product),
     components(schemas(ProductDoc, DiscountDoc, ErrorDoc))
 )]
 pub struct ApiDoc;

@@ -1,5 +1,6 @@
-//! The routes for operators and tools: `/` (up), `/healthz` (live), `/readyz` (ready:
-//! Discount answers, not shutting down) and `/metrics` (Prometheus).
+//! The routes for operators and tools: `/` (up) on the public port; `/healthz` (live),
+//! `/readyz` (ready: a Discount replica in rotation, not shutting down) and `/metrics`
+//! (Prometheus) on the operations port.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -28,20 +29,14 @@ pub(super) async fn metrics_text() -> Response {
 }
 
 /// Liveness: the process is up and serving HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process is up", content_type = "application/json")))]
-pub(crate) async fn healthz() -> Response {
+pub(super) async fn healthz() -> Response {
     json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
 }
 
-/// Readiness: 200 when Catalog can serve discounted prices, 503 naming what is not ready
-/// (Discount unreachable or not serving, or shutting down).
-#[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses(
-        (status = 200, description = "Ready: Discount answers and reports SERVING", content_type = "application/json"),
-        (status = 503, description = "Not ready; `not_ready` lists what (Discount, or shutting down)", content_type = "application/json"),
-    ))]
-pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+/// Readiness: 200 when Catalog can serve discounted prices, 503 naming what is not ready (no
+/// Discount replica in rotation, or shutting down). Read from the balancer's state, which its
+/// health checks keep current: no RPC per call, however often it is called.
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let mut not_ready = Vec::new();
     if state
         .shutting_down
@@ -49,7 +44,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     {
         not_ready.push("catalog: shutting down".to_owned());
     }
-    if let Err(failure) = state.discounts.ready().await {
+    if let Err(failure) = state.discounts.ready() {
         not_ready.push(format!("discount: {} ({failure})", failure.reason()));
     }
     if not_ready.is_empty() {

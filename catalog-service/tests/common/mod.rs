@@ -1,5 +1,6 @@
-//! Running the real `catalog-service` binary for the process tests: start it on port 0 with
-//! certificates made here, and learn its address and readiness from its own log.
+//! Running the real `catalog-service` binary for the process tests: start it on port 0 (both
+//! its public port and its operations port) with certificates made here, and learn its
+//! addresses and readiness from its own log.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -73,24 +74,38 @@ pub struct Catalog {
     pub child: Child,
     /// Where it listens (it bound port 0 and logged the port it got).
     pub addr: SocketAddr,
+    /// Where its operations port listens (`/healthz`, `/readyz`, `/metrics`), likewise.
+    pub ops_addr: SocketAddr,
     /// Its stderr.
     pub log: Log,
     /// Its certificates (and Discount's), removed when dropped.
     pub certs: tempfile::TempDir,
 }
 
-/// Starts Catalog on `127.0.0.1:0` with certificates made here and Discount at `discount`;
-/// returns once it logs the address it listens on (no polling, no sleep).
+/// Starts Catalog on `127.0.0.1:0` (and its operations port too) with certificates made here
+/// and Discount at `discount`; returns once it logs the addresses it listens on (no polling,
+/// no sleep).
 pub async fn start_catalog(discount: SocketAddr, extra: &[&str]) -> Catalog {
+    start_catalog_with(discount, extra, &[]).await
+}
+
+/// [`start_catalog`], with the environment variables `vars` (and no others).
+pub async fn start_catalog_with(
+    discount: SocketAddr,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> Catalog {
     let certs = tempfile::tempdir().unwrap();
     pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(certs.path().to_owned(), 1)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_catalog-service"))
         .args(["--listen", "127.0.0.1:0"])
+        .args(["--ops-listen", "127.0.0.1:0"])
         .args(["--discount-addr", &discount.to_string()])
         .arg("--certs-dir")
         .arg(certs.path())
         .args(extra)
         .env_clear()
+        .envs(vars.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -98,9 +113,11 @@ pub async fn start_catalog(discount: SocketAddr, extra: &[&str]) -> Catalog {
         .unwrap();
     let log = Log::capture(&mut child);
     let addr = log.addr_of("Catalog listening").await;
+    let ops_addr = log.addr_of("Catalog operations port listening").await;
     Catalog {
         child,
         addr,
+        ops_addr,
         log,
         certs,
     }

@@ -99,7 +99,7 @@ async fn a_hung_discount_holds_up_one_request_at_a_time_not_all_of_them() {
     let options = CatalogOptions {
         discount_timeout: Duration::from_secs(2),
         replicas: ReplicaSettings {
-            // Its health checks pass (no health service counts as serving): only the back-off
+            // Its health checks pass (it answers SERVING): only the back-off
             // keeps it out for the rest of the test.
             base_ejection_time: Duration::from_secs(600),
             ..ReplicaSettings::default()

@@ -1,11 +1,17 @@
 //! The operational surface: request ids across both services, health, readiness and
-//! reflection.
+//! reflection; Catalog's operations port, apart from its public port.
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use catalog_service::balancer::ReplicaSettings;
 use e2e_tests::{
     CatalogOptions, CountingDiscount, service_pki, spawn_catalog, spawn_counting_discount,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::get_products;
 
 #[tokio::test]
 async fn callers_request_id_is_returned_and_passed_to_discount() {
@@ -166,7 +172,7 @@ async fn catalog_is_ready_only_while_discount_is_serving() {
     let proxy = e2e_tests::spawn_proxy(discount.addr).await;
     let catalog = spawn_catalog(&pki, proxy.addr, CatalogOptions::default()).await;
     let get = |path: &'static str| {
-        let url = format!("http://{}{path}", catalog.addr);
+        let url = format!("http://{}{path}", catalog.ops());
         async move { reqwest::get(url).await.unwrap() }
     };
 
@@ -175,23 +181,108 @@ async fn catalog_is_ready_only_while_discount_is_serving() {
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.text().await.unwrap(), r#"{"status":"ready"}"#);
 
-    // Discount gone (new connections go nowhere, the old one is closed with it).
+    // Discount gone (new connections go nowhere, the old one is closed with it). The next
+    // discount RPC fails and takes the only replica out of rotation; readiness follows at once.
     let gone = e2e_tests::closed_port();
     proxy.set_target(gone.addr);
     discount.stop().await;
+    let products = get_products(catalog.addr, Some("1")).await;
+    assert_eq!(products.headers()["x-discount-unavailable"], "unavailable");
     let not_ready = get("/readyz").await;
     assert_eq!(not_ready.status(), 503);
     let body: serde_json::Value = serde_json::from_str(&not_ready.text().await.unwrap()).unwrap();
     assert_eq!(body["status"], "not_ready");
-    assert!(
-        body["not_ready"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("discount: "),
-        "{body}"
-    );
+    let why = body["not_ready"][0].as_str().unwrap();
+    assert!(why.starts_with("discount: unavailable ("), "{body}");
+    assert!(why.contains("no Discount replica in rotation"), "{body}");
     // Liveness does not depend on Discount.
     assert_eq!(get("/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn catalog_serves_health_readiness_and_metrics_on_its_ops_port_only() {
+    let pki = service_pki();
+    let discount = e2e_tests::spawn_discount(&pki).await;
+    let catalog = spawn_catalog(&pki, discount.addr, CatalogOptions::default()).await;
+    let get = |addr: std::net::SocketAddr, path: &'static str| async move {
+        let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        let status = response.status().as_u16();
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (status, kind, response.text().await.unwrap())
+    };
+    let not_found = r#"{"error":"not_found","message":"no such resource"}"#;
+
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, _, body) = get(catalog.addr, path).await;
+        assert_eq!((status, body.as_str()), (404, not_found), "public {path}");
+    }
+    let (status, _, body) = get(catalog.ops(), "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, _, body) = get(catalog.ops(), "/readyz").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ready"}"#));
+    let (status, kind, body) = get(catalog.ops(), "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/plain"), "{kind}");
+    assert!(body.contains("catalog_discount_replicas"), "{body}");
+
+    // The API stays on the public port, and is not on the operations port.
+    assert_eq!(get(catalog.addr, "/").await.0, 200);
+    assert_eq!(get(catalog.addr, "/openapi.json").await.0, 200);
+    assert_eq!(get_products(catalog.addr, Some("1")).await.status(), 200);
+    for path in ["/", "/products", "/openapi.json"] {
+        let (status, _, body) = get(catalog.ops(), path).await;
+        assert_eq!((status, body.as_str()), (404, not_found), "ops {path}");
+    }
+    // The public API's document no longer lists the operations routes.
+    let (_, _, doc) = get(catalog.addr, "/openapi.json").await;
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    assert_eq!(paths, ["/products", "/products/{id}"]);
+}
+
+#[tokio::test]
+async fn readiness_calls_send_no_rpc_to_discount() {
+    let pki = service_pki();
+    let counting = CountingDiscount::default();
+    let discount = spawn_counting_discount(&pki, counting.clone()).await;
+    // No periodic health round during the test: any health check Discount sees comes from
+    // a /readyz call.
+    let options = CatalogOptions {
+        replicas: ReplicaSettings {
+            health_interval: Duration::from_secs(3600),
+            ..ReplicaSettings::default()
+        },
+        ..CatalogOptions::default()
+    };
+    let catalog = spawn_catalog(&pki, discount.addr, options).await;
+    // The counter counts: a health check sent by hand is seen.
+    let channel = e2e_tests::mtls_channel(discount.addr, &pki.ca, Some(&pki.catalog));
+    let request = HealthCheckRequest {
+        service: "ecommerce.Discount".into(),
+    };
+    HealthClient::new(channel).check(request).await.unwrap();
+    assert_eq!(counting.health_checks.load(Ordering::SeqCst), 1);
+
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/readyz", catalog.ops());
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let request = client.get(&url).send();
+            tokio::spawn(async move {
+                let response = request.await.unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            })
+        })
+        .collect();
+    for call in calls {
+        let answer = call.await.unwrap();
+        assert_eq!(answer, (200, r#"{"status":"ready"}"#.to_owned()));
+    }
+    assert_eq!(counting.health_checks.load(Ordering::SeqCst), 1);
+    assert_eq!(counting.calls(), 0);
 }
 
 /// The property names of a schema in the document's components, and those it requires.
