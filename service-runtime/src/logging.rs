@@ -1,6 +1,10 @@
 //! Log set-up: the global `tracing` subscriber, text or JSON lines on stderr through a bounded
-//! background writer, filtered by `RUST_LOG`.
+//! background writer that never blocks a request, filtered by `RUST_LOG`.
 
+mod sink;
+mod text;
+
+pub use sink::{BUFFER_BYTES, DROPPED_COUNTER, EXIT_FLUSH_TIMEOUT, LINGER};
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -13,37 +17,58 @@ pub enum LogFormat {
     Json,
 }
 
-/// Keeps the background log writer alive; dropping it flushes what is still buffered.
+/// Keeps the background log writer alive; dropping it writes what is still buffered.
 #[derive(Debug)]
 pub struct LogGuard {
-    _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
+    _writer: Option<sink::SinkGuard>,
 }
 
 /// Installs the global `tracing` subscriber, writing to stderr in `format`, filtered by
 /// `RUST_LOG` (default `info`).
 ///
-/// Lines are handed to a background thread, so a request does not wait for stderr; the queue
-/// is bounded and blocks rather than drops when full, so no line is lost and memory stays flat.
-/// Per-request lines use the target `access` (`RUST_LOG=info,access=off` turns them off). Calling it twice is harmless: the
-/// second call installs nothing.
+/// Lines are copied into a buffer of [`BUFFER_BYTES`] that a background thread writes to stderr
+/// in batches (every [`LINGER`] at most), so a request never waits for stderr. When the buffer
+/// is full, lines are dropped rather than waited for: each one counts in the Prometheus counter
+/// [`DROPPED_COUNTER`], and once the writer catches up it logs one warning saying how many
+/// were dropped. Per-request lines use the target `access` (`RUST_LOG=info,access=off` turns
+/// them off). Calling it twice is harmless: the second call installs nothing.
 pub fn init_tracing(format: LogFormat) -> LogGuard {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        // A small queue: enough to absorb bursts, while a writer that cannot keep up slows
-        // requests down instead of growing memory (the default queue holds 128,000 lines).
-        .buffered_lines_limit(4096)
-        .finish(std::io::stderr());
+    let caught_up: sink::CaughtUp = Box::new(|dropped| {
+        tracing::warn!(
+            dropped,
+            "dropped {dropped} log lines: the log writer could not keep up"
+        );
+    });
+    match sink::spawn(std::io::stderr(), BUFFER_BYTES, LINGER, caught_up) {
+        Ok((sink, guard)) => LogGuard {
+            _writer: install(format, filter, ansi, sink).then_some(guard),
+        },
+        Err(err) => {
+            // Logging straight to stderr beats not logging at all.
+            install(format, filter, ansi, std::io::stderr);
+            tracing::error!("cannot start the log writer thread, logging unbuffered: {err}");
+            LogGuard { _writer: None }
+        }
+    }
+}
+
+/// Installs the global subscriber writing to `writer`; false if one was already installed.
+fn install<W>(format: LogFormat, filter: EnvFilter, ansi: bool, writer: W) -> bool
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
     let installed = match format {
-        LogFormat::Text => builder.with_ansi(ansi).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(ansi)
+            .event_format(text::Text::default())
+            .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    LogGuard {
-        _worker: installed.is_ok().then_some(guard),
-    }
+    installed.is_ok()
 }
