@@ -1,5 +1,5 @@
 //! [`Application`]: the Catalog service bound to its two listeners, ready to run: the public
-//! HTTP port (the API) and the operations port (`/healthz`, `/readyz`,
+//! HTTP port (the API, within [`HttpLimits`]) and the operations port (`/healthz`, `/readyz`,
 //! `/metrics`, for probes and scrapers).
 //!
 //! Taking bound listeners lets tests bind `127.0.0.1:0` and read the ports, and lets `main`
@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use crate::catalog::{CatalogData, Customers};
 use crate::discount::{ClientError, DiscountGateway, DiscountSettings};
 use crate::http::{AppState, ops_router, router};
+use crate::server::{self, HttpLimits};
 use crate::store::{InMemoryStore, ProductStore};
 
 /// Everything Catalog needs, already loaded and validated.
@@ -37,6 +38,8 @@ pub struct Settings {
     pub discount_identity: String,
     /// After shutdown is requested, how long in-flight requests may take.
     pub drain_timeout: Duration,
+    /// The public HTTP server's limits.
+    pub http: HttpLimits,
 }
 
 /// The in-memory store and customer list for `data`, as [`Settings`] takes them.
@@ -49,6 +52,7 @@ pub fn in_memory(data: CatalogData) -> (Arc<dyn ProductStore>, Customers) {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    limits: HttpLimits,
     ops_listener: TcpListener,
     ops_router: axum::Router,
     drain_timeout: Duration,
@@ -100,6 +104,7 @@ impl Application {
         Ok(Self {
             listener,
             router: router(state.clone()),
+            limits: settings.http,
             ops_listener,
             ops_router: ops_router(state),
             drain_timeout: settings.drain_timeout,
@@ -137,7 +142,14 @@ impl Application {
         F: Future<Output = ()> + Send + 'static,
     {
         if let Ok(addr) = self.listener.local_addr() {
-            tracing::info!(%addr, "Catalog listening (HTTP)");
+            let limits = self.limits;
+            tracing::info!(
+                %addr,
+                max_connections = limits.max_connections,
+                header_timeout = ?limits.header_timeout,
+                idle_timeout = ?limits.idle_timeout,
+                "Catalog listening (HTTP)"
+            );
         }
         if let Ok(addr) = self.ops_listener.local_addr() {
             tracing::info!(
@@ -154,15 +166,8 @@ impl Application {
         let (public_done, ops_stop) = tokio::sync::oneshot::channel::<()>();
         let served = runtime::serve_with_drain(shutdown, self.drain_timeout, |signal| async move {
             let public = async move {
-                let listener = self.listener.tap_io(|tcp| {
-                    // Small JSON responses: do not let Nagle's algorithm hold them back.
-                    let _ = tcp.set_nodelay(true);
-                });
-                let served = axum::serve(listener, self.router)
-                    .with_graceful_shutdown(signal)
-                    .await;
+                server::serve(self.listener, self.router, self.limits, signal).await;
                 let _ = public_done.send(());
-                served
             };
             let ops_listener = self.ops_listener.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
@@ -172,8 +177,8 @@ impl Application {
                     let _ = ops_stop.await;
                 })
                 .into_future();
-            let (public, ops) = tokio::join!(public, ops);
-            public.and(ops)
+            let ((), ops) = tokio::join!(public, ops);
+            ops
         })
         .await;
         tracing::info!("Catalog stopped");

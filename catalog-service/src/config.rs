@@ -13,6 +13,7 @@ use crate::app::{self, Settings};
 use crate::balancer::ReplicaSettings;
 use crate::catalog::{CatalogData, DataError};
 use crate::discount::{CoalesceSettings, DiscountAddr, DiscountSettings, FallbackSettings};
+use crate::server::HttpLimits;
 
 service_runtime::service_names!(
     /// Catalog's file names (`catalog.pem`, `catalog.key`) and variables (`CATALOG_...`).
@@ -59,6 +60,24 @@ pub struct Cli {
     /// and metrics scrapers. No authentication: keep it off public interfaces.
     #[arg(long, env = "CATALOG_OPS_LISTEN", default_value = "127.0.0.1:9465")]
     pub ops_listen: SocketAddr,
+
+    /// Most HTTP connections open at once on --listen; beyond it new connections are closed
+    /// at once. Keep it below the open-file limit (ulimit -n).
+    #[arg(long, env = "CATALOG_HTTP_MAX_CONNECTIONS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub http_max_connections: u32,
+
+    /// Milliseconds a request's headers may take to arrive, from the connection's start or
+    /// from the first byte of a later request; slower connections are cut (slowloris).
+    #[arg(long, env = "CATALOG_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub http_header_timeout_ms: u64,
+
+    /// Milliseconds a kept-alive HTTP connection may wait for its next request before it is
+    /// closed.
+    #[arg(long, env = "CATALOG_HTTP_IDLE_TIMEOUT_MS", default_value_t = 90_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub http_idle_timeout_ms: u64,
 
     /// Discount's replicas: host[:port] (port 11443 if omitted), comma-separated. A name that
     /// resolves to several addresses (a headless Service) stands for all of them; RPCs are
@@ -189,12 +208,24 @@ impl Cli {
             tls,
             discount_identity: self.discount_identity.clone(),
             drain_timeout: self.process.drain_timeout(),
+            http: self.http_limits(),
         })
+    }
+
+    /// The public HTTP server's limits.
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_connections: self.http_max_connections as usize,
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     #[test]
@@ -243,6 +274,9 @@ mod tests {
             &["--discount-fallback-concurrency", "0"],
             &["--discount-fallback-max-in-flight", "0"],
             &["--ops-listen", "9465"],
+            &["--http-max-connections", "0"],
+            &["--http-header-timeout-ms", "0"],
+            &["--http-idle-timeout-ms", "forever"],
         ] {
             let err =
                 Cli::try_parse_from(std::iter::once("catalog-service").chain(args.iter().copied()))
@@ -301,6 +335,47 @@ mod tests {
                 max_in_flight: 10,
             }
         );
+    }
+
+    #[test]
+    fn http_limits_have_defaults_flags_and_variables() {
+        let limits = |args: &[&str]| {
+            let args = std::iter::once("catalog-service").chain(args.iter().copied());
+            Cli::try_parse_from(args).unwrap().http_limits()
+        };
+        assert_eq!(limits(&[]), HttpLimits::default());
+        assert_eq!(
+            HttpLimits::default(),
+            HttpLimits {
+                max_connections: 1000,
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(90),
+            }
+        );
+        let tuned = HttpLimits {
+            max_connections: 7,
+            header_timeout: Duration::from_millis(1500),
+            idle_timeout: Duration::from_millis(2500),
+        };
+        let flags = limits(&[
+            "--http-max-connections=7",
+            "--http-header-timeout-ms=1500",
+            "--http-idle-timeout-ms=2500",
+        ]);
+        assert_eq!(flags, tuned);
+        // Each flag's variable, as a container sets them.
+        let command = Cli::command();
+        let vars: std::collections::HashMap<&str, &str> = command
+            .get_arguments()
+            .filter_map(|arg| Some((arg.get_id().as_str(), arg.get_env()?.to_str()?)))
+            .collect();
+        assert_eq!(vars["ops_listen"], "CATALOG_OPS_LISTEN");
+        assert_eq!(vars["http_max_connections"], "CATALOG_HTTP_MAX_CONNECTIONS");
+        assert_eq!(
+            vars["http_header_timeout_ms"],
+            "CATALOG_HTTP_HEADER_TIMEOUT_MS"
+        );
+        assert_eq!(vars["http_idle_timeout_ms"], "CATALOG_HTTP_IDLE_TIMEOUT_MS");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! customer, asks Discount (gRPC over mutual TLS) what they pay.
 //!
 //! # Layout
-//! Dependencies go one way: `config` → `app` → `http` → `discount` → `balancer`; `catalog`,
-//! `store` and `openapi` use none of those.
+//! Dependencies go one way: `config` → `app` → `http` → `discount` → `balancer`, and `app` →
+//! `server`; `catalog`, `store`, `openapi` and `server` use none of those.
 //! - [`catalog`]: products and customers: the embedded default data, the data files and the
 //!   rules they must obey.
 //! - [`store`]: the [`store::ProductStore`] interface the HTTP layer reads products through,
@@ -34,6 +34,10 @@
 //!   - `extract`: `X-USER-ID`, `limit` and `cursor`, read and checked.
 //!   - `response`: JSON bodies and the error responses ([`http::ApiError`]).
 //! - [`openapi`]: the schema types the OpenAPI document describes the bodies with.
+//! - [`server`]: the public HTTP server: hyper-util's connection builder in an accept loop,
+//!   with a connection limit, header and idle timeouts ([`server::HttpLimits`]).
+//!   - `timer`: the header-read timer that tells the wait for a request from the wait
+//!     inside one.
 //! - [`app`]: [`app::Application`], which binds everything to its listeners and runs it.
 //! - [`config`]: command-line flags and their environment variables, turned into
 //!   [`app::Settings`] before any port is bound.
@@ -45,4 +49,5 @@ pub mod config;
 pub mod discount;
 pub mod http;
 pub mod openapi;
+pub mod server;
 pub mod store;

@@ -12,6 +12,7 @@ use catalog_service::catalog::{CatalogData, Customer, Product};
 use catalog_service::discount::{
     CoalesceSettings, DiscountAddr, DiscountGateway, DiscountSettings, FallbackSettings,
 };
+use catalog_service::server::HttpLimits;
 use discount_service::server::{DiscountServer, ServerSettings};
 use mtls::TlsSource;
 use pki::{CertificateAuthority, CertifiedKey, ServicePki};
@@ -51,6 +52,8 @@ pub struct CatalogOptions {
     pub coalescing: CoalesceSettings,
     /// Bounds on per-product calls to an original-style Discount.
     pub fallback: FallbackSettings,
+    /// The public HTTP server's limits.
+    pub http: HttpLimits,
 }
 
 impl Default for CatalogOptions {
@@ -61,6 +64,7 @@ impl Default for CatalogOptions {
             replicas: ReplicaSettings::default(),
             coalescing: CoalesceSettings::default(),
             fallback: FallbackSettings::default(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -111,6 +115,7 @@ pub(crate) fn catalog_settings(
         tls,
         discount_identity: pki::spiffe_id("discount"),
         drain_timeout: Duration::from_secs(5),
+        http: options.http,
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod balancing;
 mod catalog_api;
+mod catalog_limits;
 mod coalescing;
 mod degraded;
 mod handshake;

@@ -1,0 +1,227 @@
+//! Catalog's public HTTP server under abuse, as clients see it: connections beyond the maximum
+//! are closed at once while the operations port answers, and clients are served again once
+//! they go; a request head trickled in is cut at the header timeout; a kept-alive connection
+//! waits the idle timeout (not the header timeout) for its next request, whose head then has
+//! the header timeout.
+
+use std::time::{Duration, Instant};
+
+use catalog_service::server::HttpLimits;
+use e2e_tests::{CatalogOptions, Running, service_pki, spawn_catalog, spawn_discount};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::stream::STALL_GUARD;
+use crate::{SPEC_CUSTOMER_1_JSON, get_products};
+
+const REQUEST: &[u8] = b"GET /products HTTP/1.1\r\nHost: catalog\r\nX-USER-ID: 1\r\n\r\n";
+
+/// Catalog's options with `limits` for its HTTP server.
+fn with_limits(limits: HttpLimits) -> CatalogOptions {
+    CatalogOptions {
+        http: limits,
+        ..CatalogOptions::default()
+    }
+}
+
+/// Reads until the server closes the connection (a reset counts as closed) and returns what
+/// came; fails if it stays open for [`STALL_GUARD`].
+async fn read_to_close(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(STALL_GUARD, async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "still open after {STALL_GUARD:?}");
+    got
+}
+
+/// Reads one whole response (head, then a `content-length` body) and returns it as text.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .map_or(0, |n| n.trim().parse().unwrap());
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(STALL_GUARD, stream.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        assert!(n > 0, "closed mid-response: {text:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The value of one series on Catalog's `/metrics` (operations port), 0 if absent.
+async fn ops_metric(catalog: &Running, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", catalog.ops()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+async fn ops_status(catalog: &Running, path: &str) -> u16 {
+    let url = format!("http://{}{path}", catalog.ops());
+    reqwest::get(url).await.unwrap().status().as_u16()
+}
+
+/// Writes `head` one byte every `pace`, then an endless header value, until the server closes.
+fn trickle(mut writer: impl AsyncWriteExt + Unpin + Send + 'static, pace: Duration) {
+    tokio::spawn(async move {
+        let head = b"GET /products HTTP/1.1\r\nHost: catalog\r\nX-Slow: ";
+        for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+            if writer.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(pace).await;
+        }
+    });
+}
+
+#[tokio::test]
+async fn connections_beyond_the_maximum_are_closed_at_once_and_served_again_once_they_go() {
+    let pki = service_pki();
+    let discount = spawn_discount(&pki).await;
+    let limits = HttpLimits {
+        max_connections: 4,
+        // The hog's silent connections are not cut during the test.
+        header_timeout: Duration::from_secs(60),
+        ..HttpLimits::default()
+    };
+    let catalog = spawn_catalog(&pki, discount.addr, with_limits(limits)).await;
+    let refused = "catalog_http_connections_refused_total ";
+    let refused_before = ops_metric(&catalog, refused).await;
+
+    // A hog takes every connection and sends nothing. (Accepted in order: all four before
+    // the next one.)
+    let mut hog = Vec::new();
+    for _ in 0..4 {
+        hog.push(TcpStream::connect(catalog.addr).await.unwrap());
+    }
+    // One more connection is closed at once, unanswered.
+    let mut extra = TcpStream::connect(catalog.addr).await.unwrap();
+    let _ = extra.write_all(REQUEST).await;
+    assert_eq!(read_to_close(&mut extra).await, b"");
+    let url = format!("http://{}/products", catalog.addr);
+    assert!(reqwest::get(&url).await.is_err());
+    // The operations port answers meanwhile.
+    assert_eq!(ops_status(&catalog, "/healthz").await, 200);
+    assert_eq!(ops_status(&catalog, "/readyz").await, 200);
+    assert!(ops_metric(&catalog, refused).await >= refused_before + 2.0);
+
+    // The hog goes: it closes its side, and the server closes its own (freeing the slot
+    // first).
+    for mut stream in hog {
+        stream.shutdown().await.unwrap();
+        assert_eq!(read_to_close(&mut stream).await, b"");
+    }
+    let response = get_products(catalog.addr, Some("1")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), SPEC_CUSTOMER_1_JSON);
+}
+
+#[tokio::test]
+async fn a_request_head_trickled_in_is_cut_at_the_header_timeout() {
+    let pki = service_pki();
+    let discount = spawn_discount(&pki).await;
+    let header_timeout = Duration::from_millis(1500);
+    let limits = HttpLimits {
+        header_timeout,
+        ..HttpLimits::default()
+    };
+    let catalog = spawn_catalog(&pki, discount.addr, with_limits(limits)).await;
+    let cut = "catalog_http_header_timeouts_total ";
+    let cut_before = ops_metric(&catalog, cut).await;
+
+    // It never stops sending, one byte every 250 ms, and never finishes its head.
+    let started = Instant::now();
+    let (mut reader, writer) = TcpStream::connect(catalog.addr).await.unwrap().into_split();
+    trickle(writer, Duration::from_millis(250));
+    let got = read_to_close(&mut reader).await;
+    let lasted = started.elapsed();
+    assert_eq!(String::from_utf8_lossy(&got), "");
+    assert!(lasted >= header_timeout, "cut after {lasted:?}");
+    assert!(
+        lasted < header_timeout + Duration::from_secs(3),
+        "cut after {lasted:?}"
+    );
+    assert!(ops_metric(&catalog, cut).await > cut_before);
+    // The service keeps serving.
+    assert_eq!(get_products(catalog.addr, Some("1")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_waits_the_idle_timeout_not_the_header_timeout() {
+    let pki = service_pki();
+    let discount = spawn_discount(&pki).await;
+    let header_timeout = Duration::from_millis(500);
+    let idle_timeout = Duration::from_secs(2);
+    let limits = HttpLimits {
+        header_timeout,
+        idle_timeout,
+        ..HttpLimits::default()
+    };
+    let catalog = spawn_catalog(&pki, discount.addr, with_limits(limits)).await;
+
+    let mut conn = TcpStream::connect(catalog.addr).await.unwrap();
+    conn.write_all(REQUEST).await.unwrap();
+    assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200 "));
+    // Idle for twice the header timeout: still open, and the next request is served.
+    tokio::time::sleep(header_timeout * 2).await;
+    conn.write_all(REQUEST).await.unwrap();
+    assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200 "));
+    // Then idle for good: closed at the idle timeout.
+    let idle_since = Instant::now();
+    assert_eq!(read_to_close(&mut conn).await, b"");
+    let idled = idle_since.elapsed();
+    assert!(idled >= idle_timeout, "closed after {idled:?}");
+    assert!(
+        idled < idle_timeout + Duration::from_secs(3),
+        "closed after {idled:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_next_request_on_a_kept_alive_connection_has_the_header_timeout_from_its_first_byte() {
+    let pki = service_pki();
+    let discount = spawn_discount(&pki).await;
+    let header_timeout = Duration::from_millis(500);
+    let idle_timeout = Duration::from_secs(5);
+    let limits = HttpLimits {
+        header_timeout,
+        idle_timeout,
+        ..HttpLimits::default()
+    };
+    let catalog = spawn_catalog(&pki, discount.addr, with_limits(limits)).await;
+
+    let mut conn = TcpStream::connect(catalog.addr).await.unwrap();
+    conn.write_all(REQUEST).await.unwrap();
+    assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200 "));
+    let idle_since = Instant::now();
+    // Idle past the header timeout, then a request head trickled in.
+    let quiet = header_timeout * 2;
+    tokio::time::sleep(quiet).await;
+    let (mut reader, writer) = conn.into_split();
+    trickle(writer, Duration::from_millis(100));
+    assert_eq!(read_to_close(&mut reader).await, b"");
+    let lasted = idle_since.elapsed();
+    assert!(lasted >= quiet + header_timeout, "cut after {lasted:?}");
+    assert!(lasted < idle_timeout, "cut after {lasted:?}");
+}
