@@ -103,7 +103,7 @@ impl Application {
         };
         Ok(Self {
             listener,
-            router: router(state.clone()),
+            router: router(state.clone(), settings.http.max_concurrent_requests),
             limits: settings.http,
             ops_listener,
             ops_router: ops_router(state),
@@ -148,6 +148,7 @@ impl Application {
                 max_connections = limits.max_connections,
                 header_timeout = ?limits.header_timeout,
                 idle_timeout = ?limits.idle_timeout,
+                max_concurrent_requests = limits.max_concurrent_requests,
                 "Catalog listening (HTTP)"
             );
         }

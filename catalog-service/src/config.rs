@@ -79,6 +79,12 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub http_idle_timeout_ms: u64,
 
+    /// Most HTTP requests in progress at once; beyond it a request is answered at once with
+    /// 503 and Retry-After (not queued).
+    #[arg(long, env = "CATALOG_HTTP_MAX_CONCURRENT_REQUESTS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub http_max_concurrent_requests: u32,
+
     /// Discount's replicas: host[:port] (port 11443 if omitted), comma-separated. A name that
     /// resolves to several addresses (a headless Service) stands for all of them; RPCs are
     /// spread over every replica that is up.
@@ -218,6 +224,7 @@ impl Cli {
             max_connections: self.http_max_connections as usize,
             header_timeout: Duration::from_millis(self.http_header_timeout_ms),
             idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+            max_concurrent_requests: self.http_max_concurrent_requests as usize,
         }
     }
 }
@@ -277,6 +284,7 @@ mod tests {
             &["--http-max-connections", "0"],
             &["--http-header-timeout-ms", "0"],
             &["--http-idle-timeout-ms", "forever"],
+            &["--http-max-concurrent-requests", "0"],
         ] {
             let err =
                 Cli::try_parse_from(std::iter::once("catalog-service").chain(args.iter().copied()))
@@ -350,17 +358,20 @@ mod tests {
                 max_connections: 1000,
                 header_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(90),
+                max_concurrent_requests: 512,
             }
         );
         let tuned = HttpLimits {
             max_connections: 7,
             header_timeout: Duration::from_millis(1500),
             idle_timeout: Duration::from_millis(2500),
+            max_concurrent_requests: 3,
         };
         let flags = limits(&[
             "--http-max-connections=7",
             "--http-header-timeout-ms=1500",
             "--http-idle-timeout-ms=2500",
+            "--http-max-concurrent-requests=3",
         ]);
         assert_eq!(flags, tuned);
         // Each flag's variable, as a container sets them.
@@ -376,6 +387,10 @@ mod tests {
             "CATALOG_HTTP_HEADER_TIMEOUT_MS"
         );
         assert_eq!(vars["http_idle_timeout_ms"], "CATALOG_HTTP_IDLE_TIMEOUT_MS");
+        assert_eq!(
+            vars["http_max_concurrent_requests"],
+            "CATALOG_HTTP_MAX_CONCURRENT_REQUESTS"
+        );
     }
 
     #[test]

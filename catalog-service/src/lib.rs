@@ -28,6 +28,7 @@
 //!   and the operations port's router.
 //!   - `state`: [`http::AppState`], what every handler shares.
 //!   - `context`: request ids, the access log and the HTTP metrics, around every request.
+//!   - `shed`: the 503 with `Retry-After` beyond the concurrent-request limit.
 //!   - `operations`: `/` on the public port; `/healthz`, `/readyz`, `/metrics` on the
 //!     operations port.
 //!   - `products`: `/products` and `/products/{id}`, priced for the caller.

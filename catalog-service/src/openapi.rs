@@ -39,7 +39,7 @@ pub struct DiscountDoc {
 #[allow(dead_code)]
 pub struct ErrorDoc {
     /// A stable code: `invalid_user_id`, `invalid_query`, `invalid_product_id`, `not_found`,
-    /// `store_unavailable`.
+    /// `store_unavailable`, `overloaded`.
     pub error: String,
     /// What was wrong, for people.
     pub message: String,

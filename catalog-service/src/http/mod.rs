@@ -13,6 +13,8 @@
 //! A bad `X-USER-ID` is a 400 with a JSON body `{"error": "...", "message": "..."}`. When
 //! Discount cannot be asked (down, slow, refusing), the products come at full price with the
 //! header [`DISCOUNT_UNAVAILABLE_HEADER`] naming the reason: never a 5xx, never a missing product.
+//! Beyond `--http-max-concurrent-requests` requests in progress, a request gets 503 with
+//! `Retry-After` at once (`shed`).
 //!
 //! Operations port ([`ops_router`]): `GET /healthz`, `/readyz` and `/metrics`; they answer 404
 //! on the public port.
@@ -22,6 +24,7 @@
 //! - `state`: [`AppState`], what every handler shares;
 //! - `context`: what wraps every public request: [`RequestId`], the access log, the HTTP
 //!   metrics;
+//! - `shed`: what a request beyond the concurrency limit gets;
 //! - `operations`: `/`, `/healthz`, `/readyz`, `/metrics`;
 //! - `products`: `/products` and `/products/{id}`, priced for the caller;
 //! - `extract`: the `X-USER-ID` extractor ([`CustomerId`]) and paging ([`PageRequest`]);
@@ -32,6 +35,7 @@ mod extract;
 mod operations;
 mod products;
 mod response;
+mod shed;
 mod state;
 
 pub use context::RequestId;
@@ -39,20 +43,30 @@ pub use extract::{
     CustomerId, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageRequest, USER_ID_HEADER, parse_customer_id,
 };
 pub use response::{ApiError, DISCOUNT_UNAVAILABLE_HEADER};
+pub use shed::RETRY_AFTER_SECS;
 pub use state::AppState;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use utoipa::OpenApi;
 
 use crate::openapi::{DiscountDoc, ErrorDoc, ProductDoc};
 use response::json;
 
-/// The public router: every request logged and counted. Tests drive it directly or over a
-/// socket.
-pub fn router(state: AppState) -> Router {
+/// The public router: at most `max_concurrent_requests` requests in progress (one limit for
+/// all routes), each one logged and counted, shed ones included.
+pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
+    let shed = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(move |err| {
+            shed::overloaded(err, max_concurrent_requests)
+        }))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(max_concurrent_requests));
     Router::new()
         .route("/", get(operations::root))
         .route("/openapi.json", get(openapi_json))
@@ -60,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/products/{id}", get(products::one_product))
         .fallback(not_found)
         .with_state(state)
+        .layer(shed)
         .layer(axum::middleware::from_fn(context::request_context))
 }
 

@@ -38,6 +38,8 @@ use crate::store::{StoredProduct, render_json};
                 ("x-request-id" = String, description = "The request's correlation id"),
             )),
         (status = 400, description = "Bad `X-USER-ID`, `limit` or `cursor`", body = ErrorDoc),
+        (status = 503, description = "Too many requests in progress (`overloaded`): try again later", body = ErrorDoc,
+            headers(("retry-after" = String, description = "Seconds to wait before trying again"))),
     ))]
 pub(crate) async fn list_products(
     State(state): State<AppState>,
@@ -83,6 +85,8 @@ pub(crate) async fn list_products(
             )),
         (status = 400, description = "Bad id or `X-USER-ID`", body = ErrorDoc),
         (status = 404, description = "No such product", body = ErrorDoc),
+        (status = 503, description = "Too many requests in progress (`overloaded`): try again later", body = ErrorDoc,
+            headers(("retry-after" = String, description = "Seconds to wait before trying again"))),
     ))]
 pub(crate) async fn one_product(
     State(state): State<AppState>,

@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The product store failed. The cause goes to the log, not to the client.
     #[error("the product store is unavailable")]
     Store(String),
+    /// Too many requests in progress: shed, to be retried after this many seconds.
+    #[error("too many requests in progress: retry in {0} s")]
+    Overloaded(u64),
 }
 
 impl From<StoreError> for ApiError {
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::InvalidProductId => (StatusCode::BAD_REQUEST, "invalid_product_id"),
             ApiError::NoSuchProduct(_) | ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
         }
     }
 }
@@ -64,7 +68,8 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         match &self {
             ApiError::Store(cause) => tracing::error!("product store failed: {cause}"),
-            ApiError::NotFound | ApiError::NoSuchProduct(_) => {}
+            // Shed requests are logged together, not one line each (`shed`).
+            ApiError::NotFound | ApiError::NoSuchProduct(_) | ApiError::Overloaded(_) => {}
             _ => tracing::info!(status = status.as_u16(), "rejected request: {self}"),
         }
         let body = serde_json::json!({ "error": code, "message": self.to_string() });

@@ -10,6 +10,8 @@
 //!   connection is cut (`catalog_http_header_timeouts_total`).
 //! - **Idle keep-alive timeout**: a kept-alive connection with no new request within it is
 //!   closed. hyper has one timer for both waits; `timer` tells them apart.
+//! - **Concurrent requests** are limited in the router (`http`), where a request beyond the
+//!   limit gets 503 with `Retry-After`; only the number is carried here.
 //!
 //! HTTP/1.1 only, as `axum::serve` served it: hyper has no header timeout for HTTP/2, and no
 //! timer while it sniffs which version a client speaks. Every response goes out with
@@ -42,17 +44,20 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Longest a kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,
+    /// Most requests in progress at once; beyond it a request gets 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HttpLimits {
     /// 1000 connections (below the common open-file limit of 1024), 10 s for a request head,
     /// 90 s idle (longer than the 60 s of common load balancers and proxies, so that they, not
-    /// Catalog, close the idle connections they pool).
+    /// Catalog, close the idle connections they pool), 512 requests in progress.
     fn default() -> Self {
         Self {
             max_connections: 1000,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
+            max_concurrent_requests: 512,
         }
     }
 }

@@ -2,14 +2,20 @@
 //! are closed at once while the operations port answers, and clients are served again once
 //! they go; a request head trickled in is cut at the header timeout; a kept-alive connection
 //! waits the idle timeout (not the header timeout) for its next request, whose head then has
-//! the header timeout.
+//! the header timeout; requests beyond the concurrency limit get 503 with `Retry-After` at
+//! once, not a place in a queue.
 
 use std::time::{Duration, Instant};
 
+use catalog_service::discount::CoalesceSettings;
 use catalog_service::server::HttpLimits;
-use e2e_tests::{CatalogOptions, Running, service_pki, spawn_catalog, spawn_discount};
+use e2e_tests::{
+    CatalogOptions, CountingDiscount, Running, service_pki, spawn_catalog, spawn_catalog_watched,
+    spawn_counting_discount, spawn_discount,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 use crate::stream::STALL_GUARD;
 use crate::{SPEC_CUSTOMER_1_JSON, get_products};
@@ -224,4 +230,86 @@ async fn the_next_request_on_a_kept_alive_connection_has_the_header_timeout_from
     let lasted = idle_since.elapsed();
     assert!(lasted >= quiet + header_timeout, "cut after {lasted:?}");
     assert!(lasted < idle_timeout, "cut after {lasted:?}");
+}
+
+#[tokio::test]
+async fn requests_beyond_the_concurrency_limit_get_503_with_retry_after_at_once() {
+    let pki = service_pki();
+    let (counting, gate) = CountingDiscount::default().gated();
+    let discount = spawn_counting_discount(&pki, counting.clone()).await;
+    let options = CatalogOptions {
+        discount_timeout: Duration::from_secs(30),
+        // One RPC at a time: the first request holds it, the others queue behind it.
+        coalescing: CoalesceSettings {
+            rpcs_in_flight: 1,
+            ..CoalesceSettings::default()
+        },
+        http: HttpLimits {
+            max_concurrent_requests: 3,
+            ..HttpLimits::default()
+        },
+        ..CatalogOptions::default()
+    };
+    let (catalog, gateway) = spawn_catalog_watched(&pki, discount.addr, options).await;
+    let shed = "catalog_http_requests_shed_total ";
+    let shed_before = ops_metric(&catalog, shed).await;
+
+    // Three requests in progress, held by Discount's gate.
+    let held: Vec<JoinHandle<(u16, String)>> = (0..3)
+        .map(|_| {
+            let addr = catalog.addr;
+            tokio::spawn(async move {
+                let response = get_products(addr, Some("1")).await;
+                (response.status().as_u16(), response.text().await.unwrap())
+            })
+        })
+        .collect();
+    until("three requests in progress", || {
+        counting.calls() == 1 && gateway.queued() == 2
+    })
+    .await;
+
+    // A fourth gets 503 at once (the gate is still shut), whatever it asks for.
+    for (path, user) in [("/products", Some("1")), ("/products/1", None)] {
+        let mut request = reqwest::Client::new().get(format!("http://{}{path}", catalog.addr));
+        if let Some(user) = user {
+            request = request.header("X-USER-ID", user);
+        }
+        let response = tokio::time::timeout(STALL_GUARD, request.send())
+            .await
+            .expect("answered at once, not queued")
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert!(response.headers().contains_key("x-request-id"));
+        let body: serde_json::Value =
+            serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        assert_eq!(body["error"], "overloaded", "{body}");
+    }
+    assert_eq!(ops_metric(&catalog, shed).await, shed_before + 2.0);
+    // The operations port is not subject to the limit.
+    assert_eq!(ops_status(&catalog, "/readyz").await, 200);
+
+    // Discount answers: the held requests complete, and the limit lets requests in again.
+    gate.add_permits(1000);
+    for request in held {
+        assert_eq!(
+            request.await.unwrap(),
+            (200, SPEC_CUSTOMER_1_JSON.to_owned())
+        );
+    }
+    let response = get_products(catalog.addr, Some("1")).await;
+    assert_eq!(response.status(), 200);
+}
+
+/// Polls `condition` until it holds (a stalled test fails instead of hanging).
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let give_up = tokio::time::Instant::now() + STALL_GUARD;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }

@@ -359,6 +359,8 @@ async fn openapi_document_describes_the_real_responses() {
     assert!(headers.get("x-discount-unavailable").is_some(), "{headers}");
     assert!(headers.get("link").is_some(), "{headers}");
     assert!(products["responses"].get("400").is_some());
+    let shed = &products["responses"]["503"];
+    assert!(shed["headers"].get("retry-after").is_some(), "{shed}");
 
     // Real answers, discounted and not, match the documented product schema.
     for user in [Some("1"), None] {
