@@ -25,10 +25,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub(super) struct Started {
     /// Every process started (stopped when dropped).
     pub(super) services: Services,
-    /// Each Catalog's HTTP address (its `/metrics` too).
-    pub(super) catalogs: Vec<(CatalogKind, SocketAddr)>,
+    /// Each Catalog's public HTTP address and its operations port (`/metrics`).
+    pub(super) catalogs: Vec<(CatalogKind, CatalogAddrs)>,
     /// Discount's operations port (`/metrics`).
     pub(super) discount_metrics: SocketAddr,
+}
+
+/// Where one Catalog process answers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CatalogAddrs {
+    /// The public port (`/products`).
+    pub(super) public: SocketAddr,
+    /// The operations port (`/metrics`).
+    pub(super) ops: SocketAddr,
 }
 
 /// Starts one Discount, then the Catalog processes of `kinds` pointed at it (their logs in
@@ -80,7 +89,7 @@ pub(super) fn start_services(
             &logs.join(kind.log_name()),
             settings.rust_log,
         )?;
-        cmd.args(["--listen", "127.0.0.1:0"])
+        cmd.args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
             .args(["--discount-addr", &discount_addr.to_string()]);
         match kind {
             CatalogKind::Spec => {}
@@ -99,18 +108,22 @@ pub(super) fn start_services(
             .with_context(|| format!("cannot start {}", kind.process_name()))?;
         services.push(kind.process_name(), child);
     }
-    let mut catalogs: Vec<(CatalogKind, SocketAddr)> = Vec::new();
+    let mut catalogs: Vec<(CatalogKind, CatalogAddrs)> = Vec::new();
     for &kind in kinds {
-        let addr = wait_logged_addr(
-            &mut services,
-            kind.process_name(),
-            &logs.join(kind.log_name()),
-            "Catalog listening",
-            logs,
-            stop,
-            START_TIMEOUT,
-        )?;
-        catalogs.push((kind, addr));
+        let mut wait_catalog = |marker| {
+            wait_logged_addr(
+                &mut services,
+                kind.process_name(),
+                &logs.join(kind.log_name()),
+                marker,
+                logs,
+                stop,
+                START_TIMEOUT,
+            )
+        };
+        let public = wait_catalog("Catalog listening")?;
+        let ops = wait_catalog("Catalog operations port listening")?;
+        catalogs.push((kind, CatalogAddrs { public, ops }));
     }
     Ok(Started {
         services,

@@ -52,7 +52,7 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         md,
         "Requests/RPC: HTTP requests per discount RPC from Catalog during the run \
-         (`catalog_discount_requests_per_rpc` on Catalog's `/metrics`: growth of `_sum` over \
+         (`catalog_discount_requests_per_rpc` on Catalog's operations port, `/metrics`: growth of `_sum` over \
          growth of `_count`; a request that finds a free slot goes alone, those that queue go \
          together). Groups/RPC: the same from Discount's `discount_groups_per_rpc`, which counts \
          `ApplyDiscountGroups` RPCs only. `-`: no such RPC in the run; `n/a`: not scraped."

@@ -20,8 +20,10 @@ use super::wrk::{self, Wrk};
 /// Where a scenario's services answer.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Endpoints {
-    /// The scenario's Catalog (HTTP, `/metrics` too).
+    /// The scenario's Catalog (HTTP).
     pub(super) catalog: SocketAddr,
+    /// Its operations port (`/metrics`).
+    pub(super) catalog_metrics: SocketAddr,
     /// Discount's operations port (`/metrics`).
     pub(super) discount_metrics: SocketAddr,
 }
@@ -116,7 +118,7 @@ impl Snapshot {
                 .ok()
         };
         Self {
-            catalog: get(endpoints.catalog, "Catalog"),
+            catalog: get(endpoints.catalog_metrics, "Catalog"),
             discount: get(endpoints.discount_metrics, "Discount"),
         }
     }

@@ -200,7 +200,8 @@ fn run_pass(
             None => result.failure = Some("no Catalog process for it".into()),
             Some(catalog) => {
                 let endpoints = measure::Endpoints {
-                    catalog,
+                    catalog: catalog.public,
+                    catalog_metrics: catalog.ops,
                     discount_metrics: started.discount_metrics,
                 };
                 if let Err(err) = measure::run_scenario(
