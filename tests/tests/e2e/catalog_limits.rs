@@ -191,10 +191,11 @@ async fn a_kept_alive_connection_waits_the_idle_timeout_not_the_header_timeout()
     assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200 "));
     // Idle for twice the header timeout: still open, and the next request is served.
     tokio::time::sleep(header_timeout * 2).await;
+    // Then idle for good: closed at the idle timeout. (Counted from before the request: the
+    // server's wait starts once it has answered, later.)
+    let idle_since = Instant::now();
     conn.write_all(REQUEST).await.unwrap();
     assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200 "));
-    // Then idle for good: closed at the idle timeout.
-    let idle_since = Instant::now();
     assert_eq!(read_to_close(&mut conn).await, b"");
     let idled = idle_since.elapsed();
     assert!(idled >= idle_timeout, "closed after {idled:?}");
