@@ -143,6 +143,12 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub discount_max_requests_per_rpc: u32,
 
+    /// Most products one coalesced discount RPC carries, its requests together (a request is
+    /// never split; at least one page of 1,000 products).
+    #[arg(long, env = "DISCOUNT_MAX_PRODUCTS_PER_RPC", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u32).range(1000..=100_000))]
+    pub discount_max_products_per_rpc: u32,
+
     /// Most HTTP requests waiting for a discount RPC; beyond it a request gets full prices at
     /// once (header `x-discount-unavailable: overloaded`).
     #[arg(long, env = "DISCOUNT_MAX_QUEUED", default_value_t = 1024,
@@ -204,6 +210,7 @@ impl Cli {
                 coalescing: CoalesceSettings {
                     rpcs_in_flight: self.discount_rpcs_in_flight as usize,
                     max_requests_per_rpc: self.discount_max_requests_per_rpc as usize,
+                    max_products_per_rpc: self.discount_max_products_per_rpc as usize,
                     max_queued: self.discount_max_queued as usize,
                 },
                 fallback: FallbackSettings {
@@ -277,6 +284,7 @@ mod tests {
             &["--discount-max-connection-age-secs", "forever"],
             &["--discount-rpcs-in-flight", "0"],
             &["--discount-max-requests-per-rpc", "0"],
+            &["--discount-max-products-per-rpc", "999"],
             &["--discount-max-queued", "none"],
             &["--discount-fallback-concurrency", "0"],
             &["--discount-fallback-max-in-flight", "0"],
@@ -324,6 +332,7 @@ mod tests {
         let tuned = settings(&[
             "--discount-rpcs-in-flight=3",
             "--discount-max-requests-per-rpc=16",
+            "--discount-max-products-per-rpc=5000",
             "--discount-max-queued=100",
             "--discount-fallback-concurrency=2",
             "--discount-fallback-max-in-flight=10",
@@ -333,6 +342,7 @@ mod tests {
             CoalesceSettings {
                 rpcs_in_flight: 3,
                 max_requests_per_rpc: 16,
+                max_products_per_rpc: 5000,
                 max_queued: 100,
             }
         );

@@ -34,6 +34,9 @@ pub struct CountingDiscount {
     pub batch_calls: Arc<AtomicUsize>,
     /// Answer the groups RPC with `UNIMPLEMENTED`.
     pub without_groups: bool,
+    /// Answer the groups RPC with `PERMISSION_DENIED` (an allow-list that names only the
+    /// older RPCs).
+    pub deny_groups: bool,
     /// The number of groups in each `ApplyDiscountGroups` call received, in arrival order.
     pub group_sizes: Arc<std::sync::Mutex<Vec<usize>>>,
     /// When set, every discount RPC waits for a permit before answering (and uses it up):
@@ -166,6 +169,11 @@ impl Discount for CountingDiscount {
     ) -> Result<Response<DiscountGroupsResponse>, Status> {
         if self.original_style || self.without_groups {
             return Err(Status::unimplemented("unknown method ApplyDiscountGroups"));
+        }
+        if self.deny_groups {
+            return Err(Status::permission_denied(
+                "spiffe://shop.local/catalog may not call ApplyDiscountGroups",
+            ));
         }
         self.record(&request);
         let groups = &request.get_ref().groups;

@@ -94,6 +94,9 @@ pub(crate) struct Replicas {
     settings: ReplicaSettings,
     current: watch::Sender<Snapshot>,
     picker: Picker,
+    /// A health round has completed since start: until then, being "in rotation" only means
+    /// "not known to be down", which is not enough to call Catalog ready.
+    checked: std::sync::atomic::AtomicBool,
 }
 
 impl Replicas {
@@ -119,6 +122,7 @@ impl Replicas {
             settings,
             current: watch::Sender::new(Snapshot::default()),
             picker: Picker::new(),
+            checked: std::sync::atomic::AtomicBool::new(false),
         });
         let fixed = this.discovery.fixed();
         let all_fixed = fixed.len() == this.discovery.targets.len();
@@ -138,8 +142,8 @@ impl Replicas {
             let mut check = tokio::time::interval(check_every);
             resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // The first health round waits one interval: replicas start in rotation.
-            check.tick().await;
+            // The first tick is immediate: the first health round runs at once, so readiness
+            // reflects a real answer from Discount within moments of start.
             loop {
                 tokio::select! {
                     _ = resolve.tick(), if has_names => {
@@ -243,11 +247,16 @@ impl Replicas {
     /// Checks every replica's health at once and moves them in or out of rotation.
     async fn check_all(&self) {
         let replicas = self.snapshot().replicas;
+        let checked_some = !replicas.is_empty();
         let checks = replicas.iter().map(|replica| async move {
             let health = replica.check_health(HEALTH_TIMEOUT).await;
             self.record_health(replica, health);
         });
         futures_util::future::join_all(checks).await;
+        if checked_some {
+            self.checked
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         // Also corrects a gauge that racing updates left stale.
         self.publish_gauges();
     }
@@ -321,6 +330,9 @@ impl Replicas {
     /// Whether at least one replica is in rotation now (for `/readyz`), as the health checks
     /// and RPCs left it: nothing is sent. The error says why not.
     pub(crate) fn ready_now(&self) -> Result<(), String> {
+        if !self.checked.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("no health check of Discount has completed yet".to_owned());
+        }
         let snapshot = self.snapshot();
         if snapshot.replicas.is_empty() {
             if !snapshot.settled {

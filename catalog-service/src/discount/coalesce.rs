@@ -21,6 +21,10 @@ pub struct CoalesceSettings {
     pub rpcs_in_flight: usize,
     /// Most requests one coalesced RPC carries.
     pub max_requests_per_rpc: usize,
+    /// Most products one coalesced RPC carries, all its requests together (a request is never
+    /// split: one larger than this goes alone). Keeps an RPC far below the server's limits on
+    /// products and message size, so a batch is never refused for its size.
+    pub max_products_per_rpc: usize,
     /// Most requests waiting; beyond it a request is answered at once with full prices.
     pub max_queued: usize,
 }
@@ -30,6 +34,7 @@ impl Default for CoalesceSettings {
         Self {
             rpcs_in_flight: 2,
             max_requests_per_rpc: 128,
+            max_products_per_rpc: 20_000,
             max_queued: 1024,
         }
     }
@@ -68,6 +73,7 @@ impl<T> Coalescer<T> {
         let settings = CoalesceSettings {
             rpcs_in_flight: settings.rpcs_in_flight.max(1),
             max_requests_per_rpc: settings.max_requests_per_rpc.max(1),
+            max_products_per_rpc: settings.max_products_per_rpc.max(1),
             max_queued: settings.max_queued.max(1),
         };
         Self {
@@ -95,17 +101,31 @@ impl<T> Coalescer<T> {
     }
 
     /// Called by a slot's holder when its RPC is done: the next batch for the same slot (the
-    /// waiting requests for which `is_live` holds, oldest first, up to the bound), or `None`,
-    /// and then the slot is free.
-    pub fn take_batch(&self, is_live: impl Fn(&T) -> bool) -> Option<Vec<T>> {
+    /// waiting requests for which `is_live` holds, oldest first, up to the bounds on requests
+    /// and on their total `weight` in products), or `None`, and then the slot is free.
+    pub fn take_batch(
+        &self,
+        is_live: impl Fn(&T) -> bool,
+        weight: impl Fn(&T) -> usize,
+    ) -> Option<Vec<T>> {
         let mut state = self.lock();
         let mut batch = Vec::new();
+        let mut total = 0usize;
         while batch.len() < self.settings.max_requests_per_rpc {
+            let Some(entry) = state.queue.front() else {
+                break;
+            };
+            let heavy = total.saturating_add(weight(entry)) > self.settings.max_products_per_rpc;
+            if heavy && !batch.is_empty() {
+                // It waits for the next RPC, as its first request.
+                break;
+            }
             let Some(entry) = state.queue.pop_front() else {
                 break;
             };
             // A request that stopped waiting (its deadline passed) is dropped here.
             if is_live(&entry) {
+                total = total.saturating_add(weight(&entry));
                 batch.push(entry);
             }
         }
@@ -153,6 +173,7 @@ mod tests {
         Coalescer::new(CoalesceSettings {
             rpcs_in_flight,
             max_requests_per_rpc,
+            max_products_per_rpc: 1_000,
             max_queued,
         })
     }
@@ -172,11 +193,11 @@ mod tests {
         for i in 1..=3 {
             assert_eq!(c.admit(|| i), Admission::Queued);
         }
-        assert_eq!(c.take_batch(|_| true), Some(vec![1, 2, 3]));
+        assert_eq!(c.take_batch(|_| true, |_| 1), Some(vec![1, 2, 3]));
         // The slot stays taken for that batch; with nothing more queued it is freed.
         assert_eq!(c.admit(|| 4), Admission::Queued);
-        assert_eq!(c.take_batch(|_| true), Some(vec![4]));
-        assert_eq!(c.take_batch(|_| true), None);
+        assert_eq!(c.take_batch(|_| true, |_| 1), Some(vec![4]));
+        assert_eq!(c.take_batch(|_| true, |_| 1), None);
         assert_eq!(c.admit(|| 5), Admission::Lead);
     }
 
@@ -187,10 +208,26 @@ mod tests {
         for i in 1..=5 {
             c.admit(|| i);
         }
-        assert_eq!(c.take_batch(|_| true), Some(vec![1, 2]));
-        assert_eq!(c.take_batch(|_| true), Some(vec![3, 4]));
-        assert_eq!(c.take_batch(|_| true), Some(vec![5]));
-        assert_eq!(c.take_batch(|_| true), None);
+        assert_eq!(c.take_batch(|_| true, |_| 1), Some(vec![1, 2]));
+        assert_eq!(c.take_batch(|_| true, |_| 1), Some(vec![3, 4]));
+        assert_eq!(c.take_batch(|_| true, |_| 1), Some(vec![5]));
+        assert_eq!(c.take_batch(|_| true, |_| 1), None);
+    }
+
+    #[test]
+    fn a_batch_stays_within_its_product_budget_and_a_heavy_request_goes_alone() {
+        // Entries are their own weight in products; the budget is 1,000.
+        let c = coalescer(1, 100, 100);
+        assert_eq!(c.admit(|| 0), Admission::Lead);
+        for weight in [400, 500, 200, 1_500, 300] {
+            c.admit(|| weight);
+        }
+        let take = || c.take_batch(|_| true, |w| *w as usize);
+        assert_eq!(take(), Some(vec![400, 500]));
+        assert_eq!(take(), Some(vec![200]));
+        assert_eq!(take(), Some(vec![1_500]));
+        assert_eq!(take(), Some(vec![300]));
+        assert_eq!(take(), None);
     }
 
     #[test]
@@ -210,10 +247,10 @@ mod tests {
         for i in 1..=4 {
             c.admit(|| i);
         }
-        assert_eq!(c.take_batch(|i| i % 2 == 0), Some(vec![2, 4]));
+        assert_eq!(c.take_batch(|i| i % 2 == 0, |_| 1), Some(vec![2, 4]));
         // Only dead requests left: the slot is freed.
         c.admit(|| 5);
-        assert_eq!(c.take_batch(|_| false), None);
+        assert_eq!(c.take_batch(|_| false, |_| 1), None);
         assert_eq!(c.admit(|| 6), Admission::Lead);
     }
 

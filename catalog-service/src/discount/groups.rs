@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ecommerce_proto::pb;
+use futures_util::StreamExt;
 use tokio::sync::oneshot;
 use tonic::{Code, Status};
 
@@ -24,6 +25,10 @@ use super::wire::request;
 pub const GROUPS_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 type Answer = Result<Vec<pb::Product>, Status>;
+
+/// When a batch is sent request by request (to a server without the groups RPC), at most this
+/// many of those RPCs are in flight at once for one batch.
+const EACH_ON_ITS_OWN_AT_ONCE: usize = 8;
 
 /// A request waiting for a coalesced RPC.
 #[derive(Debug)]
@@ -135,17 +140,35 @@ impl Coalesced {
         })
         .await;
         match answer {
-            Ok(response) => {
-                let mut results = response.results.into_iter();
-                for (reply, ..) in waiting {
-                    let _ = reply.send(group_answer(results.next()));
+            Ok(response) if response.results.len() == waiting.len() => {
+                for ((reply, ..), result) in waiting.into_iter().zip(response.results) {
+                    let _ = reply.send(group_answer(result));
                 }
             }
-            Err(status) if status.code() == Code::Unimplemented => {
-                self.groups.turn_off_for(GROUPS_RETRY_AFTER);
+            Ok(response) => {
+                // Results are matched to requests by position: with a count that does not
+                // match, no position can be trusted, and no request gets someone else's prices.
+                let status = Status::internal(format!(
+                    "ApplyDiscountGroups answered {} groups for {} sent",
+                    response.results.len(),
+                    waiting.len()
+                ));
+                for (reply, ..) in waiting {
+                    let _ = reply.send(Err(status.clone()));
+                }
+            }
+            Err(status) if refuses_the_rpc(&status) => {
+                // An older server (UNIMPLEMENTED), an allow-list that names the older RPCs but
+                // not this one (PERMISSION_DENIED), or a batch too large for this server: every
+                // request still gets its discount, each on its own.
+                if matches!(status.code(), Code::Unimplemented | Code::PermissionDenied) {
+                    self.groups.turn_off_for(GROUPS_RETRY_AFTER);
+                }
                 tracing::info!(
-                    "Discount has no ApplyDiscountGroups (older server); sending each \
-                     request's discounts on their own"
+                    code = ?status.code(),
+                    "Discount refused ApplyDiscountGroups ({}); sending each request's \
+                     discounts on their own",
+                    status.message()
                 );
                 let batch = message
                     .groups
@@ -168,29 +191,42 @@ impl Coalesced {
         }
     }
 
-    /// Each request of `batch` on its own RPC, all at once, each within its own deadline.
+    /// Each request of `batch` on its own RPC, at most [`EACH_ON_ITS_OWN_AT_ONCE`] at a time,
+    /// each within its own deadline.
     async fn each_on_its_own(&self, batch: Vec<Queued>) {
-        let calls = batch.into_iter().map(|queued| async move {
-            let answer = self
-                .calls
-                .one_group(queued.group, &queued.request_id, queued.deadline)
-                .await;
-            let _ = queued.reply.send(answer);
-        });
-        futures_util::future::join_all(calls).await;
+        futures_util::stream::iter(batch)
+            .for_each_concurrent(EACH_ON_ITS_OWN_AT_ONCE, |queued| async move {
+                let answer = self
+                    .calls
+                    .one_group(queued.group, &queued.request_id, queued.deadline)
+                    .await;
+                let _ = queued.reply.send(answer);
+            })
+            .await;
     }
 }
 
+/// Whether a refusal of a whole `ApplyDiscountGroups` says nothing about the requests in it,
+/// so each can still be sent on its own.
+fn refuses_the_rpc(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unimplemented
+            | Code::PermissionDenied
+            | Code::InvalidArgument
+            | Code::ResourceExhausted
+            | Code::OutOfRange
+    )
+}
+
 /// One group's part of the answer: its products, or its own error.
-fn group_answer(result: Option<pb::DiscountGroupResult>) -> Answer {
-    match result.and_then(|result| result.result) {
+fn group_answer(result: pb::DiscountGroupResult) -> Answer {
+    match result.result {
         Some(pb::discount_group_result::Result::Discounted(batch)) => Ok(batch.products),
         Some(pb::discount_group_result::Result::Error(error)) => {
             Err(Status::new(Code::from(error.code), error.message))
         }
-        None => Err(Status::internal(
-            "ApplyDiscountGroups answered fewer groups than were sent",
-        )),
+        None => Err(Status::internal("ApplyDiscountGroups left a group empty")),
     }
 }
 
@@ -210,33 +246,32 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let sender = &self.sender;
-        let Some(batch) = sender.coalescer.take_batch(is_waiting) else {
+        let Some(batch) = self.sender.coalescer.take_batch(is_waiting, products) else {
             return;
+        };
+        // The guard is made here, not in the task: a task dropped before its first poll (the
+        // runtime is shutting down) still frees the slot.
+        let held = Held {
+            sender: self.sender.clone(),
+            freed: false,
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(drive(sender.clone(), batch));
+                runtime.spawn(drive(held, batch));
             }
-            // No runtime: the process is stopping. Dropping the batch (and anything nobody
-            // else will send) ends those requests' waits at once, with full prices.
-            Err(_) => {
-                drop(batch);
-                drop(sender.coalescer.release());
-            }
+            // No runtime: the process is stopping. Dropping the batch (and `held`, which frees
+            // the slot and anything nobody else will send) ends those requests' waits at once,
+            // with full prices.
+            Err(_) => drop(batch),
         }
     }
 }
 
 /// Sends batches on one slot while requests keep queueing; frees the slot when none are left.
-async fn drive(sender: Arc<Coalesced>, mut batch: Vec<Queued>) {
-    let mut held = Held {
-        coalescer: &sender.coalescer,
-        freed: false,
-    };
+async fn drive(mut held: Held, mut batch: Vec<Queued>) {
     loop {
-        sender.send(batch).await;
-        match held.coalescer.take_batch(is_waiting) {
+        held.sender.send(batch).await;
+        match held.sender.coalescer.take_batch(is_waiting, products) {
             Some(next) => batch = next,
             None => {
                 held.freed = true;
@@ -246,18 +281,25 @@ async fn drive(sender: Arc<Coalesced>, mut batch: Vec<Queued>) {
     }
 }
 
-/// Frees the slot of a [`drive`] that ends early (its task dropped as the runtime stops).
-struct Held<'a> {
-    coalescer: &'a Coalescer<Queued>,
+/// A slot handed on to [`drive`]: frees it if the task ends early (dropped as the runtime
+/// stops, even before it first runs).
+struct Held {
+    sender: Arc<Coalesced>,
+    /// The slot was freed by `take_batch` finding nothing to send.
     freed: bool,
 }
 
-impl Drop for Held<'_> {
+impl Drop for Held {
     fn drop(&mut self) {
         if !self.freed {
-            drop(self.coalescer.release());
+            drop(self.sender.coalescer.release());
         }
     }
+}
+
+/// A queued request's weight against the batch's product budget.
+fn products(queued: &Queued) -> usize {
+    queued.group.products.len()
 }
 
 fn is_waiting(queued: &Queued) -> bool {

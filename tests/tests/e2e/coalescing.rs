@@ -221,6 +221,16 @@ async fn a_discount_without_the_groups_rpc_gets_each_request_on_its_own() {
 }
 
 #[tokio::test]
+async fn a_discount_that_denies_the_groups_rpc_gets_each_request_on_its_own() {
+    let denying = CountingDiscount {
+        deny_groups: true,
+        ..CountingDiscount::default()
+    };
+    let counting = coalesced_requests_succeed(denying).await;
+    assert_eq!(counting.batch_calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
 async fn an_original_style_discount_gets_one_call_per_product() {
     let counting = coalesced_requests_succeed(CountingDiscount::original_style()).await;
     assert!(counting.group_sizes.lock().unwrap().is_empty());

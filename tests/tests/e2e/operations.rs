@@ -165,6 +165,34 @@ async fn discount_reflection_lists_its_services_in_v1_and_v1alpha() {
     }
 }
 
+/// Waits until Catalog's `/readyz` on `ops` answers 200: after its first health round has
+/// found Discount serving (a stalled start fails the test instead of hanging it).
+async fn until_ready(ops: std::net::SocketAddr) {
+    let url = format!("http://{ops}/readyz");
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    while reqwest::get(&url).await.unwrap().status() != 200 {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "Catalog never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn catalog_is_not_ready_before_it_has_heard_from_discount() {
+    let pki = service_pki();
+    // Accepts connections and never answers: no health check can complete.
+    let silent = e2e_tests::spawn_black_hole().await;
+    let catalog = spawn_catalog(&pki, silent.addr, CatalogOptions::default()).await;
+    let response = reqwest::get(format!("http://{}/readyz", catalog.ops()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("discount"), "{body}");
+}
+
 #[tokio::test]
 async fn catalog_is_ready_only_while_discount_is_serving() {
     let pki = service_pki();
@@ -177,6 +205,7 @@ async fn catalog_is_ready_only_while_discount_is_serving() {
     };
 
     assert_eq!(get("/healthz").await.status(), 200);
+    until_ready(catalog.ops()).await;
     let ready = get("/readyz").await;
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.text().await.unwrap(), r#"{"status":"ready"}"#);
@@ -221,6 +250,7 @@ async fn catalog_serves_health_readiness_and_metrics_on_its_ops_port_only() {
     }
     let (status, _, body) = get(catalog.ops(), "/healthz").await;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    until_ready(catalog.ops()).await;
     let (status, _, body) = get(catalog.ops(), "/readyz").await;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ready"}"#));
     let (status, kind, body) = get(catalog.ops(), "/metrics").await;
@@ -248,8 +278,8 @@ async fn readiness_calls_send_no_rpc_to_discount() {
     let pki = service_pki();
     let counting = CountingDiscount::default();
     let discount = spawn_counting_discount(&pki, counting.clone()).await;
-    // No periodic health round during the test: any health check Discount sees comes from
-    // a /readyz call.
+    // One health round at start, then none during the test: any further health check
+    // Discount sees would come from a /readyz call.
     let options = CatalogOptions {
         replicas: ReplicaSettings {
             health_interval: Duration::from_secs(3600),
@@ -258,16 +288,18 @@ async fn readiness_calls_send_no_rpc_to_discount() {
         ..CatalogOptions::default()
     };
     let catalog = spawn_catalog(&pki, discount.addr, options).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/readyz", catalog.ops());
+    until_ready(catalog.ops()).await;
+    assert_eq!(counting.health_checks.load(Ordering::SeqCst), 1);
     // The counter counts: a health check sent by hand is seen.
     let channel = e2e_tests::mtls_channel(discount.addr, &pki.ca, Some(&pki.catalog));
     let request = HealthCheckRequest {
         service: "ecommerce.Discount".into(),
     };
     HealthClient::new(channel).check(request).await.unwrap();
-    assert_eq!(counting.health_checks.load(Ordering::SeqCst), 1);
+    assert_eq!(counting.health_checks.load(Ordering::SeqCst), 2);
 
-    let client = reqwest::Client::new();
-    let url = format!("http://{}/readyz", catalog.ops());
     let calls: Vec<_> = (0..64)
         .map(|_| {
             let request = client.get(&url).send();
@@ -281,7 +313,7 @@ async fn readiness_calls_send_no_rpc_to_discount() {
         let answer = call.await.unwrap();
         assert_eq!(answer, (200, r#"{"status":"ready"}"#.to_owned()));
     }
-    assert_eq!(counting.health_checks.load(Ordering::SeqCst), 1);
+    assert_eq!(counting.health_checks.load(Ordering::SeqCst), 2);
     assert_eq!(counting.calls(), 0);
 }
 
