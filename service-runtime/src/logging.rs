@@ -1,8 +1,10 @@
 //! Log set-up: the global `tracing` subscriber, text or JSON lines on stderr through a bounded
 //! background writer that never blocks a request, filtered by `RUST_LOG`.
 
+mod json;
 mod sink;
 mod text;
+mod timestamp;
 
 pub use sink::{BUFFER_BYTES, DROPPED_COUNTER, EXIT_FLUSH_TIMEOUT, LINGER};
 use tracing_subscriber::EnvFilter;
@@ -68,7 +70,11 @@ where
             .with_ansi(ansi)
             .event_format(text::Text::default())
             .try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .event_format(json::Json::default())
+            .try_init(),
     };
     installed.is_ok()
 }

@@ -4,13 +4,12 @@
 //! Written by hand because the crate's formatter is most of what an access line costs: it
 //! recomputes the calendar date for every line and sends every field name, `=` and level through
 //! `nu_ansi_term` styling even when colours are off (measured: about 1.5 µs a line, a tenth of a
-//! whole `GET /products`). Here the date is computed once a second per thread, and names and
-//! values are written straight out. Lines with colours (a terminal) or inside a span are left to
-//! the crate's formatter; `tests::same_lines_as_tracing_subscriber` checks that the two agree.
+//! whole `GET /products`). Here the date is worked out once a second ([`timestamp`]), and names
+//! and values are written straight out. Lines with colours (a terminal) or inside a span are
+//! left to the crate's formatter; `tests::same_lines_as_tracing_subscriber` checks that the two
+//! agree.
 
-use std::cell::Cell;
 use std::fmt::{self, Debug, Display, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -18,6 +17,8 @@ use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::registry::LookupSpan;
+
+use super::timestamp;
 
 /// The text event format: `2024-05-01T12:00:00.123456Z  INFO target: message field=value`.
 #[derive(Debug, Default)]
@@ -63,65 +64,14 @@ where
     }
 }
 
-thread_local! {
-    /// The Unix second last written by this thread and its `YYYY-MM-DDTHH:MM:SS.` text.
-    static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
-}
-
-/// Writes `now` as `YYYY-MM-DDTHH:MM:SS.ffffffZ ` (UTC, microseconds), as the crate's
-/// `SystemTime` timer does.
+/// Writes the time and a space, as the crate's `SystemTime` timer and full format do.
 fn write_timestamp(writer: &mut Writer<'_>) -> fmt::Result {
-    let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
-        // Before 1970: let the crate deal with it.
-        tracing_subscriber::fmt::time::SystemTime.format_time(writer)?;
-        return writer.write_char(' ');
-    };
-    let secs = now.as_secs();
-    let cached = SECOND.with(|second| {
-        let (cached_secs, text) = second.get();
-        if cached_secs == secs {
-            return Some(text);
-        }
-        let text = second_text(secs)?;
-        second.set((secs, text));
-        Some(text)
-    });
-    let Some(text) = cached else {
-        tracing_subscriber::fmt::time::SystemTime.format_time(writer)?;
-        return writer.write_char(' ');
-    };
-    let mut micros = *b"000000Z ";
-    let mut rest = now.subsec_micros();
-    for digit in micros[..6].iter_mut().rev() {
-        *digit = b'0' + (rest % 10) as u8;
-        rest /= 10;
+    let mut buf = [0; timestamp::LEN];
+    match timestamp::now(&mut buf) {
+        Some(now) => writer.write_str(now)?,
+        None => tracing_subscriber::fmt::time::SystemTime.format_time(writer)?,
     }
-    // Both are ASCII digits and punctuation.
-    writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)?;
-    writer.write_str(std::str::from_utf8(&micros).map_err(|_| fmt::Error)?)
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.` for the Unix second `secs`, for years 0 to 9999.
-fn second_text(secs: u64) -> Option<[u8; 20]> {
-    let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).ok()?).ok()?;
-    if !(0..=9999).contains(&at.year()) {
-        return None;
-    }
-    let mut text = [0u8; 20];
-    let mut cursor = std::io::Cursor::new(&mut text[..]);
-    use std::io::Write as _;
-    write!(
-        cursor,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
-    .ok()?;
-    Some(text)
+    writer.write_char(' ')
 }
 
 /// Writes an event's fields as the crate's `DefaultVisitor` does without colours: the message
@@ -365,6 +315,8 @@ mod tests {
         let nested = Outer(std::io::Error::other("inner \u{9b} cause"));
         tracing::error!(err = &nested as &(dyn std::error::Error + 'static));
         tracing::info!(message = "explicit", "other" = 1);
+        // In a span: the crate's formatter.
+        tracing::info_span!("request", id = 7).in_scope(|| tracing::info!("inside"));
     }
 
     /// Everything `format` writes for [`events`], each event without its timestamp.
@@ -398,35 +350,9 @@ mod tests {
         for sanitize in [true, false] {
             let ours = lines_of(Text::default(), sanitize);
             let theirs = lines_of(format::Format::default(), sanitize);
-            assert_eq!(ours.len(), 10);
+            assert_eq!(ours.len(), 11);
             assert_eq!(ours, theirs);
+            assert!(ours[10].contains("request{id=7}: "), "{}", ours[10]);
         }
-    }
-
-    #[test]
-    fn timestamps_match_the_calendar() {
-        let text = |secs| String::from_utf8(second_text(secs).unwrap().to_vec()).unwrap();
-        assert_eq!(text(0), "1970-01-01T00:00:00.");
-        assert_eq!(text(951_868_799), "2000-02-29T23:59:59.");
-        assert_eq!(text(1_764_633_600), "2025-12-02T00:00:00.");
-        assert_eq!(text(253_402_300_799), "9999-12-31T23:59:59.");
-        assert!(second_text(253_402_300_800).is_none());
-    }
-
-    #[test]
-    fn timestamp_is_now_with_microseconds() {
-        let mut ours = String::new();
-        write_timestamp(&mut Writer::new(&mut ours)).unwrap();
-        let mut theirs = String::new();
-        tracing_subscriber::fmt::time::SystemTime
-            .format_time(&mut Writer::new(&mut theirs))
-            .unwrap();
-        assert_eq!(ours.len(), "2025-12-02T00:00:00.000000Z ".len(), "{ours}");
-        assert!(ours.ends_with("Z "), "{ours}");
-        // Taken a moment apart: the same minute, unless it just turned.
-        assert!(
-            ours[..16] == theirs[..16] || ours[14..16] != theirs[14..16],
-            "{ours} {theirs}"
-        );
     }
 }
