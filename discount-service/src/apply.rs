@@ -113,12 +113,13 @@ pub fn apply_groups(request: DiscountGroupsRequest) -> Result<DiscountGroupsResp
     Ok(DiscountGroupsResponse { results })
 }
 
+/// Test data shared by this module's tests and the handlers' tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tonic::Code;
+pub(crate) mod fixtures {
+    use ecommerce_proto::pb::{Customer, Product};
 
-    fn customer(id: i32) -> Option<Customer> {
+    /// Customer `id`, named.
+    pub(crate) fn customer(id: i32) -> Option<Customer> {
         Some(Customer {
             id,
             first_name: "John".into(),
@@ -126,7 +127,8 @@ mod tests {
         })
     }
 
-    fn product(id: i32, price_in_cents: i32) -> Product {
+    /// Product `id` at `price_in_cents`, without a discount.
+    pub(crate) fn product(id: i32, price_in_cents: i32) -> Product {
         Product {
             id,
             slug: format!("p{id}"),
@@ -135,6 +137,13 @@ mod tests {
             discount_value: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{customer, product};
+    use super::*;
+    use tonic::Code;
 
     async fn apply(
         customer: Option<Customer>,

@@ -170,25 +170,7 @@ impl Discount for DiscountService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ecommerce_proto::pb::{Customer, Product};
-
-    fn customer(id: i32) -> Option<Customer> {
-        Some(Customer {
-            id,
-            first_name: "John".into(),
-            last_name: "Snow".into(),
-        })
-    }
-
-    fn product(id: i32, price_in_cents: i32) -> Product {
-        Product {
-            id,
-            slug: format!("p{id}"),
-            description: String::new(),
-            price_in_cents,
-            discount_value: None,
-        }
-    }
+    use crate::apply::fixtures::{customer, product};
 
     fn as_caller<T>(message: T, identity: Option<&str>) -> Request<T> {
         let mut request = Request::new(message);
