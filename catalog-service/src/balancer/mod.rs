@@ -139,11 +139,14 @@ impl Replicas {
         let has_names = self.discovery.has_names();
         tokio::spawn(async move {
             let mut resolve = tokio::time::interval(resolve_every);
-            let mut check = tokio::time::interval(check_every);
+            // The first health round comes one interval after start, or one second if the
+            // interval is longer: replicas start in rotation and the first requests open the
+            // connections; until a round has answered, `/readyz` says not ready.
+            let first = check_every.min(Duration::from_secs(1));
+            let mut check =
+                tokio::time::interval_at(tokio::time::Instant::now() + first, check_every);
             resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // The first tick is immediate: the first health round runs at once, so readiness
-            // reflects a real answer from Discount within moments of start.
             loop {
                 tokio::select! {
                     _ = resolve.tick(), if has_names => {
