@@ -129,7 +129,7 @@ async fn connections_beyond_the_maximum_are_closed_at_once_and_served_again_once
     assert!(reqwest::get(&url).await.is_err());
     // The operations port answers meanwhile.
     assert_eq!(ops_status(&catalog, "/healthz").await, 200);
-    assert_eq!(ops_status(&catalog, "/readyz").await, 200);
+    assert_eq!(ops_status(&catalog, "/metrics").await, 200);
     assert!(ops_metric(&catalog, refused).await >= refused_before + 2.0);
 
     // The hog goes: it closes its side, and the server closes its own (freeing the slot
@@ -289,7 +289,7 @@ async fn requests_beyond_the_concurrency_limit_get_503_with_retry_after_at_once(
     }
     assert_eq!(ops_metric(&catalog, shed).await, shed_before + 2.0);
     // The operations port is not subject to the limit.
-    assert_eq!(ops_status(&catalog, "/readyz").await, 200);
+    assert_eq!(ops_status(&catalog, "/metrics").await, 200);
 
     // Discount answers: the held requests complete, and the limit lets requests in again.
     gate.add_permits(1000);
