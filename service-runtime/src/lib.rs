@@ -1,5 +1,5 @@
 //! What every service process does the same way, written once: logging, the Prometheus
-//! recorder, signals and the drain deadline, request ids, the `probe` subcommand that container
+//! recorder, tracing, signals and the drain deadline, request ids, the `probe` subcommand that container
 //! health checks run, and the flags every service takes (TLS files, logging, workers, drain).
 //!
 //! # Layout
@@ -7,6 +7,7 @@
 //!   with that service's environment-variable names; they resolve to an [`mtls::TlsSource`].
 //! - [`logging`]: the `tracing` subscriber, text or JSON, through a bounded background writer.
 //! - [`metrics`]: the process's Prometheus recorder.
+//! - [`otel`]: OpenTelemetry tracing: spans, W3C Trace Context, OTLP export.
 //! - [`shutdown`]: the shutdown signal and serving with a drain deadline.
 //! - [`process`]: binding listeners and running a service's `main`.
 //! - [`request_id`]: the `x-request-id` that ties one request's log lines together across
@@ -16,6 +17,7 @@
 pub mod flags;
 pub mod logging;
 pub mod metrics;
+pub mod otel;
 pub mod probe;
 pub mod process;
 pub mod request_id;
