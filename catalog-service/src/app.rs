@@ -40,6 +40,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// The public HTTP server's limits.
     pub http: HttpLimits,
+    /// Starts the spans of each request (off by default; see [`runtime::otel`]).
+    pub tracer: runtime::otel::Tracer,
 }
 
 /// The in-memory store and customer list for `data`, as [`Settings`] takes them.
@@ -99,6 +101,7 @@ impl Application {
             products: settings.products,
             customers: Arc::new(settings.customers),
             discounts: discounts.clone(),
+            tracer: settings.tracer,
             shutting_down: shutting_down.clone(),
         };
         Ok(Self {

@@ -187,7 +187,7 @@ pub struct Cli {
 
 impl Cli {
     /// Loads the data files and the TLS material (once: reloads read the same files) and
-    /// builds the settings.
+    /// builds the settings (tracing off: see [`Settings::tracer`]).
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let data = CatalogData::load(self.products.as_deref(), self.customers.as_deref())?;
         let (products, customers) = app::in_memory(data);
@@ -222,6 +222,8 @@ impl Cli {
             discount_identity: self.discount_identity.clone(),
             drain_timeout: self.process.drain_timeout(),
             http: self.http_limits(),
+            // Tracing is set up from the `OTEL_*` variables by the binary, inside its runtime.
+            tracer: service_runtime::otel::Tracer::default(),
         })
     }
 

@@ -1,5 +1,5 @@
-//! `catalog-service`: parses flags, loads data and certificates, binds, and serves until
-//! SIGTERM/Ctrl-C. Everything else lives in the library.
+//! `catalog-service`: parses flags, loads data and certificates, sets up tracing, binds, and
+//! serves until SIGTERM/Ctrl-C. Everything else lives in the library.
 
 use std::process::ExitCode;
 
@@ -25,9 +25,15 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // First, so that a signal during start-up is handled, not fatal.
     let shutdown = runtime::shutdown_signal();
-    let settings = cli.settings()?;
+    let mut settings = cli.settings()?;
+    // Inside the runtime: the gRPC exporter's connection lives on it.
+    let telemetry = runtime::otel::Telemetry::from_env("catalog")?;
+    settings.tracer = telemetry.tracer();
     let listener = runtime::bind(cli.listen, "--listen").await?;
     let ops_listener = runtime::bind(cli.ops_listen, "--ops-listen").await?;
     let app = Application::build(settings, listener, ops_listener).context("Discount client")?;
-    app.run_until(shutdown).await.context("serving HTTP")
+    let served = app.run_until(shutdown).await.context("serving HTTP");
+    // Sends the spans still queued.
+    telemetry.shutdown().await;
+    served
 }

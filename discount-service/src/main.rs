@@ -1,5 +1,5 @@
-//! `discount-service`: parses flags, loads certificates, binds, and serves until SIGTERM/Ctrl-C.
-//! Everything else lives in the library.
+//! `discount-service`: parses flags, loads certificates, sets up tracing, binds, and serves
+//! until SIGTERM/Ctrl-C. Everything else lives in the library.
 
 use std::process::ExitCode;
 
@@ -26,7 +26,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // First, so that a signal during start-up is handled, not fatal.
     let shutdown = runtime::shutdown_signal();
-    let settings = cli.settings()?;
+    let mut settings = cli.settings()?;
+    // Inside the runtime: the gRPC exporter's connection lives on it.
+    let telemetry = runtime::otel::Telemetry::from_env("discount")?;
+    settings.tracer = telemetry.tracer();
     let listener = runtime::bind(cli.listen, "--listen").await?;
     let server = DiscountServer::build(settings, listener).context("TLS configuration")?;
     if let Some(addr) = cli.metrics_listen {
@@ -38,5 +41,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         });
     }
-    server.run_until(shutdown).await.context("serving gRPC")
+    let served = server.run_until(shutdown).await.context("serving gRPC");
+    // Sends the spans still queued.
+    telemetry.shutdown().await;
+    served
 }

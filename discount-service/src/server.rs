@@ -43,6 +43,8 @@ pub struct ServerSettings {
     pub max_concurrent_streams: u32,
     /// The largest request message, in bytes; a larger one is answered `RESOURCE_EXHAUSTED`.
     pub max_message_bytes: usize,
+    /// Starts each RPC's server span (off by default; see [`service_runtime::otel`]).
+    pub tracer: service_runtime::otel::Tracer,
 }
 
 impl ServerSettings {
@@ -56,6 +58,7 @@ impl ServerSettings {
             max_connections: mtls::DEFAULT_MAX_CONNECTIONS,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            tracer: service_runtime::otel::Tracer::default(),
         }
     }
 }
@@ -186,6 +189,7 @@ impl DiscountServer {
             .layer(OversizedAsExhaustedLayer)
             .add_service(
                 DiscountService::new(settings.allow.clone())
+                    .traced(settings.tracer.clone())
                     .into_server(settings.max_message_bytes),
             )
             .add_service(health_service)

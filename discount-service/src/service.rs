@@ -1,5 +1,6 @@
 //! The `ecommerce.Discount` gRPC handlers: each checks the caller against the allow-list, hands
-//! the request to [`crate::apply`], and writes the RPC's one access-log line and metrics.
+//! the request to [`crate::apply`], and writes the RPC's one access-log line, metrics and
+//! spans (a server span continuing the caller's W3C trace, and one for the rule).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use ecommerce_proto::pb::{
     DiscountRequest, DiscountResponse,
 };
 use mtls::PeerInfo;
+use service_runtime::otel::{KeyValue, Span, SpanKind, Tracer};
 use service_runtime::request_id;
 use tonic::{Code, Request, Response, Status};
 
@@ -23,6 +25,7 @@ use crate::authz::AllowList;
 #[derive(Debug, Default, Clone)]
 pub struct DiscountService {
     allow: Arc<AllowList>,
+    tracer: Tracer,
 }
 
 impl DiscountService {
@@ -30,7 +33,13 @@ impl DiscountService {
     pub fn new(allow: AllowList) -> Self {
         Self {
             allow: Arc::new(allow),
+            tracer: Tracer::default(),
         }
+    }
+
+    /// The same service, tracing its RPCs with `tracer`.
+    pub fn traced(self, tracer: Tracer) -> Self {
+        Self { tracer, ..self }
     }
 
     /// Refuses a caller the allow-list does not name, with a log line and a metric.
@@ -61,19 +70,44 @@ impl DiscountService {
 }
 
 /// Who asked and under which request id, read before the request is consumed, for the one log
-/// line each RPC gets.
+/// line each RPC gets; and the RPC's server span.
 struct RpcLog {
     rpc: &'static str,
     caller: Option<Arc<str>>,
     request_id: Option<tonic::metadata::AsciiMetadataValue>,
     started: Instant,
+    span: Span,
 }
 
+/// The gRPC service, as spans name it (`rpc.service`).
+const RPC_SERVICE: &str = "ecommerce.Discount";
+
 impl RpcLog {
-    fn start<T>(rpc: &'static str, request: &Request<T>) -> Self {
+    fn start<T>(tracer: &Tracer, rpc: &'static str, request: &Request<T>) -> Self {
+        let peer = PeerInfo::of(request);
+        let metadata = request.metadata();
+        let span = tracer
+            .extract(|name| metadata.get(name).and_then(|v| v.to_str().ok()))
+            .start(SpanKind::Server, || {
+                let mut attributes = vec![
+                    KeyValue::new("rpc.system", "grpc"),
+                    KeyValue::new("rpc.service", RPC_SERVICE),
+                    KeyValue::new("rpc.method", rpc),
+                ];
+                if let Some(peer) = peer {
+                    let addr = peer.remote_addr;
+                    attributes.push(KeyValue::new("client.address", addr.ip().to_string()));
+                    attributes.push(KeyValue::new("client.port", i64::from(addr.port())));
+                    if let Some(identity) = &peer.identity {
+                        attributes.push(KeyValue::new("discount.caller", identity.to_string()));
+                    }
+                }
+                (format!("{RPC_SERVICE}/{rpc}").into(), attributes)
+            });
         Self {
             rpc,
-            caller: PeerInfo::of(request).and_then(|peer| peer.identity.clone()),
+            span,
+            caller: peer.and_then(|peer| peer.identity.clone()),
             request_id: request
                 .metadata()
                 .get(request_id::HEADER)
@@ -83,11 +117,34 @@ impl RpcLog {
         }
     }
 
-    fn finish<T>(self, result: &Result<T, Status>) {
+    /// A child span for the rule, applied to `sizes()` groups of products in all (counted
+    /// only when the span is recorded).
+    fn rule_span(&self, sizes: impl FnOnce() -> (usize, usize)) -> Span {
+        self.span.parent().start(SpanKind::Internal, || {
+            let (groups, products) = sizes();
+            (
+                "discount rule".into(),
+                vec![
+                    KeyValue::new("discount.groups", groups as i64),
+                    KeyValue::new("discount.products", products as i64),
+                ],
+            )
+        })
+    }
+
+    fn finish<T>(mut self, result: &Result<T, Status>) {
         let code = match result {
             Ok(_) => Code::Ok,
             Err(status) => status.code(),
         };
+        self.span
+            .set(|| [KeyValue::new("rpc.grpc.status_code", code as i64)]);
+        if let Err(status) = result
+            && is_server_error(code)
+        {
+            self.span.fail(status.message().to_owned());
+        }
+        let ids = self.span.ids();
         let elapsed = self.started.elapsed();
         metrics::counter!(
             "discount_rpc_requests_total",
@@ -102,11 +159,27 @@ impl RpcLog {
             rpc = self.rpc,
             caller = self.caller.as_deref().unwrap_or("unknown"),
             request_id = self.request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-"),
+            trace_id = ids.map(|ids| tracing::field::display(ids.trace_id)),
+            span_id = ids.map(|ids| tracing::field::display(ids.span_id)),
             code = ?code,
             latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "rpc"
         );
     }
+}
+
+/// Whether a status is the server's fault, and so marks its span as failed (the semantic
+/// conventions' list for gRPC servers; a refused or invalid request is the caller's).
+fn is_server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
 }
 
 /// The gRPC status code as a metric label (`OK`, `INVALID_ARGUMENT`, ...).
@@ -130,10 +203,11 @@ impl Discount for DiscountService {
         &self,
         request: Request<DiscountRequest>,
     ) -> Result<Response<DiscountResponse>, Status> {
-        let log = RpcLog::start("ApplyDiscount", &request);
-        let result = self
-            .authorize(&log)
-            .and_then(|()| apply_one(request.into_inner()));
+        let log = RpcLog::start(&self.tracer, "ApplyDiscount", &request);
+        let result = self.authorize(&log).and_then(|()| {
+            let _rule = log.rule_span(|| (1, 1));
+            apply_one(request.into_inner())
+        });
         log.finish(&result);
         result.map(Response::new)
     }
@@ -142,10 +216,11 @@ impl Discount for DiscountService {
         &self,
         request: Request<BatchDiscountRequest>,
     ) -> Result<Response<BatchDiscountResponse>, Status> {
-        let log = RpcLog::start("ApplyDiscountBatch", &request);
-        let result = self
-            .authorize(&log)
-            .and_then(|()| apply_batch(request.into_inner()));
+        let log = RpcLog::start(&self.tracer, "ApplyDiscountBatch", &request);
+        let result = self.authorize(&log).and_then(|()| {
+            let _rule = log.rule_span(|| (1, request.get_ref().products.len()));
+            apply_batch(request.into_inner())
+        });
         log.finish(&result);
         result.map(Response::new)
     }
@@ -154,11 +229,15 @@ impl Discount for DiscountService {
         &self,
         request: Request<DiscountGroupsRequest>,
     ) -> Result<Response<DiscountGroupsResponse>, Status> {
-        let log = RpcLog::start("ApplyDiscountGroups", &request);
+        let log = RpcLog::start(&self.tracer, "ApplyDiscountGroups", &request);
         let groups = request.get_ref().groups.len();
-        let result = self
-            .authorize(&log)
-            .and_then(|()| apply_groups(request.into_inner()));
+        let result = self.authorize(&log).and_then(|()| {
+            let _rule = log.rule_span(|| {
+                let products = request.get_ref().groups.iter().map(|g| g.products.len());
+                (groups, products.sum())
+            });
+            apply_groups(request.into_inner())
+        });
         if result.is_ok() {
             metrics::histogram!("discount_groups_per_rpc").record(groups as f64);
         }

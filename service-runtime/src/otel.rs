@@ -168,6 +168,11 @@ impl Parent {
         Self(None)
     }
 
+    /// Whether spans started from it are recorded at all (the tracer is on).
+    pub fn is_traced(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Starts a span of `kind` under this parent. `describe` (the span's name and attributes)
     /// is called only when the span will be recorded.
     pub fn start(

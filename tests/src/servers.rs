@@ -16,6 +16,7 @@ use catalog_service::server::HttpLimits;
 use discount_service::server::{DiscountServer, ServerSettings};
 use mtls::TlsSource;
 use pki::{CertificateAuthority, CertifiedKey, ServicePki};
+use service_runtime::otel::Tracer;
 
 use crate::certs::{anchors, identity};
 use crate::net::{Running, bind_loopback, shutdown_on};
@@ -54,6 +55,8 @@ pub struct CatalogOptions {
     pub fallback: FallbackSettings,
     /// The public HTTP server's limits.
     pub http: HttpLimits,
+    /// Where Catalog's spans go (off by default).
+    pub tracer: Tracer,
 }
 
 impl Default for CatalogOptions {
@@ -65,6 +68,7 @@ impl Default for CatalogOptions {
             coalescing: CoalesceSettings::default(),
             fallback: FallbackSettings::default(),
             http: HttpLimits::default(),
+            tracer: Tracer::default(),
         }
     }
 }
@@ -116,6 +120,7 @@ pub(crate) fn catalog_settings(
         discount_identity: pki::spiffe_id("discount"),
         drain_timeout: Duration::from_secs(5),
         http: options.http,
+        tracer: options.tracer,
     }
 }
 

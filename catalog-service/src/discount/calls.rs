@@ -11,8 +11,7 @@ use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tonic::{Code, Status};
 
-use super::retry;
-use super::wire::request;
+use super::retry::{self, Origin};
 use crate::balancer::Replicas;
 
 /// How long Catalog uses per-product calls after Discount said it has no batch RPC, before it
@@ -98,11 +97,11 @@ impl Calls {
     pub(super) async fn one_group(
         &self,
         group: pb::BatchDiscountRequest,
-        request_id: &http::HeaderValue,
+        origin: Origin<'_>,
         deadline: tokio::time::Instant,
     ) -> Result<Vec<pb::Product>, Status> {
         if self.batch.is_on() {
-            match self.batch_rpc(&group, request_id, deadline).await {
+            match self.batch_rpc(&group, origin, deadline).await {
                 Err(status) if status.code() == Code::Unimplemented => {
                     self.batch.turn_off_for(BATCH_RETRY_AFTER);
                     tracing::info!(
@@ -113,26 +112,32 @@ impl Calls {
                 answer => return answer,
             }
         }
-        self.one_by_one(group, request_id, deadline).await
+        self.one_by_one(group, origin, deadline).await
     }
 
     async fn batch_rpc(
         &self,
         group: &pb::BatchDiscountRequest,
-        request_id: &http::HeaderValue,
+        origin: Origin<'_>,
         deadline: tokio::time::Instant,
     ) -> Result<Vec<pb::Product>, Status> {
         metrics::histogram!("catalog_discount_requests_per_rpc").record(1.0);
-        retry::call(&self.replicas, deadline, |mut client, timeout| {
-            let request = request(group.clone(), request_id, timeout);
-            async move {
-                Ok(client
-                    .apply_discount_batch(request)
-                    .await?
-                    .into_inner()
-                    .products)
-            }
-        })
+        retry::call(
+            &self.replicas,
+            deadline,
+            "ApplyDiscountBatch",
+            origin,
+            |mut client, stamp| {
+                let request = stamp.request(group.clone());
+                async move {
+                    Ok(client
+                        .apply_discount_batch(request)
+                        .await?
+                        .into_inner()
+                        .products)
+                }
+            },
+        )
         .await
     }
 
@@ -141,7 +146,7 @@ impl Calls {
     async fn one_by_one(
         &self,
         group: pb::BatchDiscountRequest,
-        request_id: &http::HeaderValue,
+        origin: Origin<'_>,
         deadline: tokio::time::Instant,
     ) -> Result<Vec<pb::Product>, Status> {
         let pb::BatchDiscountRequest { customer, products } = group;
@@ -159,15 +164,21 @@ impl Calls {
                         )
                     })?
                     .map_err(|_| Status::unavailable("Catalog is shutting down"))?;
-                retry::call(&self.replicas, deadline, |mut client, timeout| {
-                    let request = request(message.clone(), request_id, timeout);
-                    async move {
-                        let response = client.apply_discount(request).await?.into_inner();
-                        response
-                            .product
-                            .ok_or_else(|| Status::internal("DiscountResponse without a product"))
-                    }
-                })
+                retry::call(
+                    &self.replicas,
+                    deadline,
+                    "ApplyDiscount",
+                    origin,
+                    |mut client, stamp| {
+                        let request = stamp.request(message.clone());
+                        async move {
+                            let response = client.apply_discount(request).await?.into_inner();
+                            response.product.ok_or_else(|| {
+                                Status::internal("DiscountResponse without a product")
+                            })
+                        }
+                    },
+                )
                 .await
             }
         });

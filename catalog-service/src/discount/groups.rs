@@ -15,10 +15,11 @@ use futures_util::StreamExt;
 use tokio::sync::oneshot;
 use tonic::{Code, Status};
 
+use service_runtime::otel::{KeyValue, Parent, Span, SpanKind};
+
 use super::calls::{Calls, OffSwitch};
 use super::coalesce::{Admission, CoalesceSettings, Coalescer};
-use super::retry;
-use super::wire::request;
+use super::retry::{self, Origin};
 
 /// How long Catalog sends queued requests one by one after Discount said it has no groups
 /// RPC, before it tries the groups RPC again.
@@ -37,6 +38,11 @@ struct Queued {
     request_id: http::HeaderValue,
     deadline: tokio::time::Instant,
     reply: oneshot::Sender<Answer>,
+    /// The request's discount span: parent of the RPC's spans when it leads the batch, linked
+    /// from them otherwise.
+    parent: Parent,
+    /// The time spent in the queue, ended when the batch is sent.
+    wait: Span,
 }
 
 /// The coalescing sender shared by every HTTP request.
@@ -66,12 +72,13 @@ impl Coalesced {
 
     /// Discount's answer for `group` (same order as its products), within `deadline`: sent now
     /// if a slot is free, else with the next coalesced RPC. A full queue is answered at once
-    /// with `RESOURCE_EXHAUSTED`.
+    /// with `RESOURCE_EXHAUSTED`. The RPC's spans join `parent`'s trace.
     pub(super) async fn submit(
         self: &Arc<Self>,
         group: pb::BatchDiscountRequest,
         request_id: &http::HeaderValue,
         deadline: tokio::time::Instant,
+        parent: &Parent,
     ) -> Answer {
         let mut group = Some(group);
         let mut waiting = None;
@@ -83,6 +90,10 @@ impl Coalesced {
                 request_id: request_id.clone(),
                 deadline,
                 reply,
+                parent: parent.clone(),
+                wait: parent.start(SpanKind::Internal, || {
+                    ("discount queue wait".into(), Vec::new())
+                }),
             }
         });
         match (admission, group, waiting) {
@@ -90,7 +101,12 @@ impl Coalesced {
                 // Held across the RPC; dropped (even if this request is cancelled), it hands
                 // the slot to the requests that queued meanwhile.
                 let _slot = Slot::new(self.clone());
-                self.calls.one_group(group, request_id, deadline).await
+                let origin = Origin {
+                    request_id,
+                    parent,
+                    links: &[],
+                };
+                self.calls.one_group(group, origin, deadline).await
             }
             (Admission::Queued, _, Some(answer)) => {
                 match tokio::time::timeout_at(deadline, answer).await {
@@ -115,7 +131,12 @@ impl Coalesced {
     }
 
     /// Sends `batch` as one RPC and hands each request its answer.
-    async fn send(&self, batch: Vec<Queued>) {
+    async fn send(&self, mut batch: Vec<Queued>) {
+        let requests = batch.len() as i64;
+        for queued in &mut batch {
+            let mut wait = std::mem::take(&mut queued.wait);
+            wait.set(|| [KeyValue::new("catalog.discount.requests_in_rpc", requests)]);
+        }
         if batch.len() == 1 || !self.groups.is_on() {
             self.each_on_its_own(batch).await;
             return;
@@ -126,18 +147,43 @@ impl Coalesced {
             .max()
             .unwrap_or_else(tokio::time::Instant::now);
         let request_id = batch[0].request_id.clone();
+        // The RPC's spans belong to the first request's trace and link to every request's
+        // (see docs/operations.md, "Tracing").
+        let leader = batch[0].parent.clone();
+        let links: Vec<Parent> = if leader.is_traced() {
+            batch.iter().map(|queued| queued.parent.clone()).collect()
+        } else {
+            Vec::new()
+        };
         let mut groups = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
         for queued in batch {
             groups.push(queued.group);
-            waiting.push((queued.reply, queued.request_id, queued.deadline));
+            waiting.push((
+                queued.reply,
+                queued.request_id,
+                queued.deadline,
+                queued.parent,
+            ));
         }
         metrics::histogram!("catalog_discount_requests_per_rpc").record(groups.len() as f64);
         let message = pb::DiscountGroupsRequest { groups };
-        let answer = retry::call(self.calls.replicas(), deadline, |mut client, timeout| {
-            let request = request(message.clone(), &request_id, timeout);
-            async move { Ok(client.apply_discount_groups(request).await?.into_inner()) }
-        })
+        let origin = Origin {
+            request_id: &request_id,
+            parent: &leader,
+            links: &links,
+        };
+        let method = "ApplyDiscountGroups";
+        let answer = retry::call(
+            self.calls.replicas(),
+            deadline,
+            method,
+            origin,
+            |mut client, stamp| {
+                let request = stamp.request(message.clone());
+                async move { Ok(client.apply_discount_groups(request).await?.into_inner()) }
+            },
+        )
         .await;
         match answer {
             Ok(response) if response.results.len() == waiting.len() => {
@@ -174,11 +220,13 @@ impl Coalesced {
                     .groups
                     .into_iter()
                     .zip(waiting)
-                    .map(|(group, (reply, request_id, deadline))| Queued {
+                    .map(|(group, (reply, request_id, deadline, parent))| Queued {
                         group,
                         request_id,
                         deadline,
                         reply,
+                        parent,
+                        wait: Span::none(),
                     })
                     .collect();
                 self.each_on_its_own(batch).await;
@@ -196,9 +244,14 @@ impl Coalesced {
     async fn each_on_its_own(&self, batch: Vec<Queued>) {
         futures_util::stream::iter(batch)
             .for_each_concurrent(EACH_ON_ITS_OWN_AT_ONCE, |queued| async move {
+                let origin = Origin {
+                    request_id: &queued.request_id,
+                    parent: &queued.parent,
+                    links: &[],
+                };
                 let answer = self
                     .calls
-                    .one_group(queued.group, &queued.request_id, queued.deadline)
+                    .one_group(queued.group, origin, queued.deadline)
                     .await;
                 let _ = queued.reply.send(answer);
             })

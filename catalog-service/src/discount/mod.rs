@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use ecommerce_proto::pb;
 use mtls::Reloadable;
+use service_runtime::otel::{KeyValue, Parent, SpanKind};
 
 use crate::balancer::{ReplicaSettings, Replicas};
 use crate::catalog::{Customer, DiscountView, PriceTag};
@@ -114,16 +115,49 @@ impl DiscountGateway {
     }
 
     /// The discount for each of `products` (same order) for `customer`; `None` where the
-    /// customer gets no discount.
+    /// customer gets no discount. Traced as a `discount` span under `parent`, with the RPC's
+    /// spans below it; a failure marks the span with its reason.
     pub async fn discounts(
         &self,
         customer: &Customer,
         products: &[PriceTag],
         request_id: &http::HeaderValue,
+        parent: &Parent,
     ) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
         if products.is_empty() {
             return Ok(Vec::new());
         }
+        let mut span = parent.start(SpanKind::Internal, || {
+            (
+                "discount".into(),
+                vec![
+                    KeyValue::new("catalog.customer.id", i64::from(customer.id)),
+                    KeyValue::new("catalog.products", products.len() as i64),
+                ],
+            )
+        });
+        let answer = self
+            .ask(customer, products, request_id, &span.parent())
+            .await;
+        if let Err(failure) = &answer {
+            span.set(|| {
+                [KeyValue::new(
+                    "catalog.discount.unavailable",
+                    failure.reason(),
+                )]
+            });
+            span.fail(failure.to_string());
+        }
+        answer
+    }
+
+    async fn ask(
+        &self,
+        customer: &Customer,
+        products: &[PriceTag],
+        request_id: &http::HeaderValue,
+        parent: &Parent,
+    ) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
         let group = pb::BatchDiscountRequest {
             customer: Some(pb::Customer {
                 id: customer.id,
@@ -136,11 +170,13 @@ impl DiscountGateway {
         // ends at this very instant, so it always fires (and takes a silent replica out)
         // before the overall timeout below could cut the work off.
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let answer =
-            tokio::time::timeout_at(deadline, self.sender.submit(group, request_id, deadline))
-                .await
-                .map_err(|_| DiscountFailure::DeadlineExceeded(self.timeout))?
-                .map_err(|status| DiscountFailure::from_status(&status, self.timeout))?;
+        let answer = tokio::time::timeout_at(
+            deadline,
+            self.sender.submit(group, request_id, deadline, parent),
+        )
+        .await
+        .map_err(|_| DiscountFailure::DeadlineExceeded(self.timeout))?
+        .map_err(|status| DiscountFailure::from_status(&status, self.timeout))?;
         extract(products, answer)
     }
 

@@ -1,13 +1,27 @@
 //! One RPC on the balanced replicas ([`call`]): what a failure says about its replica, each
-//! attempt's share of the deadline, and the retry on another replica.
+//! attempt's share of the deadline, the retry on another replica, and a client span per
+//! attempt.
 
 use std::future::Future;
-use std::time::Duration;
 
 use ecommerce_proto::pb::discount_client::DiscountClient;
+use service_runtime::otel::{KeyValue, Parent, Span, SpanKind};
 use tonic::{Code, Status};
 
+use super::wire::Stamp;
 use crate::balancer::{NoPick, Replicas, Transport, error_chain};
+
+/// Whom an RPC works for: the HTTP request id it carries, and the trace its attempts' spans
+/// join: `parent`'s, linked to the spans in `links` (the other requests of a coalesced RPC).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin<'a> {
+    pub(super) request_id: &'a http::HeaderValue,
+    pub(super) parent: &'a Parent,
+    pub(super) links: &'a [Parent],
+}
+
+/// The gRPC service every RPC here belongs to, as spans name it (`rpc.service`).
+const RPC_SERVICE: &str = "ecommerce.Discount";
 
 /// What a failed RPC says about its replica, and so what to do next. (Discount's RPCs are pure
 /// functions of their input, so trying one again elsewhere is always safe.)
@@ -40,16 +54,19 @@ fn verdict(status: &Status) -> Verdict {
 /// At most this many replicas are tried for one RPC.
 const MAX_ATTEMPTS: usize = 3;
 
-/// Runs `rpc` on a replica; when the replica fails (unreachable, reset, or silent for
-/// half the time left), takes it out of rotation and tries another, all within the one
-/// deadline.
+/// Runs `rpc` (the RPC `method`) on a replica; when the replica fails (unreachable, reset, or
+/// silent for half the time left), takes it out of rotation and tries another, all within the
+/// one deadline. Each attempt is a client span (`rpc.*` and `server.*` attributes, the attempt's
+/// number, its status) under `origin`'s parent, and its request carries that span's context.
 pub(super) async fn call<T, F, Fut>(
     replicas: &Replicas,
     deadline: tokio::time::Instant,
+    method: &'static str,
+    origin: Origin<'_>,
     rpc: F,
 ) -> Result<T, Status>
 where
-    F: Fn(DiscountClient<Transport>, Duration) -> Fut,
+    F: Fn(DiscountClient<Transport>, Stamp) -> Fut,
     Fut: Future<Output = Result<T, Status>>,
 {
     let known = replicas.known().await;
@@ -80,16 +97,22 @@ where
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let can_retry = picked.others_in_rotation > 0 && tried.len() < MAX_ATTEMPTS;
         let attempt_timeout = if can_retry { remaining / 2 } else { remaining };
+        let mut span = attempt_span(origin, method, replica.addr, tried.len());
+        let mut trace = Vec::new();
+        span.inject(|name, value| trace.push((name, value)));
+        let stamp = Stamp {
+            timeout: attempt_timeout,
+            request_id: origin.request_id.clone(),
+            trace,
+        };
         let in_flight = replica.start();
-        let outcome = tokio::time::timeout(
-            attempt_timeout,
-            rpc(replica.client.clone(), attempt_timeout),
-        )
-        .await;
+        let outcome =
+            tokio::time::timeout(attempt_timeout, rpc(replica.client.clone(), stamp)).await;
         drop(in_flight);
         let timed_out = outcome.is_err();
         let status = match outcome {
             Ok(Ok(answer)) => {
+                span.set(|| [KeyValue::new("rpc.grpc.status_code", Code::Ok as i64)]);
                 if picked.last_resort.is_some() {
                     replicas.trial_succeeded(&replica);
                 }
@@ -101,6 +124,8 @@ where
                 replica.addr
             )),
         };
+        span.set(|| [KeyValue::new("rpc.grpc.status_code", status.code() as i64)]);
+        span.fail(format!("{:?}: {}", status.code(), status.message()));
         match verdict(&status) {
             Verdict::Final => return Err(status),
             _ if timed_out => replicas.take_out(&replica, "timeout", status.message()),
@@ -115,4 +140,32 @@ where
         }
     }
     Err(last_failure.unwrap_or_else(|| Status::unavailable(replicas.why_none())))
+}
+
+/// The client span of one attempt (the `attempt`th) of `method` on the replica at `addr`.
+fn attempt_span(
+    origin: Origin<'_>,
+    method: &'static str,
+    addr: std::net::SocketAddr,
+    attempt: usize,
+) -> Span {
+    origin
+        .parent
+        .start_linked(SpanKind::Client, origin.links, || {
+            (
+                format!("{RPC_SERVICE}/{method}").into(),
+                vec![
+                    KeyValue::new("rpc.system", "grpc"),
+                    KeyValue::new("rpc.service", RPC_SERVICE),
+                    KeyValue::new("rpc.method", method),
+                    KeyValue::new("server.address", addr.ip().to_string()),
+                    KeyValue::new("server.port", i64::from(addr.port())),
+                    KeyValue::new("catalog.discount.attempt", attempt as i64),
+                    KeyValue::new(
+                        "catalog.discount.requests_in_rpc",
+                        origin.links.len().max(1) as i64,
+                    ),
+                ],
+            )
+        })
 }

@@ -1,31 +1,45 @@
-//! What goes over the wire to Discount and back: requests that carry Catalog's deadline and
-//! the request id, products reduced to id and price, and answers checked and reduced to the
+//! What goes over the wire to Discount and back: requests that carry Catalog's deadline, the
+//! request id and the trace context, products reduced to id and price, and answers checked and reduced to the
 //! discounts.
 
 use std::time::Duration;
 
 use ecommerce_proto::pb;
 use tonic::Request;
+use tonic::metadata::AsciiMetadataValue;
 
 use super::failure::DiscountFailure;
 use crate::catalog::{DiscountView, PriceTag};
 
-/// A request carrying Catalog's deadline (`grpc-timeout`, so Discount knows when Catalog stops
-/// waiting) and the HTTP request's id.
-pub(super) fn request<T>(
-    message: T,
-    request_id: &http::HeaderValue,
-    timeout: Duration,
-) -> Request<T> {
-    let mut request = Request::new(message);
-    request.set_timeout(timeout);
-    // Request ids are checked to be visible ASCII, so they are valid ASCII metadata.
-    if let Ok(id) = tonic::metadata::AsciiMetadataValue::try_from(request_id.as_bytes()) {
+/// What every RPC attempt carries besides its message: Catalog's deadline (`grpc-timeout`, so
+/// Discount knows when Catalog stops waiting), the HTTP request's id, and the attempt's W3C
+/// Trace Context (so Discount's spans join the trace).
+#[derive(Debug)]
+pub(super) struct Stamp {
+    pub(super) timeout: Duration,
+    pub(super) request_id: http::HeaderValue,
+    /// `traceparent` and `tracestate`, when the attempt is traced.
+    pub(super) trace: Vec<(&'static str, String)>,
+}
+
+impl Stamp {
+    /// `message` as a request carrying the stamp.
+    pub(super) fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.set_timeout(self.timeout);
+        // Request ids are checked to be visible ASCII, so they are valid ASCII metadata.
+        if let Ok(id) = AsciiMetadataValue::try_from(self.request_id.as_bytes()) {
+            request
+                .metadata_mut()
+                .insert(service_runtime::request_id::HEADER, id);
+        }
+        for (name, value) in &self.trace {
+            if let Ok(value) = AsciiMetadataValue::try_from(value.as_str()) {
+                request.metadata_mut().insert(*name, value);
+            }
+        }
         request
-            .metadata_mut()
-            .insert(service_runtime::request_id::HEADER, id);
     }
-    request
 }
 
 /// What Discount is sent about a product: its id and price. Slug and description stay empty

@@ -1,8 +1,10 @@
-//! What wraps every request: its id ([`RequestId`]), one access-log line, and the HTTP
-//! metrics.
+//! What wraps every request: its id ([`RequestId`]), its server span ([`RequestSpan`], which
+//! continues the caller's W3C trace), one access-log line, and the HTTP metrics.
 
+use axum::extract::State;
 use axum::http::header::HeaderValue;
 use axum::response::Response;
+use service_runtime::otel::{KeyValue, Parent, SpanKind, Tracer};
 use service_runtime::request_id;
 
 use super::response::DISCOUNT_UNAVAILABLE_HEADER;
@@ -11,10 +13,17 @@ use super::response::DISCOUNT_UNAVAILABLE_HEADER;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
 
+/// The request's server span, as the parent of the spans its handler starts.
+#[derive(Debug, Clone)]
+pub struct RequestSpan(pub Parent);
+
 /// Gives every request an id (the caller's `X-Request-Id` if it is usable, else a new one),
-/// returns it in the response, and writes one log line per request: method, path, status,
-/// latency, request id, and why the discount was skipped if it was.
+/// returns it in the response, traces it (a server span continuing the caller's
+/// `traceparent`, or a new trace), and writes one log line per request: method, path, status,
+/// latency, request id, trace and span ids when traced, and why the discount was skipped if
+/// it was.
 pub(super) async fn request_context(
+    State(tracer): State<Tracer>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -30,10 +39,36 @@ pub(super) async fn request_context(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     // The route template (`/products/{id}`), so that metrics have one series per route.
-    let route = request
+    let matched = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+        .map(|m| m.as_str().to_owned());
+    let headers = request.headers();
+    let mut span = tracer
+        .extract(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        .start(SpanKind::Server, || {
+            let mut attributes = vec![
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("url.path", path.clone()),
+                KeyValue::new("url.scheme", "http"),
+            ];
+            if let Some(agent) = headers.get(axum::http::header::USER_AGENT) {
+                let agent = String::from_utf8_lossy(agent.as_bytes()).into_owned();
+                attributes.push(KeyValue::new("user_agent.original", agent));
+            }
+            // Named `{method} {route}`, or the method alone when no route matched.
+            let name = match &matched {
+                Some(route) => {
+                    attributes.push(KeyValue::new("http.route", route.clone()));
+                    format!("{method} {route}")
+                }
+                None => method.to_string(),
+            };
+            (name.into(), attributes)
+        });
+    request.extensions_mut().insert(RequestSpan(span.parent()));
+    // The route template (`/products/{id}`), so that metrics have one series per route.
+    let route = matched.unwrap_or_else(|| "unmatched".to_owned());
     let mut response = next.run(request).await;
     let elapsed = started.elapsed();
     metrics::counter!(
@@ -49,9 +84,32 @@ pub(super) async fn request_context(
         .get(DISCOUNT_UNAVAILABLE_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let status = response.status();
+    span.set(|| {
+        let mut attributes = vec![KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        )];
+        if !discount.is_empty() {
+            attributes.push(KeyValue::new(
+                "catalog.discount.unavailable",
+                discount.to_owned(),
+            ));
+        }
+        if status.is_server_error() {
+            attributes.push(KeyValue::new("error.type", status.as_str().to_owned()));
+        }
+        attributes
+    });
+    if status.is_server_error() {
+        span.fail(status.to_string());
+    }
+    let ids = span.ids();
     tracing::info!(
         target: "access",
         request_id = id.to_str().unwrap_or("-"),
+        trace_id = ids.map(|ids| tracing::field::display(ids.trace_id)),
+        span_id = ids.map(|ids| tracing::field::display(ids.span_id)),
         %method,
         path,
         status = response.status().as_u16(),

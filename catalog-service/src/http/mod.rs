@@ -22,8 +22,8 @@
 //! # Layout
 //! - here: the routers, and the OpenAPI document ([`ApiDoc`]) served at `/openapi.json`;
 //! - `state`: [`AppState`], what every handler shares;
-//! - `context`: what wraps every public request: [`RequestId`], the access log, the HTTP
-//!   metrics;
+//! - `context`: what wraps every public request: [`RequestId`], its span ([`RequestSpan`]),
+//!   the access log, the HTTP metrics;
 //! - `shed`: what a request beyond the concurrency limit gets;
 //! - `operations`: `/`, `/healthz`, `/readyz`, `/metrics`;
 //! - `products`: `/products` and `/products/{id}`, priced for the caller;
@@ -38,7 +38,7 @@ mod response;
 mod shed;
 mod state;
 
-pub use context::RequestId;
+pub use context::{RequestId, RequestSpan};
 pub use extract::{
     CustomerId, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageRequest, USER_ID_HEADER, parse_customer_id,
 };
@@ -61,6 +61,7 @@ use response::json;
 /// The public router: at most `max_concurrent_requests` requests in progress (one limit for
 /// all routes), each one logged and counted, shed ones included.
 pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
+    let tracer = state.tracer.clone();
     let shed = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(move |err| {
             shed::overloaded(err, max_concurrent_requests)
@@ -75,7 +76,10 @@ pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
         .fallback(not_found)
         .with_state(state)
         .layer(shed)
-        .layer(axum::middleware::from_fn(context::request_context))
+        .layer(axum::middleware::from_fn_with_state(
+            tracer,
+            context::request_context,
+        ))
 }
 
 /// The operations router, for the operations port: liveness, readiness (from what Catalog

@@ -10,7 +10,7 @@ use axum::http::header::{HeaderValue, LINK};
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::context::RequestId;
+use super::context::{RequestId, RequestSpan};
 use super::extract::{CustomerId, PageRequest, encode_cursor, parse_positive_id};
 use super::response::{ApiError, DISCOUNT_UNAVAILABLE_HEADER, json};
 use super::state::AppState;
@@ -44,13 +44,14 @@ use crate::store::{StoredProduct, render_json};
 pub(crate) async fn list_products(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(span): Extension<RequestSpan>,
     CustomerId(customer): CustomerId,
     page: PageRequest,
 ) -> Result<Response, ApiError> {
     let page_products = state.products.page(page.after, page.limit).await?;
     let mut response = priced(
         &state,
-        &request_id,
+        (&request_id, &span),
         customer,
         &page_products.products,
         false,
@@ -91,6 +92,7 @@ pub(crate) async fn list_products(
 pub(crate) async fn one_product(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(span): Extension<RequestSpan>,
     Path(id): Path<String>,
     CustomerId(customer): CustomerId,
 ) -> Result<Response, ApiError> {
@@ -100,14 +102,14 @@ pub(crate) async fn one_product(
         .product(id)
         .await?
         .ok_or(ApiError::NoSuchProduct(id))?;
-    Ok(priced(&state, &request_id, customer, &[product], true).await)
+    Ok(priced(&state, (&request_id, &span), customer, &[product], true).await)
 }
 
 /// Renders `products` for the caller: full prices unless Catalog knows the customer and
 /// Discount answers in time. `single` renders the one product as an object, not an array.
 async fn priced(
     state: &AppState,
-    request_id: &RequestId,
+    (request_id, span): (&RequestId, &RequestSpan),
     customer: Option<i32>,
     products: &[Arc<StoredProduct>],
     single: bool,
@@ -135,7 +137,7 @@ async fn priced(
     let asked: Vec<PriceTag> = products.iter().map(|p| p.price_tag()).collect();
     let outcome = state
         .discounts
-        .discounts(customer, &asked, &request_id.0)
+        .discounts(customer, &asked, &request_id.0, &span.0)
         .await;
     let label = outcome
         .as_ref()
