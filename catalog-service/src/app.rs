@@ -64,7 +64,7 @@ pub struct Application {
 }
 
 /// The gauge of the certificate's expiry time, labelled `service`.
-pub const CERTIFICATE_EXPIRY_METRIC: &str = "tls_certificate_expiry_timestamp_seconds";
+pub const CERTIFICATE_EXPIRY_METRIC: &str = runtime::metrics::CERTIFICATE_EXPIRY_METRIC;
 
 impl Application {
     /// Builds the TLS client configuration and the (lazy) Discount channel, to serve the API
@@ -75,6 +75,7 @@ impl Application {
         listener: TcpListener,
         ops_listener: TcpListener,
     ) -> Result<Self, ClientError> {
+        crate::metric_descriptions::describe_metrics();
         let discount_identity = settings.discount_identity.clone();
         let build = move |identity: &mtls::Identity, ca: &mtls::TrustAnchors| {
             mtls::client_config(ca, Some(identity), Some(&discount_identity))

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! Dependencies go one way: `config` → `app` → `http` → `discount` → `balancer`, and `app` →
-//! `server`; `catalog`, `store`, `openapi` and `server` use none of those.
+//! `server`; `catalog`, `store`, `openapi`, `server` and `metric_descriptions` use none of
+//! those.
 //! - [`catalog`]: products and customers: the embedded default data, the data files and the
 //!   rules they must obey.
 //! - [`store`]: the [`store::ProductStore`] interface the HTTP layer reads products through,
@@ -39,6 +40,8 @@
 //!   with a connection limit, header and idle timeouts ([`server::HttpLimits`]).
 //!   - `timer`: the header-read timer that tells the wait for a request from the wait
 //!     inside one.
+//! - [`metric_descriptions`]: the `# HELP` text and unit of every metric Catalog exports,
+//!   described once at start.
 //! - [`app`]: [`app::Application`], which binds everything to its listeners and runs it.
 //! - [`config`]: command-line flags and their environment variables, turned into
 //!   [`app::Settings`] before any port is bound.
@@ -49,6 +52,7 @@ pub mod catalog;
 pub mod config;
 pub mod discount;
 pub mod http;
+pub mod metric_descriptions;
 pub mod openapi;
 pub mod server;
 pub mod store;

@@ -12,6 +12,8 @@
 //!   shutdown future completes.
 //! - [`limits`]: the defaults of the limits per connection and per message, and the layer that
 //!   answers an oversized message `RESOURCE_EXHAUSTED`.
+//! - [`metric_descriptions`]: the `# HELP` text and unit of every metric Discount exports,
+//!   described once at start, and the names of the counters the mTLS accept loop records.
 //! - [`metrics_http`]: the optional plain-HTTP port for Prometheus (`/metrics`) and liveness.
 //! - [`config`]: command-line flags and their environment variables, turned into a
 //!   [`server::ServerSettings`] before anything is bound.
@@ -20,6 +22,7 @@ pub mod apply;
 pub mod authz;
 pub mod config;
 pub mod limits;
+pub mod metric_descriptions;
 pub mod metrics_http;
 pub mod rule;
 pub mod server;

@@ -18,6 +18,7 @@ use crate::authz::AllowList;
 use crate::limits::{
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_MESSAGE_BYTES, OversizedAsExhaustedLayer,
 };
+pub use crate::metric_descriptions::{CONNECTIONS_REFUSED_METRIC, HANDSHAKE_FAILURES_METRIC};
 use crate::service::DiscountService;
 
 /// Everything the server needs, already loaded and validated.
@@ -89,18 +90,13 @@ pub struct DiscountServer {
     settings: ServerSettings,
 }
 
-/// The counter of refused TLS handshakes, labelled `reason`.
-pub const HANDSHAKE_FAILURES_METRIC: &str = "discount_tls_handshake_failures_total";
-
-/// The counter of connections closed at once because `max_connections` were open.
-pub const CONNECTIONS_REFUSED_METRIC: &str = "discount_connections_refused_total";
-
 /// The gauge of the certificate's expiry time, labelled `service`.
-pub const CERTIFICATE_EXPIRY_METRIC: &str = "tls_certificate_expiry_timestamp_seconds";
+pub const CERTIFICATE_EXPIRY_METRIC: &str = runtime::metrics::CERTIFICATE_EXPIRY_METRIC;
 
 impl DiscountServer {
     /// Builds the TLS configuration (mutual, TLS 1.3 only) for `listener`.
     pub fn build(settings: ServerSettings, listener: TcpListener) -> Result<Self, TlsError> {
+        crate::metric_descriptions::describe_metrics();
         let reloader = TlsReloader::start(
             "discount",
             settings.tls.clone(),

@@ -1,5 +1,6 @@
 //! The real `discount-service` binary: start-up errors are one clear line and exit 1; SIGTERM
-//! is a clean exit 0.
+//! is a clean exit 0; its operations port counts RPCs, refusals and connections, and describes
+//! every metric family with a `# HELP` line.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use ecommerce_proto::pb::discount_client::DiscountClient;
-use ecommerce_proto::pb::{BatchDiscountRequest, Customer};
+use ecommerce_proto::pb::{BatchDiscountRequest, Customer, DiscountGroupsRequest, DiscountRequest};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -310,4 +311,81 @@ async fn connections_past_the_maximum_are_closed_counted_and_logged() {
     );
     // The open connection keeps being served.
     first.apply_discount_batch(no_products()).await.unwrap();
+}
+
+/// The metric families in a Prometheus text exposition that have a `# TYPE` line, each with
+/// whether a `# HELP` line with some text describes it.
+fn families_and_help(text: &str) -> Vec<(&str, bool)> {
+    let helped: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# HELP "))
+        .filter_map(|rest| rest.split_once(' '))
+        .filter(|(_, help)| !help.trim().is_empty())
+        .map(|(name, _)| name)
+        .collect();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .map(|name| (name, helped.contains(&name)))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_metric_discount_exports_has_help_text() {
+    let certs = certs();
+    let dir = certs.path().to_str().unwrap();
+    // Catalog may call the batch and groups RPCs, not ApplyDiscount: one of each answer.
+    let catalog = "spiffe://shop.local/catalog";
+    let discount = start_with_ops_port_and(
+        dir,
+        &[
+            "--allow",
+            &format!("ApplyDiscountBatch={catalog}"),
+            "--allow",
+            &format!("ApplyDiscountGroups={catalog}"),
+        ],
+    )
+    .await;
+    let mut client = grpc_client(discount.grpc, certs.path(), true);
+    client.apply_discount_batch(no_products()).await.unwrap();
+    let groups = DiscountGroupsRequest {
+        groups: vec![no_products(), no_products()],
+    };
+    client.apply_discount_groups(groups).await.unwrap();
+    let denied = client.apply_discount(DiscountRequest::default()).await;
+    assert_eq!(denied.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let mut anonymous = grpc_client(discount.grpc, certs.path(), false);
+    assert!(anonymous.apply_discount_batch(no_products()).await.is_err());
+    discount.log.line_with("TLS handshake refused").await;
+
+    let text = reqwest::get(format!("http://{}/metrics", discount.ops))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let families = families_and_help(&text);
+    // Those the traffic above made: Discount's own and a shared one.
+    for name in [
+        "discount_rpc_requests_total",
+        "discount_rpc_duration_seconds",
+        "discount_groups_per_rpc",
+        "discount_authz_denied_total",
+        "discount_tls_handshake_failures_total",
+        "tls_certificate_expiry_timestamp_seconds",
+    ] {
+        assert!(
+            families.iter().any(|(family, _)| *family == name),
+            "no {name}: {text}"
+        );
+    }
+    let undescribed: Vec<&str> = families
+        .iter()
+        .filter(|(_, helped)| !helped)
+        .map(|(family, _)| *family)
+        .collect();
+    assert!(
+        undescribed.is_empty(),
+        "no # HELP for {undescribed:?}: {text}"
+    );
 }

@@ -6,7 +6,7 @@
 //! - [`flags`]: the shared flags, declared once and flattened into each service's command line
 //!   with that service's environment-variable names; they resolve to an [`mtls::TlsSource`].
 //! - [`logging`]: the `tracing` subscriber, text or JSON, through a bounded background writer.
-//! - [`metrics`]: the process's Prometheus recorder.
+//! - [`metrics`]: the process's Prometheus recorder, and the `# HELP` descriptions of metrics.
 //! - [`otel`]: OpenTelemetry tracing: spans, W3C Trace Context, OTLP export.
 //! - [`shutdown`]: the shutdown signal and serving with a drain deadline.
 //! - [`process`]: binding listeners and running a service's `main`.
