@@ -41,5 +41,6 @@ pub use resolver::TestResolver;
 pub use rotation::{RotatingPair, pem_serial, server_serial, spawn_rotating_pair};
 pub use servers::{
     CatalogOptions, generated_catalog, spawn_catalog, spawn_catalog_balancing, spawn_catalog_for,
-    spawn_catalog_watched, spawn_discount, spawn_discount_with, spawn_discount_with_ops, target,
+    spawn_catalog_watched, spawn_discount, spawn_discount_traced, spawn_discount_with,
+    spawn_discount_with_ops, target,
 };

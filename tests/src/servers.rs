@@ -26,9 +26,21 @@ pub async fn spawn_discount_with(
     server_cert: &CertifiedKey,
     client_ca: &CertificateAuthority,
 ) -> Running {
+    spawn_discount_traced(server_cert, client_ca, Tracer::default()).await
+}
+
+/// [`spawn_discount_with`], tracing its RPCs with `tracer`.
+pub async fn spawn_discount_traced(
+    server_cert: &CertifiedKey,
+    client_ca: &CertificateAuthority,
+    tracer: Tracer,
+) -> Running {
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
-    let settings = ServerSettings::new(TlsSource::fixed(identity(server_cert), anchors(client_ca)));
+    let settings = ServerSettings {
+        tracer,
+        ..ServerSettings::new(TlsSource::fixed(identity(server_cert), anchors(client_ca)))
+    };
     let server = DiscountServer::build(settings, listener).unwrap();
     Running::spawn(addr, |stopped| async move {
         server.run_until(shutdown_on(stopped)).await.unwrap();

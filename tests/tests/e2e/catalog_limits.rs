@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::stream::STALL_GUARD;
-use crate::{SPEC_CUSTOMER_1_JSON, get_products};
+use crate::{SPEC_CUSTOMER_1_JSON, get_products, until};
 
 const REQUEST: &[u8] = b"GET /products HTTP/1.1\r\nHost: catalog\r\nX-USER-ID: 1\r\n\r\n";
 
@@ -301,16 +301,4 @@ async fn requests_beyond_the_concurrency_limit_get_503_with_retry_after_at_once(
     }
     let response = get_products(catalog.addr, Some("1")).await;
     assert_eq!(response.status(), 200);
-}
-
-/// Polls `condition` until it holds (a stalled test fails instead of hanging).
-async fn until(what: &str, condition: impl Fn() -> bool) {
-    let give_up = tokio::time::Instant::now() + STALL_GUARD;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }

@@ -16,8 +16,7 @@ use e2e_tests::{
 };
 use tokio::task::JoinHandle;
 
-use crate::stream::STALL_GUARD;
-use crate::{FULL_PRICE_JSON, SPEC_CUSTOMER_1_JSON, get_products};
+use crate::{FULL_PRICE_JSON, SPEC_CUSTOMER_1_JSON, get_products, until};
 
 /// One RPC in flight at a time, so every request after the first queues behind it.
 fn one_at_a_time(timeout: Duration) -> CatalogOptions {
@@ -28,18 +27,6 @@ fn one_at_a_time(timeout: Duration) -> CatalogOptions {
             ..CoalesceSettings::default()
         },
         ..CatalogOptions::default()
-    }
-}
-
-/// Polls `condition` until it holds (a stalled test fails instead of hanging).
-async fn until(what: &str, condition: impl Fn() -> bool) {
-    let give_up = tokio::time::Instant::now() + STALL_GUARD;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

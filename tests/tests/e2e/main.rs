@@ -16,6 +16,7 @@ mod operations;
 mod pagination;
 mod rotation;
 mod stream;
+mod tracing;
 
 /// SPEC's expected body for `X-USER-ID: 1`, byte for byte.
 pub const SPEC_CUSTOMER_1_JSON: &str = concat!(
@@ -38,4 +39,16 @@ pub async fn get_products(base: std::net::SocketAddr, user: Option<&str>) -> req
         request = request.header("X-USER-ID", user);
     }
     request.send().await.expect("Catalog answers")
+}
+
+/// Polls `condition` until it holds (a stalled test fails instead of hanging).
+pub async fn until(what: &str, condition: impl Fn() -> bool) {
+    let give_up = tokio::time::Instant::now() + stream::STALL_GUARD;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
