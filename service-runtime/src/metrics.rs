@@ -121,6 +121,13 @@ pub const SHARED_METRICS: &[Description] = &[
         help: "When the TLS certificate in use expires, in Unix seconds, labelled service \
                (the service using it).",
     },
+    Description {
+        name: crate::otel::DROPPED_SPANS_COUNTER,
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Trace spans never exported, labelled reason: queue_full (the exporter fell \
+               behind) or export_failed (the collector could not be reached or refused them).",
+    },
 ];
 
 /// Gives the process's recorder (installed first: a description given before the recorder

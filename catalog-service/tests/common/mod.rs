@@ -57,11 +57,21 @@ impl Log {
         find(&seen).unwrap()
     }
 
+    /// Everything logged so far.
+    pub fn all(&self) -> String {
+        self.0.borrow().clone()
+    }
+
     /// The `addr=` field of the first line containing `needle`, once it is logged.
     pub async fn addr_of(&self, needle: &str) -> SocketAddr {
         let line = self.line_with(needle).await;
-        line.split_whitespace()
-            .find_map(|field| field.strip_prefix("addr="))
+        // `addr=127.0.0.1:1` in text, `"addr":"127.0.0.1:1"` in JSON.
+        line.split([' ', ','])
+            .find_map(|field| {
+                field
+                    .strip_prefix("addr=")
+                    .or_else(|| field.strip_prefix(r#""addr":""#)?.strip_suffix('"'))
+            })
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no addr in {line:?}"))
     }

@@ -33,12 +33,6 @@ pub const DROPPED_SPANS_COUNTER: &str = "trace_spans_dropped_total";
 /// on it); nothing is sent until the first batch.
 pub(super) fn provider(config: &OtelConfig) -> anyhow::Result<SdkTracerProvider> {
     use anyhow::Context;
-    metrics::describe_counter!(
-        DROPPED_SPANS_COUNTER,
-        metrics::Unit::Count,
-        "Trace spans never exported, by reason: queue_full (the exporter fell behind) or \
-         export_failed (the collector could not be reached or refused them)."
-    );
     let exporter = match config.protocol {
         Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
