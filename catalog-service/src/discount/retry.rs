@@ -66,7 +66,7 @@ pub(super) async fn call<T, F, Fut>(
     rpc: F,
 ) -> Result<T, Status>
 where
-    F: Fn(DiscountClient<Transport>, Stamp) -> Fut,
+    F: for<'s> Fn(DiscountClient<Transport>, Stamp<'s>) -> Fut,
     Fut: Future<Output = Result<T, Status>>,
 {
     let known = replicas.known().await;
@@ -102,7 +102,7 @@ where
         span.inject(|name, value| trace.push((name, value)));
         let stamp = Stamp {
             timeout: attempt_timeout,
-            request_id: origin.request_id.clone(),
+            request_id: origin.request_id,
             trace,
         };
         let in_flight = replica.start();

@@ -15,14 +15,14 @@ use crate::catalog::{DiscountView, PriceTag};
 /// Discount knows when Catalog stops waiting), the HTTP request's id, and the attempt's W3C
 /// Trace Context (so Discount's spans join the trace).
 #[derive(Debug)]
-pub(super) struct Stamp {
+pub(super) struct Stamp<'a> {
     pub(super) timeout: Duration,
-    pub(super) request_id: http::HeaderValue,
+    pub(super) request_id: &'a http::HeaderValue,
     /// `traceparent` and `tracestate`, when the attempt is traced.
     pub(super) trace: Vec<(&'static str, String)>,
 }
 
-impl Stamp {
+impl Stamp<'_> {
     /// `message` as a request carrying the stamp.
     pub(super) fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
