@@ -1,6 +1,7 @@
 //! The real `discount-service` binary: start-up errors are one clear line and exit 1; SIGTERM
 //! is a clean exit 0; its operations port counts RPCs, refusals and connections, and describes
-//! every metric family with a `# HELP` line.
+//! every metric family with a `# HELP` line; with `OTEL_*` set, an RPC continues its caller's
+//! trace in the spans it exports and in its access line.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -387,5 +388,58 @@ async fn every_metric_discount_exports_has_help_text() {
     assert!(
         undescribed.is_empty(),
         "no # HELP for {undescribed:?}: {text}"
+    );
+}
+
+#[tokio::test]
+async fn rpcs_continue_the_callers_trace_and_access_lines_carry_its_ids() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const CALLER_SPAN: &str = "00f067aa0ba902b7";
+    let receiver = otlp_receiver::Receiver::start().await.unwrap();
+    let certs = certs();
+    let dir = certs.path().to_str().unwrap();
+    let mut child = command(&["--certs-dir", dir, "--listen", "127.0.0.1:0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "20")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Log::capture(&mut child);
+    let grpc = log.addr_of("Discount listening").await;
+
+    let mut request = tonic::Request::new(no_products());
+    let parent = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    request
+        .metadata_mut()
+        .insert("traceparent", parent.parse().unwrap());
+    grpc_client(grpc, certs.path(), true)
+        .apply_discount_batch(request)
+        .await
+        .unwrap();
+
+    let spans = receiver
+        .wait_for("Discount's server and rule spans", |spans| spans.len() >= 2)
+        .await;
+    let server = spans
+        .iter()
+        .find(|s| s.kind == otlp_receiver::kind::SERVER)
+        .unwrap();
+    assert_eq!(server.service, "discount", "the default service name");
+    assert_eq!(server.trace_id, TRACE);
+    assert_eq!(server.parent_span_id, CALLER_SPAN);
+    assert_eq!(server.name, "ecommerce.Discount/ApplyDiscountBatch");
+    assert_eq!(server.attr("rpc.system"), Some("grpc"));
+    assert_eq!(server.attr("rpc.service"), Some("ecommerce.Discount"));
+    assert_eq!(server.attr("rpc.method"), Some("ApplyDiscountBatch"));
+    assert_eq!(server.attr("rpc.grpc.status_code"), Some("0"));
+    let rule = spans.iter().find(|s| s.name == "discount rule").unwrap();
+    assert_eq!(rule.parent_span_id, server.span_id);
+
+    let line = log.line_with("rpc=\"ApplyDiscountBatch\"").await;
+    assert!(line.contains(&format!("trace_id={TRACE}")), "{line}");
+    assert!(
+        line.contains(&format!("span_id={}", server.span_id)),
+        "{line}"
     );
 }
