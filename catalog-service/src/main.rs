@@ -26,11 +26,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // First, so that a signal during start-up is handled, not fatal.
     let shutdown = runtime::shutdown_signal();
     let mut settings = cli.settings()?;
-    // Inside the runtime: the gRPC exporter's connection lives on it.
-    let telemetry = runtime::otel::Telemetry::from_env("catalog")?;
-    settings.tracer = telemetry.tracer();
     let listener = runtime::bind(cli.listen, "--listen").await?;
     let ops_listener = runtime::bind(cli.ops_listen, "--ops-listen").await?;
+    // After the checks above, so that a bad flag or a busy port is the only line logged; inside
+    // the runtime, where the gRPC exporter's connection lives.
+    let telemetry = runtime::otel::Telemetry::from_env("catalog")?;
+    settings.tracer = telemetry.tracer();
     let app = Application::build(settings, listener, ops_listener).context("Discount client")?;
     let served = app.run_until(shutdown).await.context("serving HTTP");
     // Sends the spans still queued.

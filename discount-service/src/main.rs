@@ -27,10 +27,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // First, so that a signal during start-up is handled, not fatal.
     let shutdown = runtime::shutdown_signal();
     let mut settings = cli.settings()?;
-    // Inside the runtime: the gRPC exporter's connection lives on it.
+    let listener = runtime::bind(cli.listen, "--listen").await?;
+    // After the checks above, so that a bad flag or a busy port is the only line logged; inside
+    // the runtime, where the gRPC exporter's connection lives.
     let telemetry = runtime::otel::Telemetry::from_env("discount")?;
     settings.tracer = telemetry.tracer();
-    let listener = runtime::bind(cli.listen, "--listen").await?;
     let server = DiscountServer::build(settings, listener).context("TLS configuration")?;
     if let Some(addr) = cli.metrics_listen {
         let metrics = runtime::bind(addr, "--metrics-listen").await?;
