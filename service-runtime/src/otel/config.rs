@@ -108,6 +108,14 @@ impl OtelConfig {
             (None, Some(base)) => base,
             (None, None) => return None,
         };
+        if endpoint.starts_with("https://") {
+            // Neither exporter is built with TLS: the dependency tree stays lean, and the
+            // expected shape is a collector or agent beside the service.
+            tracing::warn!(
+                "OTLP endpoint {endpoint} uses TLS, which this build does not support: exports \
+                 will fail (and be counted); point it at a collector over plain HTTP"
+            );
+        }
         let max_queue_size = match var(MAX_QUEUE_SIZE).map(|v| v.parse::<usize>()) {
             None => DEFAULT_MAX_QUEUE_SIZE,
             Some(Ok(size)) if size > 0 => size,
