@@ -1,8 +1,8 @@
 //! The real `catalog-service` binary configured for tracing by the standard `OTEL_*` variables,
 //! exporting to an in-process OTLP collector: access lines (text and JSON) carry the trace and
 //! span ids; `OTEL_SDK_DISABLED=true` sends nothing, even with an endpoint set, while the same
-//! start without it sends its spans at exit; a collector that is down costs requests nothing,
-//! and the spans lost are counted and logged once. Discount is a port that refuses connections
+//! start without it sends its spans at exit; a collector that is down or hangs costs requests
+//! nothing, and the spans lost are counted (by reason) and logged once. Discount is a port that refuses connections
 //! (full prices), which is all these tests need of it.
 #![allow(clippy::unwrap_used)]
 
@@ -191,4 +191,45 @@ async fn a_collector_that_is_down_costs_requests_nothing_and_lost_spans_are_coun
     assert!(more > count);
     let lines = catalog.log.all();
     assert_eq!(lines.matches("dropping trace spans").count(), 1, "{lines}");
+}
+
+#[tokio::test]
+async fn a_collector_that_hangs_costs_requests_nothing_and_a_full_queue_is_counted() {
+    let receiver = Receiver::start().await.unwrap();
+    // It takes exports and never answers them; the exporter waits for a minute.
+    receiver.hang(true);
+    let (_refusing, discount) = refusing_port();
+    let endpoint = receiver.grpc_endpoint();
+    let vars = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "60000"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "8"),
+    ];
+    let catalog = start_catalog_with(discount, &[], &vars).await;
+    // The first request's spans go out and are held; the queue behind them fills.
+    assert_eq!(get_products(&catalog, Some(PARENT)).await, 200);
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    while receiver.exports() == 0 {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "no export reached the collector"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..30 {
+        assert_eq!(get_products(&catalog, Some(PARENT)).await, 200);
+    }
+    let text = metrics(&catalog).await;
+    let full = r#"trace_spans_dropped_total{reason="queue_full"}"#;
+    let dropped: f64 = text
+        .lines()
+        .find(|line| line.starts_with(full))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {full} in {text}"));
+    // At least 30 requests' spans did not fit in a queue of 8.
+    assert!(dropped >= 30.0, "{dropped}");
+    assert_eq!(receiver.exports(), 1, "one export, still held");
+    catalog.log.line_with("dropping trace spans").await;
 }

@@ -4,7 +4,9 @@
 //! `traceparent` headers or from another span) and [`Span`].
 //!
 //! With no endpoint configured the tracer is off: every call here is a branch on `None`, no
-//! span is built, nothing is allocated and nothing is sent. When on, sampled spans go through
+//! span is built, nothing is allocated and nothing is sent; only a caller's valid
+//! `traceparent` is carried through unchanged to the calls a request makes, as OpenTelemetry
+//! asks of a service without an SDK. When on, sampled spans go through
 //! a bounded batch queue to an OTLP exporter on their own thread: a collector that is down or
 //! slow costs requests nothing; spans that cannot be sent are dropped and counted in
 //! [`DROPPED_SPANS_COUNTER`].
@@ -24,6 +26,7 @@ mod export;
 mod propagation;
 
 use std::borrow::Cow;
+use std::time::SystemTime;
 
 use opentelemetry::trace::{
     Link, Span as _, SpanContext, Status, TraceContextExt, Tracer as _, TracerProvider as _,
@@ -46,7 +49,8 @@ pub struct Telemetry {
 impl Telemetry {
     /// Tracing as the `OTEL_*` environment variables say (see [`OtelConfig`]), with
     /// `default_service_name` when `OTEL_SERVICE_NAME` is unset; logs one line saying what it
-    /// decided. Must be called inside a Tokio runtime.
+    /// decided. Must be called inside a Tokio runtime. An endpoint the exporter cannot use is
+    /// warned about and leaves tracing off.
     pub fn from_env(default_service_name: &str) -> anyhow::Result<Self> {
         let config = OtelConfig::from_env(default_service_name);
         match &config {
@@ -62,7 +66,11 @@ impl Telemetry {
                  collector)"
             ),
         }
-        Self::new(config.as_ref())
+        Self::new(config.as_ref()).or_else(|err| {
+            // A setting the exporter cannot use turns tracing off; it never stops the service.
+            tracing::warn!("trace export off: {err:#}");
+            Ok(Self::default())
+        })
     }
 
     /// Tracing for `config`; off for `None`. Must be called inside a Tokio runtime.
@@ -133,12 +141,23 @@ impl Tracer {
 
     /// The trace a request continues, from its W3C Trace Context headers (`traceparent`,
     /// `tracestate`) as `get` returns them. Missing or malformed headers give a new trace: never
-    /// an error. Reads nothing when the tracer is off.
+    /// an error. With the tracer off, a valid `traceparent` is still carried through unchanged
+    /// to the calls the request makes (so a service further on can continue the caller's
+    /// trace), and nothing else is read.
     pub fn extract<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> Parent {
-        Parent(self.0.as_ref().map(|tracer| ParentInner {
-            tracer: tracer.clone(),
-            context: propagation::extract(get),
-        }))
+        match &self.0 {
+            Some(tracer) => Parent(Some(ParentInner {
+                tracer: Some(tracer.clone()),
+                context: propagation::extract(get),
+            })),
+            None if get(propagation::TRACEPARENT).is_some() => {
+                Parent(propagation::extract(get).map(|context| ParentInner {
+                    tracer: None,
+                    context: Some(context),
+                }))
+            }
+            None => Parent(None),
+        }
     }
 }
 
@@ -147,9 +166,11 @@ impl Tracer {
 #[derive(Clone, Debug, Default)]
 pub struct Parent(Option<ParentInner>);
 
+/// Invariant: `tracer` or `context` is set (else the `Parent` is `None`).
 #[derive(Clone)]
 struct ParentInner {
-    tracer: SdkTracer,
+    /// `None`: tracing is off, and `context` (a caller's) is only carried through.
+    tracer: Option<SdkTracer>,
     /// `None`: start a new trace.
     context: Option<SpanContext>,
 }
@@ -157,6 +178,7 @@ struct ParentInner {
 impl std::fmt::Debug for ParentInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Parent")
+            .field("traced", &self.tracer.is_some())
             .field("context", &self.context)
             .finish()
     }
@@ -164,17 +186,31 @@ impl std::fmt::Debug for ParentInner {
 
 impl Parent {
     /// No parent and no tracer: spans started from it are no-ops.
-    pub fn none() -> Self {
+    pub const fn none() -> Self {
         Self(None)
+    }
+
+    /// Whether there is nothing to record or carry: spans started from it are no-ops.
+    pub fn is_none(&self) -> bool {
+        self.0.is_none()
     }
 
     /// Whether spans started from it are recorded at all (the tracer is on).
     pub fn is_traced(&self) -> bool {
-        self.0.is_some()
+        self.0.as_ref().is_some_and(|inner| inner.tracer.is_some())
+    }
+
+    /// Whether its trace is sampled, as far as is known here: a new trace's fate is the
+    /// sampler's to decide, so only a parent that says "not sampled" is false.
+    pub fn is_sampled(&self) -> bool {
+        self.0
+            .as_ref()
+            .and_then(|inner| inner.context.as_ref())
+            .is_none_or(SpanContext::is_sampled)
     }
 
     /// Starts a span of `kind` under this parent. `describe` (the span's name and attributes)
-    /// is called only when the span will be recorded.
+    /// is called only when tracing is on.
     pub fn start(
         &self,
         kind: SpanKind,
@@ -191,29 +227,42 @@ impl Parent {
         linked: &[Parent],
         describe: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
     ) -> Span {
+        self.build(kind, linked, None, describe)
+    }
+
+    /// [`Parent::start`] for a span that began at `started` (a wait measured before the span
+    /// could be made).
+    pub fn start_at(
+        &self,
+        kind: SpanKind,
+        started: SystemTime,
+        describe: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
+    ) -> Span {
+        self.build(kind, &[], Some(started), describe)
+    }
+
+    fn build(
+        &self,
+        kind: SpanKind,
+        linked: &[Parent],
+        started: Option<SystemTime>,
+        describe: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
+    ) -> Span {
         let Some(parent) = &self.0 else {
-            return Span(None);
+            return Span(State::Off);
+        };
+        let Some(tracer) = &parent.tracer else {
+            return match &parent.context {
+                Some(context) => Span(State::Forward(context.clone())),
+                None => Span(State::Off),
+            };
         };
         let context = match &parent.context {
             Some(span) => opentelemetry::Context::new().with_remote_span_context(span.clone()),
             None => opentelemetry::Context::new(),
         };
-        // A parent that is not sampled has children that are not either: skip describing them.
-        if parent
-            .context
-            .as_ref()
-            .is_some_and(|span| !span.is_sampled())
-        {
-            let span = parent
-                .tracer
-                .span_builder("unsampled")
-                .with_kind(kind)
-                .start_with_context(&parent.tracer, &context);
-            return Span(Some(SpanInner {
-                tracer: parent.tracer.clone(),
-                span,
-            }));
-        }
+        // Described even under a parent that is not sampled: whether that means "not
+        // recorded" is the sampler's decision (a parent-based one agrees; `always_on` does not).
         let (name, attributes) = describe();
         let links = linked
             .iter()
@@ -221,28 +270,37 @@ impl Parent {
             .filter(SpanContext::is_valid)
             .map(Link::with_context)
             .collect();
-        let span = parent
-            .tracer
+        let mut builder = tracer
             .span_builder(name)
             .with_kind(kind)
             .with_attributes(attributes)
-            .with_links(links)
-            .start_with_context(&parent.tracer, &context);
-        Span(Some(SpanInner {
-            tracer: parent.tracer.clone(),
-            span,
-        }))
+            .with_links(links);
+        if let Some(started) = started {
+            builder = builder.with_start_time(started);
+        }
+        Span(State::On {
+            tracer: tracer.clone(),
+            span: builder.start_with_context(tracer, &context),
+        })
     }
 }
 
 /// A span in progress; ended when dropped (so a cancelled request still ends its spans).
 #[derive(Debug, Default)]
-pub struct Span(Option<SpanInner>);
+pub struct Span(State);
 
-#[derive(Debug)]
-struct SpanInner {
-    tracer: SdkTracer,
-    span: opentelemetry_sdk::trace::Span,
+#[derive(Debug, Default)]
+enum State {
+    /// Nothing to record or carry.
+    #[default]
+    Off,
+    /// Tracing is off, but the caller's span context is carried through to calls made.
+    Forward(SpanContext),
+    /// A span being recorded (or not, as sampled).
+    On {
+        tracer: SdkTracer,
+        span: opentelemetry_sdk::trace::Span,
+    },
 }
 
 /// A span's ids, for log lines: both print as lowercase hex, as in `traceparent`.
@@ -257,57 +315,68 @@ pub struct SpanIds {
 impl Span {
     /// A span that records nothing.
     pub fn none() -> Self {
-        Self(None)
+        Self(State::Off)
     }
 
     /// This span as the parent of new spans (or as the target of links).
     pub fn parent(&self) -> Parent {
-        Parent(self.0.as_ref().map(|inner| ParentInner {
-            tracer: inner.tracer.clone(),
-            context: Some(inner.span.span_context().clone()),
-        }))
+        Parent(match &self.0 {
+            State::Off => None,
+            State::Forward(context) => Some(ParentInner {
+                tracer: None,
+                context: Some(context.clone()),
+            }),
+            State::On { tracer, span } => Some(ParentInner {
+                tracer: Some(tracer.clone()),
+                context: Some(span.span_context().clone()),
+            }),
+        })
+    }
+
+    fn recording(&mut self) -> Option<&mut opentelemetry_sdk::trace::Span> {
+        match &mut self.0 {
+            State::On { span, .. } if span.is_recording() => Some(span),
+            _ => None,
+        }
     }
 
     /// Whether the span is recorded (sampled and tracing on): attributes are only worth
     /// building when it is.
     pub fn is_recording(&self) -> bool {
-        self.0
-            .as_ref()
-            .is_some_and(|inner| inner.span.is_recording())
+        matches!(&self.0, State::On { span, .. } if span.is_recording())
     }
 
     /// Sets the attributes `attributes` returns; it is called only when the span is recorded.
     pub fn set<I: IntoIterator<Item = KeyValue>>(&mut self, attributes: impl FnOnce() -> I) {
-        if let Some(inner) = &mut self.0
-            && inner.span.is_recording()
-        {
-            inner.span.set_attributes(attributes());
+        if let Some(span) = self.recording() {
+            span.set_attributes(attributes());
         }
     }
 
     /// Marks the span failed, with a description of why.
     pub fn fail(&mut self, description: impl Into<Cow<'static, str>>) {
-        if let Some(inner) = &mut self.0
-            && inner.span.is_recording()
-        {
-            inner.span.set_status(Status::error(description));
+        if let Some(span) = self.recording() {
+            span.set_status(Status::error(description));
         }
     }
 
     /// Links the span to `other`, a span of another trace it worked with.
     pub fn link(&mut self, other: &Parent) {
-        if let (Some(inner), Some(other)) = (&mut self.0, other.0.as_ref())
-            && let Some(context) = &other.context
-            && context.is_valid()
-            && inner.span.is_recording()
+        let context = other.0.as_ref().and_then(|inner| inner.context.clone());
+        if let Some(context) = context.filter(SpanContext::is_valid)
+            && let Some(span) = self.recording()
         {
-            inner.span.add_link(context.clone(), Vec::new());
+            span.add_link(context, Vec::new());
         }
     }
 
-    /// The span's ids when it has a valid trace (tracing on), for the log lines it covers.
+    /// The span's ids when tracing is on (a span of this process, sampled or not), for the
+    /// log lines it covers.
     pub fn ids(&self) -> Option<SpanIds> {
-        let context = self.0.as_ref()?.span.span_context();
+        let State::On { span, .. } = &self.0 else {
+            return None;
+        };
+        let context = span.span_context();
         context.is_valid().then(|| SpanIds {
             trace_id: context.trace_id(),
             span_id: context.span_id(),
@@ -315,10 +384,13 @@ impl Span {
     }
 
     /// Writes the W3C Trace Context headers that make a callee continue this span's trace:
-    /// `set(name, value)` for each (`traceparent`, and `tracestate` when there is one).
+    /// `set(name, value)` for each (`traceparent`, and `tracestate` when there is one). With
+    /// tracing off, the caller's own context, if there was one.
     pub fn inject(&self, set: impl FnMut(&'static str, String)) {
-        if let Some(inner) = &self.0 {
-            propagation::inject(inner.span.span_context(), set);
+        match &self.0 {
+            State::Off => {}
+            State::Forward(context) => propagation::inject(context, set),
+            State::On { span, .. } => propagation::inject(span.span_context(), set),
         }
     }
 

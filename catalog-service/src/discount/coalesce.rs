@@ -108,6 +108,9 @@ impl<T> Coalescer<T> {
         is_live: impl Fn(&T) -> bool,
         weight: impl Fn(&T) -> usize,
     ) -> Option<Vec<T>> {
+        // Requests that stopped waiting, dropped after the lock is released (dropping one
+        // wakes nobody, but its parts are not the lock's business).
+        let mut stale = Vec::new();
         let mut state = self.lock();
         let mut batch = Vec::new();
         let mut total = 0usize;
@@ -127,14 +130,16 @@ impl<T> Coalescer<T> {
             if is_live(&entry) {
                 total = total.saturating_add(weight(&entry));
                 batch.push(entry);
+            } else {
+                stale.push(entry);
             }
         }
         if batch.is_empty() {
             state.in_flight -= 1;
-            None
-        } else {
-            Some(batch)
         }
+        drop(state);
+        drop(stale);
+        (!batch.is_empty()).then_some(batch)
     }
 
     /// Frees a slot without sending anything more on it (its holder cannot: the runtime is

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use tokio::sync::oneshot;
 use tonic::{Code, Status};
 
-use service_runtime::otel::{KeyValue, Parent, Span, SpanKind};
+use service_runtime::otel::{KeyValue, Parent, SpanKind};
 
 use super::calls::{Calls, OffSwitch};
 use super::coalesce::{Admission, CoalesceSettings, Coalescer};
@@ -41,8 +41,8 @@ struct Queued {
     /// The request's discount span: parent of the RPC's spans when it leads the batch, linked
     /// from them otherwise.
     parent: Parent,
-    /// The time spent in the queue, ended when the batch is sent.
-    wait: Span,
+    /// When it was queued, if traced: its wait is a span from then until its batch is sent.
+    queued_at: Option<std::time::SystemTime>,
 }
 
 /// The coalescing sender shared by every HTTP request.
@@ -91,9 +91,7 @@ impl Coalesced {
                 deadline,
                 reply,
                 parent: parent.clone(),
-                wait: parent.start(SpanKind::Internal, || {
-                    ("discount queue wait".into(), Vec::new())
-                }),
+                queued_at: parent.is_traced().then(std::time::SystemTime::now),
             }
         });
         match (admission, group, waiting) {
@@ -131,11 +129,18 @@ impl Coalesced {
     }
 
     /// Sends `batch` as one RPC and hands each request its answer.
-    async fn send(&self, mut batch: Vec<Queued>) {
+    async fn send(&self, batch: Vec<Queued>) {
         let requests = batch.len() as i64;
-        for queued in &mut batch {
-            let mut wait = std::mem::take(&mut queued.wait);
-            wait.set(|| [KeyValue::new("catalog.discount.requests_in_rpc", requests)]);
+        for queued in &batch {
+            if let Some(queued_at) = queued.queued_at {
+                // Started and ended here, outside the coalescer's lock: the wait is over.
+                queued.parent.start_at(SpanKind::Internal, queued_at, || {
+                    (
+                        "discount queue wait".into(),
+                        vec![KeyValue::new("catalog.discount.requests_in_rpc", requests)],
+                    )
+                });
+            }
         }
         if batch.len() == 1 || !self.groups.is_on() {
             self.each_on_its_own(batch).await;
@@ -147,9 +152,14 @@ impl Coalesced {
             .max()
             .unwrap_or_else(tokio::time::Instant::now);
         let request_id = batch[0].request_id.clone();
-        // The RPC's spans belong to the first request's trace and link to every request's
-        // (see docs/operations.md, "Tracing").
-        let leader = batch[0].parent.clone();
+        // The RPC's spans belong to the first sampled request's trace and link to every
+        // request's (see docs/operations.md, "Tracing").
+        let leader = batch
+            .iter()
+            .find(|queued| queued.parent.is_sampled())
+            .unwrap_or(&batch[0])
+            .parent
+            .clone();
         let links: Vec<Parent> = if leader.is_traced() {
             batch.iter().map(|queued| queued.parent.clone()).collect()
         } else {
@@ -226,7 +236,7 @@ impl Coalesced {
                         deadline,
                         reply,
                         parent,
-                        wait: Span::none(),
+                        queued_at: None,
                     })
                     .collect();
                 self.each_on_its_own(batch).await;

@@ -13,7 +13,8 @@ use super::response::DISCOUNT_UNAVAILABLE_HEADER;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
 
-/// The request's server span, as the parent of the spans its handler starts.
+/// The request's server span, as the parent of the spans its handler starts; absent when
+/// there is nothing to trace (tracing off and no `traceparent` to carry through).
 #[derive(Debug, Clone)]
 pub struct RequestSpan(pub Parent);
 
@@ -66,7 +67,11 @@ pub(super) async fn request_context(
             };
             (name.into(), attributes)
         });
-    request.extensions_mut().insert(RequestSpan(span.parent()));
+    // Only when there is something to record or carry: with tracing off, no allocation.
+    let parent = span.parent();
+    if !parent.is_none() {
+        request.extensions_mut().insert(RequestSpan(parent));
+    }
     // The route template (`/products/{id}`), so that metrics have one series per route.
     let route = matched.unwrap_or_else(|| "unmatched".to_owned());
     let mut response = next.run(request).await;

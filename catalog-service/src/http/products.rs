@@ -17,6 +17,10 @@ use super::state::AppState;
 use crate::catalog::{DiscountView, PriceTag};
 use crate::openapi::{ErrorDoc, ProductDoc};
 use crate::store::{StoredProduct, render_json};
+use service_runtime::otel::Parent;
+
+/// The parent of a request with nothing to trace.
+static NO_PARENT: Parent = Parent::none();
 
 /// The products, one page at a time, discounted for the caller.
 #[utoipa::path(get, path = "/products", tag = "products",
@@ -44,14 +48,14 @@ use crate::store::{StoredProduct, render_json};
 pub(crate) async fn list_products(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
-    Extension(span): Extension<RequestSpan>,
+    span: Option<Extension<RequestSpan>>,
     CustomerId(customer): CustomerId,
     page: PageRequest,
 ) -> Result<Response, ApiError> {
     let page_products = state.products.page(page.after, page.limit).await?;
     let mut response = priced(
         &state,
-        (&request_id, &span),
+        (&request_id, span.as_ref().map(|s| &s.0.0)),
         customer,
         &page_products.products,
         false,
@@ -92,7 +96,7 @@ pub(crate) async fn list_products(
 pub(crate) async fn one_product(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
-    Extension(span): Extension<RequestSpan>,
+    span: Option<Extension<RequestSpan>>,
     Path(id): Path<String>,
     CustomerId(customer): CustomerId,
 ) -> Result<Response, ApiError> {
@@ -102,14 +106,21 @@ pub(crate) async fn one_product(
         .product(id)
         .await?
         .ok_or(ApiError::NoSuchProduct(id))?;
-    Ok(priced(&state, (&request_id, &span), customer, &[product], true).await)
+    Ok(priced(
+        &state,
+        (&request_id, span.as_ref().map(|s| &s.0.0)),
+        customer,
+        &[product],
+        true,
+    )
+    .await)
 }
 
 /// Renders `products` for the caller: full prices unless Catalog knows the customer and
 /// Discount answers in time. `single` renders the one product as an object, not an array.
 async fn priced(
     state: &AppState,
-    (request_id, span): (&RequestId, &RequestSpan),
+    (request_id, span): (&RequestId, Option<&Parent>),
     customer: Option<i32>,
     products: &[Arc<StoredProduct>],
     single: bool,
@@ -137,7 +148,7 @@ async fn priced(
     let asked: Vec<PriceTag> = products.iter().map(|p| p.price_tag()).collect();
     let outcome = state
         .discounts
-        .discounts(customer, &asked, &request_id.0, &span.0)
+        .discounts(customer, &asked, &request_id.0, span.unwrap_or(&NO_PARENT))
         .await;
     let label = outcome
         .as_ref()

@@ -50,6 +50,9 @@ pub const TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
 pub const TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
 /// `OTEL_SERVICE_NAME`.
 pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// `OTEL_RESOURCE_ATTRIBUTES`: `key=value` pairs; its `service.name` is used when
+/// [`SERVICE_NAME`] is unset.
+pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 /// `OTEL_TRACES_SAMPLER`: `parentbased_always_on` (the default), `parentbased_traceidratio`,
 /// `parentbased_always_off`, `always_on`, `always_off` or `traceidratio`.
 pub const SAMPLER: &str = "OTEL_TRACES_SAMPLER";
@@ -129,7 +132,9 @@ impl OtelConfig {
         Some(Self {
             endpoint,
             protocol,
-            service_name: var(SERVICE_NAME).unwrap_or_else(|| default_service_name.to_owned()),
+            service_name: var(SERVICE_NAME)
+                .or_else(|| resource_service_name(var(RESOURCE_ATTRIBUTES).as_deref()?))
+                .unwrap_or_else(|| default_service_name.to_owned()),
             sampler: sampler(var(SAMPLER).as_deref(), var(SAMPLER_ARG).as_deref()),
             max_queue_size,
         })
@@ -139,6 +144,42 @@ impl OtelConfig {
     pub fn from_env(default_service_name: &str) -> Option<Self> {
         Self::from_lookup(default_service_name, |name| std::env::var(name).ok())
     }
+}
+
+/// The `service.name` in `OTEL_RESOURCE_ATTRIBUTES` (`k1=v1,k2=v2`, values percent-encoded),
+/// if it names one.
+fn resource_service_name(attributes: &str) -> Option<String> {
+    attributes
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| key.trim() == "service.name")
+        .map(|(_, value)| percent_decode(value.trim()))
+        .filter(|name| !name.is_empty())
+}
+
+/// `%XX` escapes decoded (the W3C Baggage encoding the variable uses); anything malformed is
+/// kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The sampler `OTEL_TRACES_SAMPLER` and `_ARG` name; the default (`parentbased_always_on`)
@@ -223,6 +264,11 @@ mod tests {
         assert_eq!(named.service_name, "shop-catalog");
         let queue = config(&[endpoint, (MAX_QUEUE_SIZE, "16")]).unwrap();
         assert_eq!(queue.max_queue_size, 16);
+        let resource = (RESOURCE_ATTRIBUTES, "team=shop,service.name=shop%20catalog");
+        let from_resource = config(&[endpoint, resource]).unwrap();
+        assert_eq!(from_resource.service_name, "shop catalog");
+        let both = config(&[endpoint, resource, (SERVICE_NAME, "named")]).unwrap();
+        assert_eq!(both.service_name, "named", "OTEL_SERVICE_NAME wins");
         let bad = config(&[endpoint, (MAX_QUEUE_SIZE, "0")]).unwrap();
         assert_eq!(bad.max_queue_size, DEFAULT_MAX_QUEUE_SIZE);
     }

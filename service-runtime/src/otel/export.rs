@@ -45,6 +45,11 @@ pub(super) fn provider(config: &OtelConfig) -> anyhow::Result<SdkTracerProvider>
             .build(),
     }
     .with_context(|| format!("OTLP exporter for {}", config.endpoint))?;
+    Ok(provider_with(exporter, config))
+}
+
+/// The tracer provider for `config`, exporting with `exporter` behind the bounded queue.
+fn provider_with(exporter: impl SpanExporter + 'static, config: &OtelConfig) -> SdkTracerProvider {
     let waiting = Arc::new(Waiting::default());
     let exporter = Counted {
         inner: exporter,
@@ -60,7 +65,7 @@ pub(super) fn provider(config: &OtelConfig) -> anyhow::Result<SdkTracerProvider>
         waiting,
         capacity: config.max_queue_size,
     };
-    Ok(SdkTracerProvider::builder()
+    SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_sampler(config.sampler.clone())
         .with_resource(
@@ -68,7 +73,7 @@ pub(super) fn provider(config: &OtelConfig) -> anyhow::Result<SdkTracerProvider>
                 .with_service_name(config.service_name.clone())
                 .build(),
         )
-        .build())
+        .build()
 }
 
 /// What the processor and the exporter share: spans admitted and not yet handed to the
@@ -76,8 +81,10 @@ pub(super) fn provider(config: &OtelConfig) -> anyhow::Result<SdkTracerProvider>
 #[derive(Debug, Default)]
 struct Waiting {
     spans: AtomicUsize,
-    /// Spans dropped since the last successful export.
+    /// Spans dropped in the current outage.
     dropped_in_outage: AtomicU64,
+    /// Spans were dropped since the last export began: the outage goes on.
+    dropped_since_export: AtomicBool,
     /// An outage has been logged and not yet its end.
     outage_logged: AtomicBool,
 }
@@ -88,6 +95,7 @@ impl Waiting {
         let count = u64::try_from(count).unwrap_or(u64::MAX);
         metrics::counter!(DROPPED_SPANS_COUNTER, "reason" => reason).increment(count);
         self.dropped_in_outage.fetch_add(count, Ordering::Relaxed);
+        self.dropped_since_export.store(true, Ordering::Relaxed);
         if !self.outage_logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 reason,
@@ -97,9 +105,11 @@ impl Waiting {
         }
     }
 
-    /// A batch was exported: ends an outage, if one was logged, with one line.
-    fn exported(&self) {
-        if self.outage_logged.swap(false, Ordering::Relaxed) {
+    /// A batch went out: ends an outage, if one was logged, with one line, once a whole
+    /// batch has gone out with nothing dropped meanwhile (a collector that works but cannot
+    /// keep up is one outage, not one per batch).
+    fn exported(&self, dropped_meanwhile: bool) {
+        if !dropped_meanwhile && self.outage_logged.swap(false, Ordering::Relaxed) {
             let dropped = self.dropped_in_outage.swap(0, Ordering::Relaxed);
             tracing::info!(
                 dropped,
@@ -148,18 +158,25 @@ impl SpanProcessor for Bounded {
 /// The OTLP exporter, marking spans as no longer waiting when their batch goes out and
 /// counting the spans of a failed export as dropped.
 #[derive(Debug)]
-struct Counted {
-    inner: opentelemetry_otlp::SpanExporter,
+struct Counted<E> {
+    inner: E,
     waiting: Arc<Waiting>,
 }
 
-impl SpanExporter for Counted {
+impl<E: SpanExporter> SpanExporter for Counted<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let count = batch.len();
         self.waiting.spans.fetch_sub(count, Ordering::AcqRel);
+        let dropped_before = self
+            .waiting
+            .dropped_since_export
+            .swap(false, Ordering::Relaxed);
         let result = self.inner.export(batch).await;
         match &result {
-            Ok(()) => self.waiting.exported(),
+            Ok(()) => {
+                let dropped_during = self.waiting.dropped_since_export.load(Ordering::Relaxed);
+                self.waiting.exported(dropped_before || dropped_during);
+            }
             Err(err) => self.waiting.dropped(count, "export_failed", err),
         }
         result
@@ -175,5 +192,129 @@ impl SpanExporter for Counted {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    use opentelemetry_sdk::error::OTelSdkError;
+
+    use super::*;
+    use crate::otel::config::Protocol;
+
+    /// An exporter that holds every export until the test opens its gate, and can fail them.
+    #[derive(Debug, Default)]
+    struct Gated {
+        open: Mutex<bool>,
+        opened: std::sync::Condvar,
+        fail: AtomicBool,
+        exported: AtomicUsize,
+        started: AtomicUsize,
+    }
+
+    /// The exporter the provider owns; the test keeps the other handle.
+    #[derive(Debug)]
+    struct Handle(Arc<Gated>);
+
+    impl SpanExporter for Handle {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            let this = &self.0;
+            this.started.fetch_add(1, Ordering::SeqCst);
+            let mut open = this.open.lock().unwrap_or_else(|e| e.into_inner());
+            while !*open {
+                open = this.opened.wait(open).unwrap_or_else(|e| e.into_inner());
+            }
+            drop(open);
+            if this.fail.load(Ordering::SeqCst) {
+                return Err(OTelSdkError::InternalFailure("collector down".into()));
+            }
+            this.exported.fetch_add(batch.len(), Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn config(max_queue_size: usize) -> OtelConfig {
+        OtelConfig {
+            endpoint: String::new(),
+            protocol: Protocol::Grpc,
+            service_name: "test".into(),
+            sampler: opentelemetry_sdk::trace::Sampler::AlwaysOn,
+            max_queue_size,
+        }
+    }
+
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < give_up, "never: {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_spans_and_never_blocks_and_the_bound_reopens() {
+        let exporter = Arc::new(Gated::default());
+        let provider = provider_with(Handle(exporter.clone()), &config(4));
+        let tracer = provider.tracer("test");
+        // The first span goes out (on force_flush) and its export is held.
+        drop(tracer.start("first"));
+        let flushing = {
+            let provider = provider.clone();
+            std::thread::spawn(move || provider.force_flush())
+        };
+        wait_until("the first export starts", || {
+            exporter.started.load(Ordering::SeqCst) == 1
+        });
+        // Meanwhile: four spans fit, the rest are dropped at once.
+        for _ in 0..10 {
+            drop(tracer.start("meanwhile"));
+        }
+        *exporter.open.lock().unwrap() = true;
+        exporter.opened.notify_all();
+        let _ = flushing.join();
+        provider.force_flush().unwrap();
+        assert_eq!(exporter.exported.load(Ordering::SeqCst), 1 + 4);
+        // Every admitted span left the count: the bound lets spans in again.
+        for _ in 0..3 {
+            drop(tracer.start("after"));
+        }
+        provider.force_flush().unwrap();
+        assert_eq!(exporter.exported.load(Ordering::SeqCst), 1 + 4 + 3);
+        let _ = provider.shutdown();
+    }
+
+    #[test]
+    fn an_outage_ends_only_after_an_export_with_nothing_dropped() {
+        let waiting = Waiting::default();
+        waiting.dropped(2, "export_failed", &"down");
+        assert!(waiting.outage_logged.load(Ordering::SeqCst));
+        // Spans were dropped while this batch was out: the outage goes on.
+        waiting.exported(true);
+        assert!(waiting.outage_logged.load(Ordering::SeqCst));
+        waiting.exported(false);
+        assert!(!waiting.outage_logged.load(Ordering::SeqCst));
+        assert_eq!(waiting.dropped_in_outage.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn spans_of_a_failed_export_are_no_longer_waiting() {
+        let exporter = Arc::new(Gated::default());
+        *exporter.open.lock().unwrap() = true;
+        exporter.fail.store(true, Ordering::SeqCst);
+        let provider = provider_with(Handle(exporter.clone()), &config(2));
+        let tracer = provider.tracer("test");
+        for _ in 0..5 {
+            drop(tracer.start("lost"));
+            let _ = provider.force_flush();
+        }
+        assert_eq!(
+            exporter.started.load(Ordering::SeqCst),
+            5,
+            "none dropped for a full queue"
+        );
+        let _ = provider.shutdown();
     }
 }

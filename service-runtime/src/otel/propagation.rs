@@ -5,6 +5,9 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
+/// The header that carries the caller's span.
+pub(super) const TRACEPARENT: &str = "traceparent";
+
 /// The caller's span, when its `traceparent` is present and valid; `None` starts a new trace.
 pub(super) fn extract<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<SpanContext> {
     let context = TraceContextPropagator::new().extract(&Getter(get, std::marker::PhantomData));
