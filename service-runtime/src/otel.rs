@@ -278,10 +278,10 @@ impl Parent {
         if let Some(started) = started {
             builder = builder.with_start_time(started);
         }
-        Span(State::On {
+        Span(State::On(Box::new(Recording {
             tracer: tracer.clone(),
             span: builder.start_with_context(tracer, &context),
-        })
+        })))
     }
 }
 
@@ -296,11 +296,15 @@ enum State {
     Off,
     /// Tracing is off, but the caller's span context is carried through to calls made.
     Forward(SpanContext),
-    /// A span being recorded (or not, as sampled).
-    On {
-        tracer: SdkTracer,
-        span: opentelemetry_sdk::trace::Span,
-    },
+    /// A span of this process (recorded or not, as sampled); boxed, as it is large and made
+    /// only when tracing is on.
+    On(Box<Recording>),
+}
+
+#[derive(Debug)]
+struct Recording {
+    tracer: SdkTracer,
+    span: opentelemetry_sdk::trace::Span,
 }
 
 /// A span's ids, for log lines: both print as lowercase hex, as in `traceparent`.
@@ -326,16 +330,16 @@ impl Span {
                 tracer: None,
                 context: Some(context.clone()),
             }),
-            State::On { tracer, span } => Some(ParentInner {
-                tracer: Some(tracer.clone()),
-                context: Some(span.span_context().clone()),
+            State::On(on) => Some(ParentInner {
+                tracer: Some(on.tracer.clone()),
+                context: Some(on.span.span_context().clone()),
             }),
         })
     }
 
     fn recording(&mut self) -> Option<&mut opentelemetry_sdk::trace::Span> {
         match &mut self.0 {
-            State::On { span, .. } if span.is_recording() => Some(span),
+            State::On(on) if on.span.is_recording() => Some(&mut on.span),
             _ => None,
         }
     }
@@ -343,7 +347,7 @@ impl Span {
     /// Whether the span is recorded (sampled and tracing on): attributes are only worth
     /// building when it is.
     pub fn is_recording(&self) -> bool {
-        matches!(&self.0, State::On { span, .. } if span.is_recording())
+        matches!(&self.0, State::On(on) if on.span.is_recording())
     }
 
     /// Sets the attributes `attributes` returns; it is called only when the span is recorded.
@@ -373,10 +377,10 @@ impl Span {
     /// The span's ids when tracing is on (a span of this process, sampled or not), for the
     /// log lines it covers.
     pub fn ids(&self) -> Option<SpanIds> {
-        let State::On { span, .. } = &self.0 else {
+        let State::On(on) = &self.0 else {
             return None;
         };
-        let context = span.span_context();
+        let context = on.span.span_context();
         context.is_valid().then(|| SpanIds {
             trace_id: context.trace_id(),
             span_id: context.span_id(),
@@ -390,7 +394,7 @@ impl Span {
         match &self.0 {
             State::Off => {}
             State::Forward(context) => propagation::inject(context, set),
-            State::On { span, .. } => propagation::inject(span.span_context(), set),
+            State::On(on) => propagation::inject(on.span.span_context(), set),
         }
     }
 
