@@ -5,11 +5,15 @@
 //! Real protocol, real sockets: what a service exports to it is what it would export to a
 //! Jaeger or an OpenTelemetry Collector. A test can also make it hang (accept exports and never
 //! answer, like an overloaded collector) or stop it (its ports close, like a crashed one).
+//!
+//! [`Receiver::start_counting`] keeps no spans, only their count, so that it can take a load
+//! test's every span in constant memory: the `otlp-receiver` binary (`cargo xtask bench
+//! --traced`) runs it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -83,7 +87,12 @@ pub struct Receiver {
 
 #[derive(Debug)]
 struct Shared {
+    /// Every span received; stays empty when counting.
     spans: watch::Sender<Vec<ReceivedSpan>>,
+    /// Whether spans are only counted, not kept.
+    counting: bool,
+    /// Spans received, kept or not (those of exports still held by [`Receiver::hang`] too).
+    spans_received: AtomicU64,
     /// Export calls received, answered or not.
     exports: AtomicUsize,
     /// While true, exports are held unanswered.
@@ -93,8 +102,21 @@ struct Shared {
 impl Receiver {
     /// Starts both servers on `127.0.0.1:0`.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_with(false).await
+    }
+
+    /// Starts both servers on `127.0.0.1:0`, counting spans without keeping them, so memory
+    /// stays the same however many arrive: [`Self::spans_received`] and [`Self::exports`] grow,
+    /// [`Self::spans`] stays empty (and [`Self::wait_for`] sees no span).
+    pub async fn start_counting() -> std::io::Result<Self> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(counting: bool) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             spans: watch::Sender::new(Vec::new()),
+            counting,
+            spans_received: AtomicU64::new(0),
             exports: AtomicUsize::new(0),
             hang: watch::Sender::new(false),
         });
@@ -124,6 +146,16 @@ impl Receiver {
         })
     }
 
+    /// The gRPC server's address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+    }
+
+    /// The HTTP/protobuf server's address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
     /// The endpoint for `OTEL_EXPORTER_OTLP_ENDPOINT` with protocol `grpc`.
     pub fn grpc_endpoint(&self) -> String {
         format!("http://{}", self.grpc)
@@ -140,7 +172,12 @@ impl Receiver {
         self.shared.exports.load(Ordering::SeqCst)
     }
 
-    /// Every span received so far.
+    /// Spans received so far, over either protocol, kept or only counted.
+    pub fn spans_received(&self) -> u64 {
+        self.shared.spans_received.load(Ordering::SeqCst)
+    }
+
+    /// Every span received so far (none when counting).
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.shared.spans.borrow().clone()
     }
@@ -184,10 +221,20 @@ impl Shared {
     /// Records one export request; returns once the receiver is not hanging.
     async fn export(&self, request: ExportTraceServiceRequest) {
         self.exports.fetch_add(1, Ordering::SeqCst);
+        let count: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|resource| &resource.scope_spans)
+            .map(|scope| scope.spans.len())
+            .sum();
+        self.spans_received
+            .fetch_add(count as u64, Ordering::SeqCst);
         let mut hang = self.hang.subscribe();
         let _ = hang.wait_for(|hang| !*hang).await;
-        let received = flatten(request);
-        self.spans.send_modify(|spans| spans.extend(received));
+        if !self.counting {
+            let received = flatten(request);
+            self.spans.send_modify(|spans| spans.extend(received));
+        }
     }
 }
 
@@ -273,4 +320,60 @@ fn flatten(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    /// One export with `spans` spans in each of its scopes.
+    fn request(spans: &[usize]) -> ExportTraceServiceRequest {
+        let scope = |n: usize| ScopeSpans {
+            spans: (0..n)
+                .map(|i| Span {
+                    name: format!("span {i}"),
+                    trace_id: vec![1; 16],
+                    span_id: vec![2; 8],
+                    ..Span::default()
+                })
+                .collect(),
+            ..ScopeSpans::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: spans.iter().map(|&n| scope(n)).collect(),
+                ..ResourceSpans::default()
+            }],
+        }
+    }
+
+    async fn send(receiver: &Receiver, spans: &[usize]) {
+        let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
+            .await
+            .unwrap();
+        client.export(request(spans)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn keeps_and_counts_every_span() {
+        let receiver = Receiver::start().await.unwrap();
+        send(&receiver, &[3, 2]).await;
+        send(&receiver, &[1]).await;
+        assert_eq!(receiver.exports(), 2);
+        assert_eq!(receiver.spans_received(), 6);
+        assert_eq!(receiver.spans().len(), 6);
+        assert_eq!(receiver.spans()[0].trace_id, "01".repeat(16));
+    }
+
+    #[tokio::test]
+    async fn counting_keeps_no_span() {
+        let receiver = Receiver::start_counting().await.unwrap();
+        send(&receiver, &[3, 2]).await;
+        send(&receiver, &[]).await;
+        assert_eq!(receiver.exports(), 2);
+        assert_eq!(receiver.spans_received(), 5);
+        assert!(receiver.spans().is_empty());
+    }
 }
