@@ -1,9 +1,10 @@
 //! Getting the services up for the benchmark: the release build, each service's command
 //! (certificates, a log file, the pass's `RUST_LOG` and flags, none of the caller's service
-//! settings), and starting one Discount (with its operations port) and the Catalog processes a
-//! pass needs on port 0, reading the address each one bound from the line it logs when it
-//! listens.
+//! or `OTEL_*` settings), and starting one Discount (with its operations port) and the Catalog
+//! processes a pass needs on port 0, reading the address each one bound from the line it logs
+//! when it listens; in a traced pass, the OTLP receiver first, and both services pointed at it.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use anyhow::{Context, bail};
 use crate::services::{Services, Startup, StopSignal, target_dir, wait_child};
 
 use super::data::DataFiles;
+use super::logline::{log_tail, logged_addr};
+use super::otlp;
 use super::scenarios::{CatalogKind, PassSettings};
 
 /// How long each service has to log that it listens.
@@ -29,6 +32,9 @@ pub(super) struct Started {
     pub(super) catalogs: Vec<(CatalogKind, CatalogAddrs)>,
     /// Discount's operations port (`/metrics`).
     pub(super) discount_metrics: SocketAddr,
+    /// The OTLP receiver of a traced pass; after `services`, so that it is stopped after them
+    /// when dropped.
+    pub(super) receiver: Option<otlp::Receiver>,
 }
 
 /// Where one Catalog process answers.
@@ -42,7 +48,8 @@ pub(super) struct CatalogAddrs {
 
 /// Starts one Discount, then the Catalog processes of `kinds` pointed at it (their logs in
 /// `logs`), run as `settings` says, each listening on a port the system picks, and waits until
-/// every one has logged the address it listens on.
+/// every one has logged the address it listens on. A traced pass starts the OTLP receiver
+/// before them.
 pub(super) fn start_services(
     bin_dir: &Path,
     certs: &Path,
@@ -52,6 +59,16 @@ pub(super) fn start_services(
     kinds: &[CatalogKind],
     stop: &StopSignal,
 ) -> anyhow::Result<Started> {
+    // Declared first, so dropped (stopped) after the services on an early return.
+    let receiver = if settings.traced {
+        Some(otlp::start(bin_dir, logs, stop)?)
+    } else {
+        None
+    };
+    let otel_env: Vec<(&str, String)> = receiver
+        .iter()
+        .flat_map(otlp::Receiver::service_env)
+        .collect();
     let mut services = Services::new();
     let discount_log = logs.join("discount.log");
     let mut discount = service_command(
@@ -59,6 +76,7 @@ pub(super) fn start_services(
         certs,
         &discount_log,
         settings.rust_log,
+        &otel_env,
     )?;
     discount
         .args(["--listen", "127.0.0.1:0"])
@@ -88,6 +106,7 @@ pub(super) fn start_services(
             certs,
             &logs.join(kind.log_name()),
             settings.rust_log,
+            &otel_env,
         )?;
         cmd.args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
             .args(["--discount-addr", &discount_addr.to_string()]);
@@ -129,6 +148,7 @@ pub(super) fn start_services(
         services,
         catalogs,
         discount_metrics,
+        receiver,
     })
 }
 
@@ -173,66 +193,18 @@ fn wait_logged_addr(
     }
 }
 
-/// The address in the first complete line of `log` that contains `marker`: the `addr=` field
-/// of a text line (colour codes or not) or the `"addr"` member of a JSON line. `None` while
-/// there is no such line yet; an error if the line holds no address.
-fn logged_addr(log: &str, marker: &str) -> anyhow::Result<Option<SocketAddr>> {
-    // A line still being written has no newline yet: wait for the rest of it.
-    let complete = log.rfind('\n').map_or("", |end| &log[..end]);
-    let Some(line) = complete
-        .lines()
-        .map(strip_ansi)
-        .find(|line| line.contains(marker))
-    else {
-        return Ok(None);
-    };
-    let addr = if line.trim_start().starts_with('{') {
-        serde_json::from_str::<serde_json::Value>(&line)
-            .ok()
-            .and_then(|json| json.get("addr")?.as_str().map(str::to_owned))
-    } else {
-        line.split_whitespace()
-            .find_map(|field| field.strip_prefix("addr="))
-            .map(|addr| addr.trim_matches(|c| c == '"' || c == ',').to_owned())
-    };
-    let addr = addr.with_context(|| format!("no address in its line {line:?}"))?;
-    addr.parse()
-        .map(Some)
-        .with_context(|| format!("bad address {addr:?} in its line {line:?}"))
-}
-
-/// `line` without ANSI escape sequences (the colours of text logs on a terminal).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-        } else if chars.next() == Some('[') {
-            // A control sequence: parameters, then one final byte in '@'..='~'.
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
-        }
-    }
-    out
-}
-
-/// `cargo build --release` of both services; returns the folder holding the binaries.
-pub(super) fn build_release(stop: &StopSignal) -> anyhow::Result<PathBuf> {
+/// `cargo build --release` of both services, and of the OTLP receiver if `traced`; returns
+/// the folder holding the binaries.
+pub(super) fn build_release(stop: &StopSignal, traced: bool) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    println!("building discount-service and catalog-service (release)...");
+    let mut packages = vec!["discount-service", "catalog-service"];
+    if traced {
+        packages.push(otlp::BINARY);
+    }
+    println!("building {} (release)...", packages.join(", "));
     let mut child = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "discount-service",
-            "-p",
-            "catalog-service",
-        ])
+        .args(["build", "--release"])
+        .args(packages.iter().flat_map(|p| ["-p", p]))
         .current_dir(crate::workspace_root())
         .spawn()
         .context("cannot run cargo build")?;
@@ -243,31 +215,25 @@ pub(super) fn build_release(stop: &StopSignal) -> anyhow::Result<PathBuf> {
     Ok(target_dir().join("release"))
 }
 
-/// A service command with its certificates, `RUST_LOG=rust_log`, its output appended to `log`,
-/// and none of the services' environment variables from the caller's shell (so every run is
-/// configured alike).
+/// A service command with its certificates, `RUST_LOG=rust_log`, the OpenTelemetry variables
+/// `otel_env` (none: tracing off), its output appended to `log`, and none of the services'
+/// environment variables, nor any `OTEL_*` one, from the caller's shell (so every run is
+/// configured alike, and a shell cannot turn tracing on).
 fn service_command(
     binary: &Path,
     certs: &Path,
     log: &Path,
     rust_log: &str,
+    otel_env: &[(&str, String)],
 ) -> anyhow::Result<Command> {
     let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let file2 = file
         .try_clone()
         .with_context(|| format!("cannot reopen {}", log.display()))?;
     let mut cmd = Command::new(binary);
-    for (key, _) in std::env::vars_os() {
-        let key_text = key.to_string_lossy();
-        if key_text.starts_with("CATALOG_")
-            || key_text.starts_with("DISCOUNT_")
-            || key_text == "CERTS_DIR"
-            || key_text == "LOG_FORMAT"
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("RUST_LOG", rust_log)
+    remove_service_vars(&mut cmd, std::env::vars_os().map(|(key, _)| key));
+    cmd.envs(otel_env.iter().map(|(key, value)| (key, value)))
+        .env("RUST_LOG", rust_log)
         .env("NO_COLOR", "1")
         .arg("--certs-dir")
         .arg(certs)
@@ -277,15 +243,19 @@ fn service_command(
     Ok(cmd)
 }
 
-/// The last few non-empty lines of a log, joined, for an error message.
-fn log_tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
-    if tail.is_empty() {
-        format!("(nothing in {})", path.display())
-    } else {
-        tail
+/// Removes from `cmd`'s environment each of `inherited` that configures a service: its own
+/// variables (`CATALOG_*`, `DISCOUNT_*`, `CERTS_DIR`, `LOG_FORMAT`) and OpenTelemetry's.
+fn remove_service_vars(cmd: &mut Command, inherited: impl IntoIterator<Item = OsString>) {
+    for key in inherited {
+        let text = key.to_string_lossy();
+        if ["CATALOG_", "DISCOUNT_", "OTEL_"]
+            .iter()
+            .any(|prefix| text.starts_with(prefix))
+            || text == "CERTS_DIR"
+            || text == "LOG_FORMAT"
+        {
+            cmd.env_remove(&key);
+        }
     }
 }
 
@@ -362,62 +332,52 @@ mod tests {
         assert!(err.contains("still loading"), "{err}");
     }
 
-    const DISCOUNT: &str = "2026-12-02T07:50:00.542683Z  INFO discount_service::server: \
-        Discount listening (gRPC over mutual TLS 1.3) addr=127.0.0.1:41135\n";
-
-    #[test]
-    fn reads_the_address_of_a_text_line() {
-        let log =
-            format!("2026-12-02T07:50:00Z  INFO x: starting discount_addr=1.2.3.4:5\n{DISCOUNT}");
-        let addr = logged_addr(&log, "Discount listening").unwrap();
-        assert_eq!(addr, Some("127.0.0.1:41135".parse().unwrap()));
+    /// `cmd`'s environment changes: each variable with its value, `None` if removed.
+    fn env_of(cmd: &Command) -> Vec<(String, Option<String>)> {
+        let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+        cmd.get_envs()
+            .map(|(k, v)| (text(k), v.map(text)))
+            .collect()
     }
 
     #[test]
-    fn tells_the_grpc_port_from_the_operations_port() {
-        let ops = "2026-12-02T07:50:00.540000Z  INFO discount_service::metrics_http: Discount \
-            operations port listening (plain HTTP: /metrics, /healthz, /readyz) \
-            addr=127.0.0.1:40001\n";
-        let log = format!("{ops}{DISCOUNT}");
-        let grpc = logged_addr(&log, "Discount listening").unwrap();
-        assert_eq!(grpc, Some("127.0.0.1:41135".parse().unwrap()));
-        let metrics = logged_addr(&log, "Discount operations port listening").unwrap();
-        assert_eq!(metrics, Some("127.0.0.1:40001".parse().unwrap()));
+    fn services_inherit_no_otel_or_service_variable() {
+        let mut cmd = Command::new("true");
+        let inherited = [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_SDK_DISABLED",
+            "CATALOG_LISTEN",
+            "DISCOUNT_LISTEN",
+            "CERTS_DIR",
+            "LOG_FORMAT",
+            "PATH",
+            "MY_OTEL_THING",
+        ];
+        remove_service_vars(&mut cmd, inherited.map(OsString::from));
+        let removed: Vec<String> = env_of(&cmd).into_iter().map(|(k, _)| k).collect();
+        let mut expected = inherited[..6].to_vec();
+        expected.sort_unstable();
+        assert_eq!(removed, expected, "{:?}", env_of(&cmd));
+        assert!(env_of(&cmd).iter().all(|(_, v)| v.is_none()));
     }
 
     #[test]
-    fn reads_the_address_of_a_coloured_text_line() {
-        let log = "\u{1b}[2m2026-12-02T07:50:00Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \
-            \u{1b}[2mcatalog_service::app\u{1b}[0m\u{1b}[2m:\u{1b}[0m Catalog listening (HTTP) \
-            \u{1b}[3maddr\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:36155\n";
-        let addr = logged_addr(log, "Catalog listening").unwrap();
-        assert_eq!(addr, Some("127.0.0.1:36155".parse().unwrap()));
-    }
-
-    #[test]
-    fn reads_the_address_of_a_json_line() {
-        let log = r#"{"timestamp":"2026-12-02T07:50:00Z","level":"INFO","message":"Catalog listening (HTTP)","addr":"127.0.0.1:34755","target":"catalog_service::app"}
-"#;
-        let addr = logged_addr(log, "Catalog listening").unwrap();
-        assert_eq!(addr, Some("127.0.0.1:34755".parse().unwrap()));
-    }
-
-    #[test]
-    fn waits_for_a_whole_line() {
-        assert_eq!(logged_addr("", "Discount listening").unwrap(), None);
-        let partial = DISCOUNT.trim_end_matches('\n');
-        assert_eq!(logged_addr(partial, "Discount listening").unwrap(), None);
-        let other = "2026-12-02T07:50:00Z  INFO x: loading certificates\n";
-        assert_eq!(logged_addr(other, "Discount listening").unwrap(), None);
-    }
-
-    #[test]
-    fn a_line_without_an_address_is_an_error() {
-        let log = "2026-12-02T07:50:00Z  INFO x: Discount listening somewhere\n";
-        let err = logged_addr(log, "Discount listening").unwrap_err();
-        assert!(format!("{err:#}").contains("no address"), "{err:#}");
-        let log = "2026-12-02T07:50:00Z  INFO x: Discount listening addr=nowhere\n";
-        let err = logged_addr(log, "Discount listening").unwrap_err();
-        assert!(format!("{err:#}").contains("bad address"), "{err:#}");
+    fn a_service_command_sets_otel_variables_only_when_traced() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("service.log");
+        let plain = service_command(Path::new("true"), dir.path(), &log, "info", &[]).unwrap();
+        let env = env_of(&plain);
+        assert!(
+            env.iter()
+                .all(|(k, v)| !k.starts_with("OTEL_") || v.is_none()),
+            "{env:?}"
+        );
+        assert!(env.contains(&("RUST_LOG".into(), Some("info".into()))));
+        let otel = otlp::service_env("127.0.0.1:4317".parse().unwrap());
+        let traced = service_command(Path::new("true"), dir.path(), &log, "info", &otel).unwrap();
+        let env = env_of(&traced);
+        for (key, value) in otel {
+            assert!(env.contains(&(key.into(), Some(value))), "{env:?}");
+        }
     }
 }

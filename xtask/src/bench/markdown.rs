@@ -1,10 +1,11 @@
 //! `results.md`: the report in Markdown. The main figures (both services on their defaults)
 //! with requests and groups per discount RPC, the ratios to A, the tuned pass and the two
-//! passes side by side, and peak memory.
+//! passes side by side, peak memory, and with `--traced` the spans each pass exported.
 
 use std::fmt::Write as _;
 
-use super::report::{Memory, Pass, Report, RunResult, ScenarioResult};
+use super::report::{Memory, Pass, Report, RpcMetrics, RunResult, ScenarioResult, TracesReceived};
+use super::scenarios::PassSettings;
 use super::scrape::HistogramDelta;
 
 /// The report as Markdown.
@@ -12,8 +13,13 @@ pub fn render(report: &Report) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# cargo xtask bench{}",
-        if report.smoke { " --smoke" } else { "" }
+        "# cargo xtask bench{}{}",
+        if report.smoke { " --smoke" } else { "" },
+        if report.settings.traced {
+            " --traced"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(md);
     let _ = writeln!(
@@ -57,6 +63,7 @@ pub fn render(report: &Report) -> String {
          together). Groups/RPC: the same from Discount's `discount_groups_per_rpc`, which counts \
          `ApplyDiscountGroups` RPCs only. `-`: no such RPC in the run; `n/a`: not scraped."
     );
+    traces_line(&mut md, &report.settings, report.traces);
     let _ = writeln!(md);
     let _ = writeln!(md, "## Relative to A (no X-USER-ID)");
     let _ = writeln!(md);
@@ -92,8 +99,25 @@ pub fn render(report: &Report) -> String {
             &format!(" ({})", tuned.settings.name),
         );
     }
-    dropped_lines_note(&mut md, report);
+    dropped_note(&mut md, report, DROPPED_LOG_LINES);
+    dropped_note(&mut md, report, DROPPED_SPANS);
     md
+}
+
+/// In a traced pass, the line saying how many spans the OTLP receiver got.
+fn traces_line(md: &mut String, settings: &PassSettings, traces: Option<TracesReceived>) {
+    if !settings.traced {
+        return;
+    }
+    let got = traces.map_or_else(
+        || "did not say how many spans it got (see its log)".to_owned(),
+        |t| format!("got {} spans in {} exports", t.spans, t.exports),
+    );
+    let _ = writeln!(
+        md,
+        "Tracing: the `otlp-receiver` {got} from both services during this pass (probes and \
+         warm-ups included)."
+    );
 }
 
 /// One row per run, and one line per scenario that did not run.
@@ -156,6 +180,7 @@ fn tuned_sections(md: &mut String, report: &Report, tuned: &Pass) {
     );
     let _ = writeln!(md);
     runs_table(md, &tuned.scenarios);
+    traces_line(md, &tuned.settings, tuned.traces);
 
     let (d, t) = (report.settings.name, tuned.settings.name);
     let _ = writeln!(md);
@@ -221,20 +246,34 @@ fn memory_rows(md: &mut String, memory: &[Memory], suffix: &str) {
     }
 }
 
-/// A line when a service's log writer dropped lines during a run: its access log then cost
-/// less than writing every line would have.
-fn dropped_lines_note(md: &mut String, report: &Report) {
+/// Something a service drops rather than slow requests down: how results.md names it, and
+/// how many Catalog and Discount dropped during a run.
+type Dropped = (&'static str, fn(&RpcMetrics) -> [Option<f64>; 2]);
+
+/// Log lines: a service's access log then cost less than writing every line would have.
+const DROPPED_LOG_LINES: Dropped = (
+    "Log lines dropped by a service's log writer during a run (`log_lines_dropped_total`)",
+    |m| [m.catalog_log_lines_dropped, m.discount_log_lines_dropped],
+);
+/// Spans (traced passes): fewer were exported than the services made.
+const DROPPED_SPANS: Dropped = (
+    "Spans a service dropped rather than exported during a run (`trace_spans_dropped_total`: \
+     its export queue was full or an export failed)",
+    |m| [m.catalog_spans_dropped, m.discount_spans_dropped],
+);
+
+/// A line when a service dropped something during a run.
+fn dropped_note(md: &mut String, report: &Report, (what, dropped): Dropped) {
     let mut notes = Vec::new();
     let passes = std::iter::once(("", &report.scenarios))
         .chain(report.tuned.iter().map(|t| (" (tuned)", &t.scenarios)));
     for (pass, scenarios) in passes {
         for s in scenarios {
             for r in &s.runs {
-                let m = &r.rpc_metrics;
-                for (who, dropped) in [
-                    ("Catalog", m.catalog_log_lines_dropped),
-                    ("Discount", m.discount_log_lines_dropped),
-                ] {
+                for (who, dropped) in ["Catalog", "Discount"]
+                    .into_iter()
+                    .zip(dropped(&r.rpc_metrics))
+                {
                     if let Some(n) = dropped.filter(|&n| n > 0.0) {
                         notes.push(format!(
                             "{}{pass} at {}: {who} {n:.0}",
@@ -247,12 +286,7 @@ fn dropped_lines_note(md: &mut String, report: &Report) {
     }
     if !notes.is_empty() {
         let _ = writeln!(md);
-        let _ = writeln!(
-            md,
-            "Log lines dropped by a service's log writer during a run (`log_lines_dropped_total`): \
-             {}.",
-            notes.join("; ")
-        );
+        let _ = writeln!(md, "{what}: {}.", notes.join("; "));
     }
 }
 
@@ -278,8 +312,7 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::report::{RpcMetrics, ratios};
-    use crate::bench::scenarios::PassSettings;
+    use crate::bench::report::ratios;
     use crate::bench::wrk::WrkStats;
 
     fn run(connections: u32, requests: u64, p99_us: u64, per_rpc: Option<(f64, f64)>) -> RunResult {
@@ -327,7 +360,7 @@ mod tests {
             duration_secs: 1,
             warmup_secs: 1,
             connections: vec![32],
-            settings: PassSettings::defaults(None),
+            settings: PassSettings::defaults(None, false),
             ratios: ratios(&scenarios, &[32]),
             scenarios,
             memory: vec![Memory {
@@ -335,6 +368,7 @@ mod tests {
                 pid: 1,
                 vm_hwm_kib: Some(10240),
             }],
+            traces: None,
             tuned,
         }
     }
@@ -372,7 +406,7 @@ mod tests {
             scenario("B", vec![run(32, 800, 4000, Some((800.0, 400.0)))]),
         ];
         let tuned = Pass {
-            settings: PassSettings::tuned(None, &[], &[]),
+            settings: PassSettings::tuned(None, false, &[], &[]),
             ratios: ratios(&scenarios, &[32]),
             scenarios,
             memory: vec![Memory {
@@ -380,6 +414,7 @@ mod tests {
                 pid: 2,
                 vm_hwm_kib: Some(9216),
             }],
+            traces: None,
             failure: None,
         };
         let md = render(&report(Some(tuned)));
@@ -411,10 +446,11 @@ mod tests {
     #[test]
     fn a_tuned_pass_that_failed_says_why() {
         let tuned = Pass {
-            settings: PassSettings::tuned(None, &[], &[]),
+            settings: PassSettings::tuned(None, false, &[], &[]),
             scenarios: vec![],
             ratios: vec![],
             memory: vec![],
+            traces: None,
             failure: Some("discount-service exited during start-up".into()),
         };
         let md = render(&report(Some(tuned)));
@@ -422,5 +458,34 @@ mod tests {
             md.contains(") did not run: discount-service exited"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn a_traced_run_says_so_with_the_spans_received_and_dropped() {
+        let mut traced = report(None);
+        traced.settings = PassSettings::defaults(None, true);
+        traced.traces = Some(TracesReceived {
+            spans: 4321,
+            exports: 9,
+        });
+        traced.scenarios[1].runs[0]
+            .rpc_metrics
+            .catalog_spans_dropped = Some(17.0);
+        let md = render(&traced);
+        assert!(
+            md.starts_with("# cargo xtask bench --smoke --traced\n"),
+            "{md}"
+        );
+        assert!(md.contains("not all on their defaults"), "{md}");
+        assert!(md.contains("tracing on"), "{md}");
+        assert!(
+            md.contains("Tracing: the `otlp-receiver` got 4321 spans in 9 exports"),
+            "{md}"
+        );
+        assert!(md.contains("(`trace_spans_dropped_total`"), "{md}");
+        assert!(md.contains("B at 32: Catalog 17."), "{md}");
+        let plain = render(&report(None));
+        assert!(!plain.contains("Tracing:"), "{plain}");
+        assert!(!plain.contains("trace_spans_dropped_total"), "{plain}");
     }
 }

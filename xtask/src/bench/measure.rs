@@ -127,8 +127,10 @@ impl Snapshot {
     fn growth_since(&self, before: &Self) -> RpcMetrics {
         let catalog = self.catalog.as_ref().zip(before.catalog.as_ref());
         let discount = self.discount.as_ref().zip(before.discount.as_ref());
-        // The counter appears with the first line dropped: absent counts as none.
+        // The counters appear with the first line or span dropped: absent counts as none.
         let dropped = |(now, then): (&Scrape, &Scrape)| now.growth(then, scrape::LOG_LINES_DROPPED);
+        let spans_dropped =
+            |(now, then): (&Scrape, &Scrape)| now.growth(then, scrape::SPANS_DROPPED);
         RpcMetrics {
             catalog_requests_per_rpc: catalog
                 .map(|(now, then)| now.histogram_growth(then, scrape::CATALOG_REQUESTS_PER_RPC)),
@@ -137,6 +139,8 @@ impl Snapshot {
             discount_rpcs: discount.map(|(now, then)| now.growth(then, scrape::DISCOUNT_RPCS)),
             catalog_log_lines_dropped: catalog.map(dropped),
             discount_log_lines_dropped: discount.map(dropped),
+            catalog_spans_dropped: catalog.map(spans_dropped),
+            discount_spans_dropped: discount.map(spans_dropped),
         }
     }
 }

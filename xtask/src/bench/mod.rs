@@ -14,6 +14,13 @@
 //! side), `results.json` and `plot.svg` (the main pass; to `target/bench/` unless `--out`).
 //! Service logs go to `logs/` beside them, the tuned pass's to `logs/tuned/`.
 //!
+//! Tracing is off in every pass (the services get no `OTEL_*` variable, whatever the caller's
+//! shell holds) unless `--traced`: then each pass starts a local `otlp-receiver` (built with
+//! the services; a collector that counts spans and keeps none, its log beside theirs) before
+//! the services, and both export every request's spans to it over OTLP/gRPC
+//! (`OTEL_TRACES_SAMPLER=always_on`). The passes are then named `traced` and `tuned-traced`,
+//! and results.md gives the spans the receiver got in each, and any a service dropped.
+//!
 //! | scenario | Catalog process | request |
 //! | --- | --- | --- |
 //! | A | SPEC data (3 products, 2 customers) | `GET /products`, no `X-USER-ID` |
@@ -26,8 +33,10 @@
 
 mod data;
 mod launch;
+mod logline;
 mod markdown;
 mod measure;
+mod otlp;
 mod plot;
 mod probe;
 mod report;
@@ -45,7 +54,7 @@ use pki::certs_dir::{self, GenCerts};
 
 use crate::services::StopSignal;
 use data::DataFiles;
-use report::{Memory, Pass, Report, ScenarioResult};
+use report::{Memory, Pass, Report, ScenarioResult, TracesReceived};
 use scenarios::{CatalogKind, PassSettings, Plan, SCENARIOS, Scenario};
 use wrk::Wrk;
 
@@ -67,7 +76,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let wrk = wrk::ensure(&stop)?;
     println!("using {} ({})", wrk.version, wrk.path.display());
-    let bin_dir = launch::build_release(&stop)?;
+    let bin_dir = launch::build_release(&stop, plan.main.traced)?;
 
     let tmp = tempfile::Builder::new()
         .prefix("xtask-bench-")
@@ -89,18 +98,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     println!();
     println!("main pass: {}", plan.main.describe());
-    let (results, memory) = run_pass(&env, &plan.main, &SCENARIOS, &logs)?;
+    let main = run_pass(&env, &plan.main, &SCENARIOS, &logs)?;
     let tuned = match &plan.tuned {
         None => None,
         Some((settings, scenarios)) => {
             println!();
             println!("tuned pass: {}", settings.describe());
             let pass = match run_pass(&env, settings, scenarios, &logs.join("tuned")) {
-                Ok((scenarios, memory)) => Pass {
+                Ok(outcome) => Pass {
                     settings: settings.clone(),
-                    ratios: report::ratios(&scenarios, &plan.connections),
-                    scenarios,
-                    memory,
+                    ratios: report::ratios(&outcome.scenarios, &plan.connections),
+                    scenarios: outcome.scenarios,
+                    memory: outcome.memory,
+                    traces: outcome.traces,
                     failure: None,
                 },
                 Err(err) if stop.requested() => return Err(err),
@@ -111,6 +121,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                         scenarios: Vec::new(),
                         ratios: Vec::new(),
                         memory: Vec::new(),
+                        traces: None,
                         failure: Some(format!("{err:#}")),
                     }
                 }
@@ -127,11 +138,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         smoke: plan.smoke,
         duration_secs: plan.duration.as_secs(),
         warmup_secs: plan.warmup.as_secs(),
-        ratios: report::ratios(&results, &plan.connections),
+        ratios: report::ratios(&main.scenarios, &plan.connections),
         connections: plan.connections.clone(),
         settings: plan.main.clone(),
-        scenarios: results,
-        memory,
+        scenarios: main.scenarios,
+        memory: main.memory,
+        traces: main.traces,
         tuned,
     };
     write_report(&report, &plan.out)?;
@@ -157,15 +169,24 @@ struct Env<'a> {
     stop: &'a StopSignal,
 }
 
+/// What one pass found.
+struct PassOutcome {
+    scenarios: Vec<ScenarioResult>,
+    memory: Vec<Memory>,
+    /// What the OTLP receiver got, in a traced pass (if it said).
+    traces: Option<TracesReceived>,
+}
+
 /// Starts the services as `settings` says (only the Catalogs `scenarios` need, logs in
-/// `logs`), measures each scenario, reads peak memory and stops them. A scenario that fails is
-/// recorded and the next one runs; services that do not start, or Ctrl-C, are an error.
+/// `logs`; the OTLP receiver first if traced), measures each scenario, reads peak memory and
+/// stops them (the receiver last). A scenario that fails is recorded and the next one runs;
+/// services that do not start, or Ctrl-C, are an error.
 fn run_pass(
     env: &Env<'_>,
     settings: &PassSettings,
     scenarios: &[Scenario],
     logs: &Path,
-) -> anyhow::Result<(Vec<ScenarioResult>, Vec<Memory>)> {
+) -> anyhow::Result<PassOutcome> {
     fs::create_dir_all(logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let kinds: Vec<CatalogKind> = CatalogKind::ALL
         .into_iter()
@@ -224,10 +245,12 @@ fn run_pass(
         results.push(result);
     }
 
+    let receiver_pid = started.receiver.as_ref().and_then(otlp::Receiver::pid);
     let memory: Vec<Memory> = started
         .services
         .pids()
         .into_iter()
+        .chain(receiver_pid.map(|pid| (otlp::BINARY.to_owned(), pid)))
         .map(|(process, pid)| Memory {
             vm_hwm_kib: report::vm_hwm(pid),
             process,
@@ -235,7 +258,12 @@ fn run_pass(
         })
         .collect();
     started.services.stop();
-    Ok((results, memory))
+    let traces = started.receiver.take().and_then(otlp::Receiver::stop);
+    Ok(PassOutcome {
+        scenarios: results,
+        memory,
+        traces,
+    })
 }
 
 fn git_commit() -> Option<String> {

@@ -1,6 +1,7 @@
 //! The benchmark's results as written to `results.json`: what each pass (the services'
 //! defaults, then the tuned one) measured, with requests and groups per discount RPC, the B/A
-//! and C/A ratios, peak memory, and what went wrong. Pure functions of the numbers, so they
+//! and C/A ratios, peak memory, the spans the OTLP receiver got (`--traced`), and what went
+//! wrong. Pure functions of the numbers, so they
 //! are unit-tested; `markdown` turns them into `results.md`.
 
 use serde::Serialize;
@@ -30,6 +31,9 @@ pub struct Report {
     pub scenarios: Vec<ScenarioResult>,
     pub ratios: Vec<Ratios>,
     pub memory: Vec<Memory>,
+    /// What the OTLP receiver got during the main pass; `None` if not traced, or if its count
+    /// could not be read.
+    pub traces: Option<TracesReceived>,
     /// The tuned pass, on processes of its own, if one was asked for.
     pub tuned: Option<Pass>,
 }
@@ -41,8 +45,19 @@ pub struct Pass {
     pub scenarios: Vec<ScenarioResult>,
     pub ratios: Vec<Ratios>,
     pub memory: Vec<Memory>,
+    /// What the OTLP receiver got during the pass (as [`Report::traces`]).
+    pub traces: Option<TracesReceived>,
     /// Why the pass could not run (its services did not start, say).
     pub failure: Option<String>,
+}
+
+/// What the `otlp-receiver` of a traced pass got from both services, from its start to its
+/// stop (probes and warm-ups included), as it said when it exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TracesReceived {
+    pub spans: u64,
+    /// Export calls (batches of spans).
+    pub exports: u64,
 }
 
 /// One scenario: its runs, or why it could not run.
@@ -96,6 +111,10 @@ pub struct RpcMetrics {
     pub catalog_log_lines_dropped: Option<f64>,
     /// Log lines Discount's writer dropped (`log_lines_dropped_total`).
     pub discount_log_lines_dropped: Option<f64>,
+    /// Spans Catalog never exported (`trace_spans_dropped_total`: queue full, export failed).
+    pub catalog_spans_dropped: Option<f64>,
+    /// Spans Discount never exported (`trace_spans_dropped_total`).
+    pub discount_spans_dropped: Option<f64>,
 }
 
 impl RunResult {
@@ -131,7 +150,7 @@ pub struct Ratios {
     pub c_over_a_p99: Option<f64>,
 }
 
-/// Peak resident memory of one service process.
+/// Peak resident memory of one process: a service, or the OTLP receiver of a traced pass.
 #[derive(Debug, Clone, Serialize)]
 pub struct Memory {
     pub process: String,
@@ -189,13 +208,35 @@ impl Report {
     /// all is well.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = scenario_problems(&self.scenarios, "");
+        problems.extend(traces_problem(&self.settings, self.traces, "main"));
         if let Some(tuned) = &self.tuned {
             if let Some(failure) = &tuned.failure {
                 problems.push(format!("the tuned pass did not run: {failure}"));
+            } else {
+                problems.extend(traces_problem(&tuned.settings, tuned.traces, "tuned"));
             }
             problems.extend(scenario_problems(&tuned.scenarios, " (tuned)"));
         }
         problems
+    }
+}
+
+/// A traced pass whose receiver got no span, or whose count is unknown: its figures may not
+/// be those of traced services.
+fn traces_problem(
+    settings: &PassSettings,
+    traces: Option<TracesReceived>,
+    pass: &str,
+) -> Option<String> {
+    match traces {
+        _ if !settings.traced => None,
+        None => Some(format!(
+            "the {pass} pass was traced but the otlp-receiver's count is missing (see its log)"
+        )),
+        Some(t) if t.spans == 0 => Some(format!(
+            "the {pass} pass was traced but the otlp-receiver got no span"
+        )),
+        Some(_) => None,
     }
 }
 
@@ -304,15 +345,17 @@ mod tests {
             duration_secs: 1,
             warmup_secs: 1,
             connections: vec![32],
-            settings: PassSettings::defaults(None),
+            settings: PassSettings::defaults(None, false),
             scenarios: vec![scenario("A", &[(32, 1234, 2500)]), failed],
             ratios: vec![],
             memory: vec![],
+            traces: None,
             tuned: Some(Pass {
-                settings: PassSettings::tuned(None, &[], &[]),
+                settings: PassSettings::tuned(None, false, &[], &[]),
                 scenarios: vec![with_errors],
                 ratios: vec![],
                 memory: vec![],
+                traces: None,
                 failure: None,
             }),
         };
@@ -330,6 +373,19 @@ mod tests {
             problems[1].contains("full-price fallback 3"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn a_traced_pass_needs_spans_received() {
+        let traced = PassSettings::defaults(None, true);
+        let got = |spans| Some(TracesReceived { spans, exports: 2 });
+        assert_eq!(traces_problem(&traced, got(10), "main"), None);
+        let none = traces_problem(&traced, got(0), "main").unwrap();
+        assert!(none.contains("got no span"), "{none}");
+        let missing = traces_problem(&traced, None, "tuned").unwrap();
+        assert!(missing.contains("tuned pass was traced"), "{missing}");
+        let untraced = PassSettings::defaults(None, false);
+        assert_eq!(traces_problem(&untraced, None, "main"), None);
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub struct BenchArgs {
     /// An extra flag for Discount in the tuned pass (repeatable).
     #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
     pub tuned_discount_arg: Vec<String>,
+    /// Both services export every request's spans (OTEL_TRACES_SAMPLER=always_on) over
+    /// OTLP/gRPC to a local receiver (`otlp-receiver`) in every pass; off by default, as a user
+    /// runs them.
+    #[arg(long)]
+    pub traced: bool,
 }
 
 /// The scenarios of the tuned pass, by key, in [`SCENARIOS`] order; empty: no tuned pass.
@@ -100,7 +105,8 @@ impl FromStr for TunedScenarios {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PassSettings {
     /// `default` (the main figures, the services' defaults), `main` (the main figures with
-    /// `--discount-threads`) or `tuned`.
+    /// `--discount-threads`) or `tuned`; `traced`, `main-traced` and `tuned-traced` with
+    /// `--traced`.
     pub name: &'static str,
     /// Both services' `RUST_LOG`.
     pub rust_log: &'static str,
@@ -111,6 +117,9 @@ pub struct PassSettings {
     /// Every flag given to each Catalog beyond its certificates, data files, `--listen` and
     /// `--discount-addr`.
     pub catalog_args: Vec<String>,
+    /// Whether both services export every span to a local `otlp-receiver` (`--traced`);
+    /// otherwise they get no `OTEL_*` variable and trace nothing.
+    pub traced: bool,
 }
 
 /// `RUST_LOG` as a user runs the services: info, with one access-log line per HTTP request
@@ -121,29 +130,32 @@ pub(super) const TUNED_RUST_LOG: &str = "info,access=off";
 
 impl PassSettings {
     /// The main pass: the services' defaults (named `default`), or, with
-    /// `--discount-threads`, the defaults but for that (named `main`).
-    pub(super) fn defaults(discount_threads: Option<u16>) -> Self {
-        let name = if discount_threads.is_some() {
-            "main"
-        } else {
-            "default"
+    /// `--discount-threads`, the defaults but for that (named `main`); traced or not.
+    pub(super) fn defaults(discount_threads: Option<u16>, traced: bool) -> Self {
+        let name = match (discount_threads.is_some(), traced) {
+            (false, false) => "default",
+            (false, true) => "traced",
+            (true, false) => "main",
+            (true, true) => "main-traced",
         };
-        Self::new(name, DEFAULT_RUST_LOG, discount_threads, &[], &[])
+        Self::new(name, DEFAULT_RUST_LOG, discount_threads, &[], &[], traced)
     }
 
     /// The tuned pass: no access log, one Discount worker thread (unless
-    /// `--discount-threads`), and the extra flags asked for.
+    /// `--discount-threads`), and the extra flags asked for; traced or not.
     pub(super) fn tuned(
         discount_threads: Option<u16>,
+        traced: bool,
         discount_extra: &[String],
         catalog_extra: &[String],
     ) -> Self {
         Self::new(
-            "tuned",
+            if traced { "tuned-traced" } else { "tuned" },
             TUNED_RUST_LOG,
             Some(discount_threads.unwrap_or(1)),
             discount_extra,
             catalog_extra,
+            traced,
         )
     }
 
@@ -153,6 +165,7 @@ impl PassSettings {
         discount_worker_threads: Option<u16>,
         discount_extra: &[String],
         catalog_extra: &[String],
+        traced: bool,
     ) -> Self {
         // The operations port only answers the bench's scrapes: Discount records its metrics
         // whether the port is open or not.
@@ -167,6 +180,7 @@ impl PassSettings {
             discount_worker_threads,
             discount_args,
             catalog_args: catalog_extra.to_vec(),
+            traced,
         }
     }
 
@@ -187,19 +201,26 @@ impl PassSettings {
         } else {
             format!("Catalog `{}`", self.catalog_args.join(" "))
         };
+        let tracing = if self.traced {
+            "tracing on: every request's spans (`OTEL_TRACES_SAMPLER=always_on`) exported over \
+             OTLP/gRPC to a local `otlp-receiver`"
+        } else {
+            "tracing off (no `OTEL_*` variable)"
+        };
         format!(
-            "`RUST_LOG={}` (access log {access}); Discount `{}`{threads}; {catalog}",
+            "`RUST_LOG={}` (access log {access}); Discount `{}`{threads}; {catalog}; {tracing}",
             self.rust_log,
             self.discount_args.join(" ")
         )
     }
 
     /// Whether the pass runs both services as a user does (the operations port Discount
-    /// opens for the bench's scrapes aside).
+    /// opens for the bench's scrapes aside): not traced, among other things.
     pub fn is_defaults(&self) -> bool {
         self.rust_log == DEFAULT_RUST_LOG
             && self.discount_worker_threads.is_none()
             && self.catalog_args.is_empty()
+            && !self.traced
     }
 }
 
@@ -318,7 +339,7 @@ pub(super) struct Plan {
 impl Plan {
     pub(super) fn new(args: BenchArgs) -> Self {
         let out = args.out.unwrap_or_else(|| target_dir().join("bench"));
-        let main = PassSettings::defaults(args.discount_threads);
+        let main = PassSettings::defaults(args.discount_threads, args.traced);
         let tuned_scenarios: Vec<Scenario> = SCENARIOS
             .iter()
             .filter(|s| args.tuned.0.contains(&s.key))
@@ -327,6 +348,7 @@ impl Plan {
         let tuned = (!tuned_scenarios.is_empty()).then(|| {
             let settings = PassSettings::tuned(
                 args.discount_threads,
+                args.traced,
                 &args.tuned_discount_arg,
                 &args.tuned_catalog_arg,
             );
@@ -392,6 +414,12 @@ mod tests {
         assert!(plan.main.catalog_args.is_empty());
         assert_eq!(plan.main.name, "default");
         assert!(plan.main.is_defaults());
+        assert!(!plan.main.traced);
+        assert!(
+            plan.main
+                .describe()
+                .ends_with("; tracing off (no `OTEL_*` variable)")
+        );
         let (tuned, scenarios) = plan.tuned.unwrap();
         assert_eq!(tuned.rust_log, "info,access=off");
         assert_eq!(tuned.discount_worker_threads, Some(1));
@@ -438,5 +466,26 @@ mod tests {
         );
         assert!("A,Z".parse::<TunedScenarios>().is_err());
         assert!(",".parse::<TunedScenarios>().is_err());
+    }
+
+    #[test]
+    fn traced_applies_to_both_passes_and_is_not_the_defaults() {
+        let plan = plan(&["--smoke", "--traced"]);
+        assert!(plan.main.traced);
+        assert_eq!(plan.main.name, "traced");
+        assert!(!plan.main.is_defaults());
+        let describe = plan.main.describe();
+        assert!(describe.contains("tracing on"), "{describe}");
+        assert!(
+            describe.contains("OTEL_TRACES_SAMPLER=always_on"),
+            "{describe}"
+        );
+        let (tuned, _) = plan.tuned.unwrap();
+        assert!(tuned.traced);
+        assert_eq!(tuned.name, "tuned-traced");
+        let threads = self::plan(&["--traced", "--discount-threads", "2"]);
+        assert_eq!(threads.main.name, "main-traced");
+        let json = serde_json::to_value(&threads.main).unwrap();
+        assert_eq!(json["traced"], true);
     }
 }

@@ -2,7 +2,7 @@
 //! measurement, and what changed in between: how many HTTP requests each discount RPC carried
 //! (Catalog's `catalog_discount_requests_per_rpc`), how many customers' groups each
 //! `ApplyDiscountGroups` carried (Discount's `discount_groups_per_rpc`), how many RPCs Discount
-//! answered, and log lines either service dropped.
+//! answered, and log lines and spans either service dropped.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +20,8 @@ pub const DISCOUNT_GROUPS_PER_RPC: &str = "discount_groups_per_rpc";
 pub const DISCOUNT_RPCS: &str = "discount_rpc_requests_total";
 /// The counter of log lines a service's background writer dropped (when it has one).
 pub const LOG_LINES_DROPPED: &str = "log_lines_dropped_total";
+/// The counter of spans a service never exported (appears with the first one, when traced).
+pub const SPANS_DROPPED: &str = "trace_spans_dropped_total";
 
 /// One scrape: every metric name (a histogram's `_sum` and `_count` are names of their own)
 /// with its value summed over all its label sets.
