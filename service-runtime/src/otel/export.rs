@@ -50,7 +50,10 @@ pub(super) fn provider(config: &OtelConfig) -> anyhow::Result<SdkTracerProvider>
 
 /// The tracer provider for `config`, exporting with `exporter` behind the bounded queue.
 fn provider_with(exporter: impl SpanExporter + 'static, config: &OtelConfig) -> SdkTracerProvider {
-    let waiting = Arc::new(Waiting::default());
+    let waiting = Arc::new(Waiting {
+        quiet: QUIET,
+        ..Waiting::default()
+    });
     let exporter = Counted {
         inner: exporter,
         waiting: waiting.clone(),
@@ -76,10 +79,18 @@ fn provider_with(exporter: impl SpanExporter + 'static, config: &OtelConfig) -> 
         .build()
 }
 
+/// How long after its last dropped span an outage ends (with one line), once exports work:
+/// a collector that keeps up only now and then is one outage, not one per batch.
+const QUIET: Duration = Duration::from_secs(10);
+
 /// What the processor and the exporter share: spans admitted and not yet handed to the
 /// exporter, and the state of the current outage, if any.
 #[derive(Debug, Default)]
 struct Waiting {
+    /// [`QUIET`], or another period in tests.
+    quiet: Duration,
+    /// When the last span was dropped, in milliseconds since the Unix epoch.
+    last_drop_ms: AtomicU64,
     spans: AtomicUsize,
     /// Spans dropped in the current outage.
     dropped_in_outage: AtomicU64,
@@ -96,6 +107,7 @@ impl Waiting {
         metrics::counter!(DROPPED_SPANS_COUNTER, "reason" => reason).increment(count);
         self.dropped_in_outage.fetch_add(count, Ordering::Relaxed);
         self.dropped_since_export.store(true, Ordering::Relaxed);
+        self.last_drop_ms.store(now_ms(), Ordering::Relaxed);
         if !self.outage_logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 reason,
@@ -106,10 +118,16 @@ impl Waiting {
     }
 
     /// A batch went out: ends an outage, if one was logged, with one line, once a whole
-    /// batch has gone out with nothing dropped meanwhile (a collector that works but cannot
-    /// keep up is one outage, not one per batch).
+    /// batch has gone out with nothing dropped meanwhile and nothing was dropped for
+    /// [`Waiting::quiet`] (a collector that works but cannot keep up is one outage, not one per
+    /// batch).
     fn exported(&self, dropped_meanwhile: bool) {
-        if !dropped_meanwhile && self.outage_logged.swap(false, Ordering::Relaxed) {
+        let quiet_ms = u64::try_from(self.quiet.as_millis()).unwrap_or(u64::MAX);
+        let since_drop = now_ms().saturating_sub(self.last_drop_ms.load(Ordering::Relaxed));
+        if !dropped_meanwhile
+            && since_drop >= quiet_ms
+            && self.outage_logged.swap(false, Ordering::Relaxed)
+        {
             let dropped = self.dropped_in_outage.swap(0, Ordering::Relaxed);
             tracing::info!(
                 dropped,
@@ -117,6 +135,12 @@ impl Waiting {
             );
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The SDK's batch processor behind a counted bound (see the module's documentation).
@@ -284,6 +308,20 @@ mod tests {
         provider.force_flush().unwrap();
         assert_eq!(exporter.exported.load(Ordering::SeqCst), 1 + 4 + 3);
         let _ = provider.shutdown();
+    }
+
+    #[test]
+    fn an_outage_lasts_while_spans_are_dropped_within_the_quiet_period() {
+        let waiting = Waiting {
+            quiet: Duration::from_secs(3600),
+            ..Waiting::default()
+        };
+        waiting.dropped(1, "queue_full", &"behind");
+        waiting.exported(false);
+        assert!(
+            waiting.outage_logged.load(Ordering::SeqCst),
+            "still in the outage"
+        );
     }
 
     #[test]
