@@ -5,7 +5,7 @@
 use std::sync::Once;
 
 use metrics::Unit;
-use service_runtime::metrics::{Description, Kind, describe};
+use service_runtime::metrics::{Description, Kind};
 
 /// Catalog's own metrics (the shared ones are in [`service_runtime::metrics::SHARED_METRICS`]).
 pub const METRICS: &[Description] = &[
@@ -104,75 +104,29 @@ pub const METRICS: &[Description] = &[
 /// once per process: several Catalogs started in one test process describe them once.
 pub fn describe_metrics() {
     static DESCRIBED: Once = Once::new();
-    DESCRIBED.call_once(|| {
-        service_runtime::metrics::describe_metrics();
-        describe(METRICS);
-    });
+    service_runtime::metrics::describe_service(&DESCRIBED, METRICS);
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
-    use super::*;
+    use service_runtime::metrics::{
+        assert_named_with_units_and_helped_in_sentences, assert_recorded_metrics_described,
+        metrics_recorded_in,
+    };
 
-    /// The (kind, name) of each metric recorded under `dir` by a `counter!`, `gauge!` or
-    /// `histogram!` call that names it with a string literal.
-    fn recorded_in(dir: &Path, found: &mut Vec<(Kind, String)>) {
-        let kinds = [
-            ("counter", Kind::Counter),
-            ("gauge", Kind::Gauge),
-            ("histogram", Kind::Histogram),
-        ];
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                recorded_in(&path, found);
-                continue;
-            }
-            if path.extension().is_none_or(|ext| ext != "rs") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            for (word, kind) in kinds {
-                let call = format!("{word}!(");
-                for (at, _) in text.match_indices(&call) {
-                    let rest = text[at + call.len()..].trim_start();
-                    if let Some(literal) = rest.strip_prefix('"') {
-                        let end = literal.find('"').unwrap();
-                        found.push((kind, literal[..end].to_owned()));
-                    }
-                }
-            }
-        }
-    }
+    use super::*;
 
     #[test]
     fn every_metric_recorded_in_the_source_is_described_once_as_what_it_is() {
-        let mut recorded = Vec::new();
-        recorded_in(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-            &mut recorded,
-        );
-        for (kind, name) in &recorded {
-            let described: Vec<&Description> = METRICS.iter().filter(|d| d.name == name).collect();
-            assert_eq!(described.len(), 1, "{name} is described {described:?}");
-            assert_eq!(described[0].kind, *kind, "{name}");
-        }
-        for description in METRICS {
-            assert!(
-                recorded.iter().any(|(_, name)| name == description.name),
-                "{} is described but never recorded",
-                description.name
-            );
-        }
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let recorded = metrics_recorded_in(&src).unwrap();
+        assert_recorded_metrics_described(&recorded, METRICS);
     }
 
     #[test]
     fn every_name_carries_its_unit_and_every_help_text_is_a_sentence() {
-        for description in METRICS {
-            assert!(description.unit_in_name(), "{description:?}");
-            assert!(description.help.ends_with('.'), "{description:?}");
-        }
+        assert_named_with_units_and_helped_in_sentences(METRICS);
     }
 }

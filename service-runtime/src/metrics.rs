@@ -1,7 +1,10 @@
 //! The process's Prometheus recorder, behind the `metrics` facade every crate records to; the
 //! descriptions (`# HELP` lines) of the metrics every service exports alike, and the way each
-//! service describes its own; and the content type the text exposition is served with.
+//! service describes its own; and the content type the text exposition is served with. For
+//! crates' tests: the scan of a crate's source for the metrics it records, the check that each
+//! is described once, as what it is, and the check of names and help texts.
 
+use std::path::Path;
 use std::sync::{Once, OnceLock};
 
 use metrics::Unit;
@@ -146,10 +149,89 @@ pub fn describe(descriptions: &[Description]) {
 }
 
 /// Describes [`SHARED_METRICS`], once per process (services started in one test process
-/// share it). Each service's own `describe_metrics` calls it.
+/// share it). [`describe_service`] calls it first.
 pub fn describe_metrics() {
     static DESCRIBED: Once = Once::new();
     DESCRIBED.call_once(|| describe(SHARED_METRICS));
+}
+
+/// Describes [`SHARED_METRICS`] and then a service's `own` metrics, the first time it is called
+/// with `described` (the service's `static` [`Once`]): several servers of one service started in
+/// one test process describe them once. Each service's `describe_metrics` is this call.
+pub fn describe_service(described: &Once, own: &[Description]) {
+    described.call_once(|| {
+        describe_metrics();
+        describe(own);
+    });
+}
+
+/// For crates' tests: the (kind, name) of each metric recorded in the `.rs` files under `dir`
+/// (recursively) by a `counter!`, `gauge!` or `histogram!` call that names it with a string
+/// literal, one entry per call. Names given as constants or variables are not found: a test adds
+/// those itself. An error is a file or folder that cannot be read.
+pub fn metrics_recorded_in(dir: &Path) -> std::io::Result<Vec<(Kind, String)>> {
+    let mut found = Vec::new();
+    scan(dir, &mut found)?;
+    Ok(found)
+}
+
+fn scan(dir: &Path, found: &mut Vec<(Kind, String)>) -> std::io::Result<()> {
+    let kinds = [
+        ("counter", Kind::Counter),
+        ("gauge", Kind::Gauge),
+        ("histogram", Kind::Histogram),
+    ];
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            scan(&path, found)?;
+            continue;
+        }
+        if path.extension().is_none_or(|ext| ext != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        for (word, kind) in kinds {
+            let call = format!("{word}!(");
+            for (at, _) in text.match_indices(&call) {
+                let rest = text[at + call.len()..].trim_start();
+                if let Some((name, _)) = rest.strip_prefix('"').and_then(|l| l.split_once('"')) {
+                    found.push((kind, name.to_owned()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// For crates' tests: panics unless every name in `descriptions` carries its unit
+/// ([`Description::unit_in_name`]) and every help text is a sentence (ends with a full stop).
+pub fn assert_named_with_units_and_helped_in_sentences(descriptions: &[Description]) {
+    for description in descriptions {
+        assert!(description.unit_in_name(), "{description:?}");
+        assert!(description.help.ends_with('.'), "{description:?}");
+    }
+}
+
+/// For crates' tests: panics unless every metric in `recorded` (as [`metrics_recorded_in`]
+/// finds them, plus any a test adds) is described exactly once in `descriptions`, as the kind it
+/// is recorded as, and every description is of a metric in `recorded`.
+pub fn assert_recorded_metrics_described(
+    recorded: &[(Kind, String)],
+    descriptions: &[Description],
+) {
+    for (kind, name) in recorded {
+        let described: Vec<&Description> = descriptions.iter().filter(|d| d.name == name).collect();
+        assert_eq!(described.len(), 1, "{name} is described {described:?}");
+        assert_eq!(described[0].kind, *kind, "{name}");
+    }
+    for description in descriptions {
+        assert!(
+            recorded.iter().any(|(_, name)| name == description.name),
+            "{} is described but never recorded",
+            description.name
+        );
+    }
 }
 
 #[cfg(test)]
@@ -176,10 +258,47 @@ mod tests {
     }
 
     #[test]
+    fn the_scan_finds_metrics_named_by_literals_in_rust_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a");
+        std::fs::create_dir(&nested).unwrap();
+        std::fs::write(
+            nested.join("b.rs"),
+            r#"counter!("a_total", "l" => "v"); gauge!( "b_open"); histogram!(NAME);"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("c.rs"), r#"histogram!("c_seconds")"#).unwrap();
+        std::fs::write(dir.path().join("d.md"), r#"counter!("d_total")"#).unwrap();
+        let mut found = metrics_recorded_in(dir.path()).unwrap();
+        found.sort_by(|a, b| a.1.cmp(&b.1));
+        let names = |kind, name: &str| (kind, name.to_owned());
+        assert_eq!(
+            found,
+            [
+                names(Kind::Counter, "a_total"),
+                names(Kind::Gauge, "b_open"),
+                names(Kind::Histogram, "c_seconds"),
+            ]
+        );
+        assert!(metrics_recorded_in(&dir.path().join("none")).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "b_total is described but never recorded")]
+    fn a_description_of_nothing_recorded_is_refused() {
+        let described = |name| Description {
+            name,
+            kind: Kind::Counter,
+            unit: Unit::Count,
+            help: ".",
+        };
+        let recorded = [(Kind::Counter, "a_total".to_owned())];
+        assert_recorded_metrics_described(&recorded, &[described("a_total")]);
+        assert_recorded_metrics_described(&recorded, &[described("a_total"), described("b_total")]);
+    }
+
+    #[test]
     fn every_shared_name_carries_its_unit_and_every_help_text_is_a_sentence() {
-        for description in SHARED_METRICS {
-            assert!(description.unit_in_name(), "{description:?}");
-            assert!(description.help.ends_with('.'), "{description:?}");
-        }
+        assert_named_with_units_and_helped_in_sentences(SHARED_METRICS);
     }
 }
