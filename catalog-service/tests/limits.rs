@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::start_catalog_with;
+use common::{refusing_port, start_catalog_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -27,12 +27,11 @@ async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test]
 async fn connection_limit_and_header_timeout_come_from_the_variable_and_the_flag() {
-    // Discount's address refuses connections (bound, never listening, held for the test).
-    let no_discount = tokio::net::TcpSocket::new_v4().unwrap();
-    no_discount.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    // Discount's address refuses connections (held for the test).
+    let (_refusing, discount) = refusing_port();
     let header_timeout = Duration::from_millis(500);
     let catalog = start_catalog_with(
-        no_discount.local_addr().unwrap(),
+        discount,
         &["--http-header-timeout-ms", "500"],
         &[("CATALOG_HTTP_MAX_CONNECTIONS", "1")],
     )

@@ -4,10 +4,14 @@
 //! again the log says how many were dropped.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::refusing_port;
+use process_testing::addr_in;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{ChildStderr, Command};
 
@@ -59,14 +63,6 @@ async fn dropped(client: &reqwest::Client, ops: SocketAddr) -> f64 {
         .map_or(0.0, |value| value.parse().unwrap())
 }
 
-/// The `addr=` field of a log line.
-fn addr_in(line: &str) -> SocketAddr {
-    line.split_whitespace()
-        .find_map(|field| field.strip_prefix("addr="))
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no addr in {line:?}"))
-}
-
 /// Reads `stderr` up to the lines that give Catalog's public and operations addresses, and no
 /// further.
 async fn addresses(stderr: &mut BufReader<ChildStderr>) -> (SocketAddr, SocketAddr) {
@@ -93,15 +89,11 @@ async fn a_log_sink_that_never_drains_does_not_stop_requests_and_drops_are_count
     let certs = tempfile::tempdir().unwrap();
     pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(certs.path().to_owned(), 1)).unwrap();
     // Discount's address refuses connections; `GET /products` without a user never calls it.
-    let no_discount = tokio::net::TcpSocket::new_v4().unwrap();
-    no_discount.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let (_refusing, no_discount) = refusing_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_catalog-service"))
         .args(["--listen", "127.0.0.1:0"])
         .args(["--ops-listen", "127.0.0.1:0"])
-        .args([
-            "--discount-addr",
-            &no_discount.local_addr().unwrap().to_string(),
-        ])
+        .args(["--discount-addr", &no_discount.to_string()])
         .arg("--certs-dir")
         .arg(certs.path())
         .env_clear()

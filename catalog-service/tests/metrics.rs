@@ -6,22 +6,14 @@
 
 mod common;
 
-use common::start_catalog;
-
-/// The value of the Prometheus series whose line starts with `series` (name and labels).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(series))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
+use common::{refusing_port, start_catalog};
+use process_testing::{assert_families_described, metric, metrics_of};
 
 #[tokio::test]
 async fn catalog_metrics_count_requests_and_discount_outcomes() {
-    // Discount's address refuses connections (bound, never listening, held for the test).
-    let no_discount = tokio::net::TcpSocket::new_v4().unwrap();
-    no_discount.bind(([127, 0, 0, 1], 0).into()).unwrap();
-    let catalog = start_catalog(no_discount.local_addr().unwrap(), &[]).await;
+    // Discount's address refuses connections (held for the test).
+    let (_refusing, discount) = refusing_port();
+    let catalog = start_catalog(discount, &[]).await;
     let client = reqwest::Client::new();
     let products = client
         .get(format!("http://{}/products", catalog.addr))
@@ -65,29 +57,11 @@ async fn catalog_metrics_count_requests_and_discount_outcomes() {
     );
 }
 
-/// The metric families in a Prometheus text exposition that have a `# TYPE` line, each with
-/// whether a `# HELP` line with some text describes it.
-fn families_and_help(text: &str) -> Vec<(&str, bool)> {
-    let helped: Vec<&str> = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("# HELP "))
-        .filter_map(|rest| rest.split_once(' '))
-        .filter(|(_, help)| !help.trim().is_empty())
-        .map(|(name, _)| name)
-        .collect();
-    text.lines()
-        .filter_map(|line| line.strip_prefix("# TYPE "))
-        .filter_map(|rest| rest.split(' ').next())
-        .map(|name| (name, helped.contains(&name)))
-        .collect()
-}
-
 #[tokio::test]
 async fn every_metric_catalog_exports_has_help_text() {
-    // Discount's address refuses connections (bound, never listening, held for the test).
-    let no_discount = tokio::net::TcpSocket::new_v4().unwrap();
-    no_discount.bind(([127, 0, 0, 1], 0).into()).unwrap();
-    let catalog = start_catalog(no_discount.local_addr().unwrap(), &[]).await;
+    // Discount's address refuses connections (held for the test).
+    let (_refusing, discount) = refusing_port();
+    let catalog = start_catalog(discount, &[]).await;
     let client = reqwest::Client::new();
     for path in ["/products", "/products/1", "/nope"] {
         client
@@ -98,36 +72,15 @@ async fn every_metric_catalog_exports_has_help_text() {
             .unwrap();
     }
 
-    let text = client
-        .get(format!("http://{}/metrics", catalog.ops_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let families = families_and_help(&text);
+    let text = metrics_of(catalog.ops_addr).await;
     // Those the traffic above made: Catalog's own and a shared one.
-    for name in [
+    let made = [
         "catalog_http_requests_total",
         "catalog_http_request_duration_seconds",
         "catalog_http_connections_open",
         "catalog_discount_calls_total",
         "catalog_discount_requests_per_rpc",
         "tls_certificate_expiry_timestamp_seconds",
-    ] {
-        assert!(
-            families.iter().any(|(family, _)| *family == name),
-            "no {name}: {text}"
-        );
-    }
-    let undescribed: Vec<&str> = families
-        .iter()
-        .filter(|(_, helped)| !helped)
-        .map(|(family, _)| *family)
-        .collect();
-    assert!(
-        undescribed.is_empty(),
-        "no # HELP for {undescribed:?}: {text}"
-    );
+    ];
+    assert_families_described(&text, &made);
 }

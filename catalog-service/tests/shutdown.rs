@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{Catalog, start_catalog};
+use process_testing::{exit_within, sigterm};
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// A "Discount" that accepts connections and never answers, and says when the first one
 /// arrives: from then on, a request is in flight in Catalog.
@@ -29,11 +30,6 @@ async fn black_hole() -> (SocketAddr, tokio::sync::oneshot::Receiver<()>) {
         }
     });
     (addr, rx)
-}
-
-fn sigterm(child: &Child) {
-    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
 }
 
 #[tokio::test]
@@ -74,10 +70,7 @@ async fn request_in_flight_at_sigterm_completes_and_process_exits_0() {
         response.headers()["x-discount-unavailable"],
         "deadline-exceeded"
     );
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("exits after draining")
-        .unwrap();
+    let status = exit_within(&mut child, Duration::from_secs(10), "exits after draining").await;
     assert_eq!(status.code(), Some(0));
     // And it no longer accepts connections, on either port.
     assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
@@ -114,10 +107,13 @@ async fn drain_deadline_bounds_shutdown() {
 
     let signalled = Instant::now();
     sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("exits at the drain deadline, not after the request")
-        .unwrap();
+    let limit = Duration::from_secs(10);
+    let status = exit_within(
+        &mut child,
+        limit,
+        "exits at the drain deadline, not after the request",
+    )
+    .await;
     assert_eq!(status.code(), Some(0));
     let waited = signalled.elapsed();
     assert!(waited >= Duration::from_secs(1), "{waited:?}");

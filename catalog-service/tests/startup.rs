@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use process_testing::single_error_line;
 use tokio::process::Command;
 
 /// Runs the binary with `args` and a clean environment; it must exit on its own.
@@ -19,16 +20,6 @@ async fn run(args: &[&str]) -> Output {
         .await
         .expect("catalog-service should exit at start-up, not serve")
         .expect("catalog-service runs")
-}
-
-/// The error line, after checking that it is the only one and that nothing panicked.
-fn single_error_line(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{stderr}");
-    lines[0].to_owned()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

@@ -10,19 +10,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Catalog, start_catalog_with};
+use common::{Catalog, refusing_port, start_catalog_with};
 use otlp_receiver::{Receiver, kind};
+use process_testing::{exit_within, metric, metrics_of, sigterm};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-/// A loopback port that refuses connections while the socket lives.
-fn refusing_port() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
-    let addr = socket.local_addr().unwrap();
-    (socket, addr)
-}
 
 async fn get_products(catalog: &Catalog, traceparent: Option<&str>) -> u16 {
     let mut request = reqwest::Client::new()
@@ -36,22 +29,10 @@ async fn get_products(catalog: &Catalog, traceparent: Option<&str>) -> u16 {
 
 /// Stops Catalog with SIGTERM and waits for it to exit (it flushes its spans first).
 async fn terminate(mut catalog: Catalog) {
-    let pid = rustix::process::Pid::from_raw(catalog.child.id().unwrap() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), catalog.child.wait())
-        .await
-        .expect("Catalog exits after SIGTERM")
-        .unwrap();
+    sigterm(&catalog.child);
+    let limit = Duration::from_secs(30);
+    let status = exit_within(&mut catalog.child, limit, "Catalog exits after SIGTERM").await;
     assert!(status.success(), "{status}");
-}
-
-async fn metrics(catalog: &Catalog) -> String {
-    reqwest::get(format!("http://{}/metrics", catalog.ops_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -148,7 +129,7 @@ async fn a_collector_that_is_down_costs_requests_nothing_and_lost_spans_are_coun
     let dropped = r#"trace_spans_dropped_total{reason="export_failed"}"#;
     let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
     let counted = loop {
-        let text = metrics(&catalog).await;
+        let text = metrics_of(catalog.ops_addr).await;
         if let Some(line) = text.lines().find(|line| line.starts_with(dropped)) {
             break line.to_owned();
         }
@@ -161,7 +142,7 @@ async fn a_collector_that_is_down_costs_requests_nothing_and_lost_spans_are_coun
     let count: f64 = counted.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 1.0, "{counted}");
     assert!(
-        metrics(&catalog)
+        metrics_of(catalog.ops_addr)
             .await
             .contains("# HELP trace_spans_dropped_total"),
         "described"
@@ -171,14 +152,10 @@ async fn a_collector_that_is_down_costs_requests_nothing_and_lost_spans_are_coun
     for _ in 0..10 {
         assert_eq!(get_products(&catalog, None).await, 200);
     }
-    let before = metrics(&catalog).await;
+    let before = metrics_of(catalog.ops_addr).await;
     let more = loop {
-        let text = metrics(&catalog).await;
-        let now = text
-            .lines()
-            .find(|line| line.starts_with(dropped))
-            .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let text = metrics_of(catalog.ops_addr).await;
+        let now = metric(&text, dropped).unwrap_or(0.0);
         if now > count {
             break now;
         }
@@ -221,13 +198,9 @@ async fn a_collector_that_hangs_costs_requests_nothing_and_a_full_queue_is_count
     for _ in 0..30 {
         assert_eq!(get_products(&catalog, Some(PARENT)).await, 200);
     }
-    let text = metrics(&catalog).await;
+    let text = metrics_of(catalog.ops_addr).await;
     let full = r#"trace_spans_dropped_total{reason="queue_full"}"#;
-    let dropped: f64 = text
-        .lines()
-        .find(|line| line.starts_with(full))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {full} in {text}"));
+    let dropped = metric(&text, full).unwrap_or_else(|| panic!("no {full} in {text}"));
     // At least 30 requests' spans did not fit in a queue of 8.
     assert!(dropped >= 30.0, "{dropped}");
     assert_eq!(receiver.exports(), 1, "one export, still held");

@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use ecommerce_proto::pb::discount_client::DiscountClient;
 use ecommerce_proto::pb::{BatchDiscountRequest, Customer, DiscountGroupsRequest, DiscountRequest};
+use process_testing::{
+    LOG_GUARD, Log, assert_families_described, exit_within, metric, metrics_of, sigterm,
+    single_error_line,
+};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
 fn certs() -> tempfile::TempDir {
@@ -33,70 +36,6 @@ async fn run(args: &[&str]) -> Output {
         .await
         .expect("discount-service should exit at start-up")
         .unwrap()
-}
-
-fn single_error_line(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{stderr}");
-    lines[0].to_owned()
-}
-
-/// How long the child may take to log what a test waits for.
-const LOG_GUARD: Duration = Duration::from_secs(30);
-
-/// The child's stderr, read in the background as it comes (so that the child never blocks on
-/// a full pipe) and kept for the test to wait on.
-struct Log(watch::Receiver<String>);
-
-impl Log {
-    /// Takes `child`'s piped stderr and starts reading it.
-    fn capture(child: &mut Child) -> Self {
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, rx) = watch::channel(String::new());
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            loop {
-                match stderr.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        tx.send_modify(|log| log.push_str(&String::from_utf8_lossy(&buf[..n])))
-                    }
-                }
-            }
-        });
-        Self(rx)
-    }
-
-    /// Waits until a whole line containing `needle` has been logged and returns it; panics if
-    /// the child closes its stderr (exits) first, or after 30 s.
-    async fn line_with(&self, needle: &str) -> String {
-        let find = |log: &str| {
-            let whole = &log[..log.rfind('\n').map_or(0, |end| end + 1)];
-            whole
-                .lines()
-                .find(|line| line.contains(needle))
-                .map(str::to_owned)
-        };
-        let mut log = self.0.clone();
-        let seen = tokio::time::timeout(LOG_GUARD, log.wait_for(|log| find(log).is_some()))
-            .await
-            .unwrap_or_else(|_| panic!("no {needle:?} logged in time: {}", *self.0.borrow()))
-            .map(|log| log.clone())
-            .unwrap_or_else(|_| panic!("exited without logging {needle:?}: {}", *self.0.borrow()));
-        find(&seen).unwrap()
-    }
-
-    /// The `addr=` field of the first line containing `needle`, once it is logged.
-    async fn addr_of(&self, needle: &str) -> SocketAddr {
-        let line = self.line_with(needle).await;
-        line.split_whitespace()
-            .find_map(|field| field.strip_prefix("addr="))
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no addr in {line:?}"))
-    }
 }
 
 #[tokio::test]
@@ -132,12 +71,8 @@ async fn sigterm_stops_it_cleanly() {
         .line_with("Discount listening")
         .await;
 
-    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
+    sigterm(&child);
+    let status = exit_within(&mut child, Duration::from_secs(10), "exits after SIGTERM").await;
     assert_eq!(status.code(), Some(0));
 }
 
@@ -217,14 +152,6 @@ fn grpc_client(addr: SocketAddr, certs: &Path, with_certificate: bool) -> Discou
     DiscountClient::new(channel)
 }
 
-/// The value of the Prometheus series whose line starts with `series` (name and labels).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(series))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
-
 #[tokio::test]
 async fn discount_metrics_count_rpcs_and_refused_handshakes() {
     let certs = certs();
@@ -299,12 +226,7 @@ async fn connections_past_the_maximum_are_closed_counted_and_logged() {
     let line = discount.log.line_with("at the connection limit").await;
     assert!(line.contains("max_connections=1"), "{line}");
     assert!(line.contains("refused=1"), "{line}");
-    let text = reqwest::get(format!("http://{}/metrics", discount.ops))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_of(discount.ops).await;
     assert_eq!(
         metric(&text, "discount_connections_refused_total"),
         Some(1.0),
@@ -312,23 +234,6 @@ async fn connections_past_the_maximum_are_closed_counted_and_logged() {
     );
     // The open connection keeps being served.
     first.apply_discount_batch(no_products()).await.unwrap();
-}
-
-/// The metric families in a Prometheus text exposition that have a `# TYPE` line, each with
-/// whether a `# HELP` line with some text describes it.
-fn families_and_help(text: &str) -> Vec<(&str, bool)> {
-    let helped: Vec<&str> = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("# HELP "))
-        .filter_map(|rest| rest.split_once(' '))
-        .filter(|(_, help)| !help.trim().is_empty())
-        .map(|(name, _)| name)
-        .collect();
-    text.lines()
-        .filter_map(|line| line.strip_prefix("# TYPE "))
-        .filter_map(|rest| rest.split(' ').next())
-        .map(|name| (name, helped.contains(&name)))
-        .collect()
 }
 
 #[tokio::test]
@@ -359,36 +264,17 @@ async fn every_metric_discount_exports_has_help_text() {
     assert!(anonymous.apply_discount_batch(no_products()).await.is_err());
     discount.log.line_with("TLS handshake refused").await;
 
-    let text = reqwest::get(format!("http://{}/metrics", discount.ops))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let families = families_and_help(&text);
+    let text = metrics_of(discount.ops).await;
     // Those the traffic above made: Discount's own and a shared one.
-    for name in [
+    let made = [
         "discount_rpc_requests_total",
         "discount_rpc_duration_seconds",
         "discount_groups_per_rpc",
         "discount_authz_denied_total",
         "discount_tls_handshake_failures_total",
         "tls_certificate_expiry_timestamp_seconds",
-    ] {
-        assert!(
-            families.iter().any(|(family, _)| *family == name),
-            "no {name}: {text}"
-        );
-    }
-    let undescribed: Vec<&str> = families
-        .iter()
-        .filter(|(_, helped)| !helped)
-        .map(|(family, _)| *family)
-        .collect();
-    assert!(
-        undescribed.is_empty(),
-        "no # HELP for {undescribed:?}: {text}"
-    );
+    ];
+    assert_families_described(&text, &made);
 }
 
 #[tokio::test]
