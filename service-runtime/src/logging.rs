@@ -1,6 +1,8 @@
 //! Log set-up: the global `tracing` subscriber, text or JSON lines on stderr through a bounded
 //! background writer that never blocks a request, filtered by `RUST_LOG`.
 
+#[cfg(test)]
+mod capture;
 mod json;
 mod sink;
 mod text;

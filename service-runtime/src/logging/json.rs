@@ -120,40 +120,8 @@ fn write_line(line: &mut Vec<u8>, event: &Event<'_>) -> fmt::Result {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
+    use super::super::capture::{Capture, Outer};
     use super::*;
-
-    /// What a subscriber writes, one entry per event.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<String>>>);
-
-    impl std::io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let event = String::from_utf8(buf.to_vec()).unwrap();
-            self.0.lock().unwrap().push(event);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[derive(Debug)]
-    struct Outer(std::io::Error);
-
-    impl fmt::Display for Outer {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("cannot load \"the\" file")
-        }
-    }
-
-    impl std::error::Error for Outer {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
 
     /// Every kind of event the services write, and awkward ones.
     fn events() {
@@ -179,7 +147,10 @@ mod tests {
             "debug"
         );
         tracing::trace!(only = "fields", big = u128::MAX, list = ?vec!["a"]);
-        let nested = Outer(std::io::Error::other("inner cause"));
+        let nested = Outer {
+            message: "cannot load \"the\" file",
+            source: std::io::Error::other("inner cause"),
+        };
         tracing::error!(
             err = &nested as &(dyn std::error::Error + 'static),
             "failed"

@@ -242,40 +242,8 @@ impl Display for Sources<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
+    use super::super::capture::{Capture, Outer};
     use super::*;
-
-    /// What a subscriber writes, one entry per event (it writes each with one `write_all`).
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<String>>>);
-
-    impl std::io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let event = String::from_utf8(buf.to_vec()).unwrap();
-            self.0.lock().unwrap().push(event);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[derive(Debug)]
-    struct Outer(std::io::Error);
-
-    impl Display for Outer {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("cannot load \x1b[31m the file")
-        }
-    }
-
-    impl std::error::Error for Outer {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
 
     /// Every kind of event the services write, and awkward ones.
     fn events() {
@@ -312,7 +280,10 @@ mod tests {
             error = &plain as &(dyn std::error::Error + 'static),
             "plain error"
         );
-        let nested = Outer(std::io::Error::other("inner \u{9b} cause"));
+        let nested = Outer {
+            message: "cannot load \x1b[31m the file",
+            source: std::io::Error::other("inner \u{9b} cause"),
+        };
         tracing::error!(err = &nested as &(dyn std::error::Error + 'static));
         tracing::info!(message = "explicit", "other" = 1);
         // In a span: the crate's formatter.
