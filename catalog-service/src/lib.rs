@@ -15,6 +15,12 @@
 //!     attempt's share of the deadline, the retry on another replica.
 //!   - `wire`: the messages sent (deadline and request id included) and the answers checked.
 //!   - `failure`: [`discount::DiscountFailure`], why a discount could not be applied.
+//!   - `coalesce`: the bookkeeping of coalescing (group commit): the bounded queue and the
+//!     RPC slots that decide whether a request's RPC goes out now or with others.
+//!   - `groups`: coalesced sending: one `ApplyDiscountGroups` RPC for everything queued, each
+//!     request handed its own answer, and the fallback to one call per group.
+//!   - `calls`: one request's products sent on their own: `ApplyDiscountBatch`, or one
+//!     `ApplyDiscount` per product against an original-style Discount.
 //! - [`balancer`]: client-side balancing across Discount's replicas, one long-lived mTLS
 //!   connection each.
 //!   - `addr`: [`balancer::DiscountAddr`], the `host[:port]` targets, and the default port.
