@@ -17,7 +17,8 @@
 //! - `rotation`: both services serving from certificate files and reloading them.
 //! - `client`: gRPC clients of Discount over mutual TLS or plaintext.
 //!
-//! `net` and `certs` are used by the others; no two modules import each other.
+//! `net` and `certs` are used by the others, and `rotation` also uses `proxy` and `servers`;
+//! no two modules import each other.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 mod certs;

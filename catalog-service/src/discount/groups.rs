@@ -3,9 +3,11 @@
 //! `ApplyDiscountGroups` RPC (one group per HTTP request), handing each request its own answer.
 //!
 //! Every request keeps its own deadline: it stops waiting when its deadline passes, while the
-//! RPC goes on for the others. A Discount without `ApplyDiscountGroups` (answering
-//! `UNIMPLEMENTED`) gets each group on its own instead, as [`Calls::one_group`] sends it, and
-//! the groups RPC is tried again after [`GROUPS_RETRY_AFTER`].
+//! RPC goes on for the others. A Discount that refuses `ApplyDiscountGroups` (`UNIMPLEMENTED`,
+//! or `PERMISSION_DENIED` from an allow-list naming only the older RPCs) gets each group on its
+//! own instead, as [`Calls::one_group`] sends it, and the groups RPC is tried again after
+//! [`GROUPS_RETRY_AFTER`]; a batch refused as too large is sent group by group the same way,
+//! and a batch of one always goes on its own.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,7 @@
 //! - **Coalescing** (group commit): at most [`CoalesceSettings::rpcs_in_flight`] RPCs are in
 //!   flight. A request that finds one free sends its own `ApplyDiscountBatch` at once; requests
 //!   arriving while all are busy queue, and the next free slot sends them all as one
-//!   `ApplyDiscountGroups`. At low load nothing waits; under load the fixed cost of an RPC is
+//!   `ApplyDiscountGroups` (a lone one as its own `ApplyDiscountBatch`). At low load nothing waits; under load the fixed cost of an RPC is
 //!   shared by every request in it. The queue is bounded: a full queue is full prices at once.
 //! - A Discount built from an older proto gets what it knows: each request on its own
 //!   (`ApplyDiscountBatch`), or one `ApplyDiscount` per product, bounded per request and
