@@ -40,8 +40,12 @@
 //!   - `operations`: `/` on the public port; `/healthz`, `/readyz`, `/metrics` on the
 //!     operations port.
 //!   - `products`: `/products` and `/products/{id}`, priced for the caller.
-//!   - `extract`: `X-USER-ID`, `limit` and `cursor`, read and checked.
-//!   - `response`: JSON bodies and the error responses ([`http::ApiError`]).
+//!   - `doc`: the OpenAPI document: the handlers' annotations, plus what every route gets
+//!     from the router and its layers.
+//!   - `extract`: `X-USER-ID`, the product id, `limit` and `cursor`, read and checked, and
+//!     their schemas.
+//!   - `response`: JSON bodies and the error responses ([`http::ApiError`]), one shape for
+//!     every 4xx and 5xx.
 //! - [`openapi`]: the schema types the OpenAPI document describes the bodies with.
 //! - [`server`]: the public HTTP server: hyper-util's connection builder in an accept loop,
 //!   with a connection limit, header and idle timeouts ([`server::HttpLimits`]).

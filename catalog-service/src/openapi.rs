@@ -3,7 +3,9 @@
 //! served at `GET /openapi.json`, by the router's module (`http`), which lists the handlers.
 //!
 //! The product schema is [`ProductDoc`]; the end-to-end suite checks real responses against the
-//! served document, so the two cannot drift apart unnoticed.
+//! served document, so the two cannot drift apart unnoticed. The error body, [`ErrorDoc`] with
+//! its [`ErrorCode`], is not a description only: it is the type every error answer is written
+//! from.
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -20,7 +22,8 @@ pub struct ProductDoc {
     pub description: String,
     /// Full price, in cents.
     pub price_in_cents: i32,
-    /// Present only when the caller gets a discount on this product.
+    /// Present only when the caller gets a discount on this product (never `null`).
+    #[schema(nullable = false)]
     pub discount_value: Option<DiscountDoc>,
 }
 
@@ -34,13 +37,33 @@ pub struct DiscountDoc {
     pub value_in_cents: i32,
 }
 
-/// The body of every 4xx/5xx answer.
+/// The body of every 4xx and 5xx answer Catalog writes.
 #[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
 pub struct ErrorDoc {
-    /// A stable code: `invalid_user_id`, `invalid_query`, `invalid_product_id`, `not_found`,
-    /// `store_unavailable`, `overloaded`.
-    pub error: String,
+    /// What kind of error: stable, for programs.
+    pub error: ErrorCode,
     /// What was wrong, for people.
     pub message: String,
+}
+
+/// The stable code of an error answer, with the status it comes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: `X-USER-ID` is not one customer id.
+    InvalidUserId,
+    /// 400: `limit` or `cursor` is not one Catalog accepts, or the query names another
+    /// parameter.
+    InvalidQuery,
+    /// 400: the product id in the path is not a whole number from 1 to 2147483647 (or is not
+    /// even text once percent-decoded, like `%ff`).
+    InvalidProductId,
+    /// 404: no such product, or no such path.
+    NotFound,
+    /// 405: the path exists, the method is not served there; `Allow` lists those that are.
+    MethodNotAllowed,
+    /// 503: the product store failed.
+    StoreUnavailable,
+    /// 503: too many requests in progress; `Retry-After` says when to try again.
+    Overloaded,
 }

@@ -23,7 +23,17 @@ pub enum DiscountFailure {
 }
 
 impl DiscountFailure {
-    /// Short, stable reason for the response header, logs and metrics.
+    /// Every [`reason`](Self::reason), for the API's description of the header.
+    pub const REASONS: [&'static str; 5] = [
+        "unavailable",
+        "deadline-exceeded",
+        "rejected",
+        "bad-response",
+        "overloaded",
+    ];
+
+    /// Short, stable reason for the response header, logs and metrics: one of
+    /// [`REASONS`](Self::REASONS).
     pub fn reason(&self) -> &'static str {
         match self {
             DiscountFailure::DeadlineExceeded(_) => "deadline-exceeded",
@@ -41,5 +51,38 @@ impl DiscountFailure {
             Code::ResourceExhausted => DiscountFailure::Overloaded(status.message().to_owned()),
             _ => DiscountFailure::Rejected(error_chain(status)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_lists_every_reason_once() {
+        let every = [
+            DiscountFailure::DeadlineExceeded(Duration::ZERO),
+            DiscountFailure::Unavailable(String::new()),
+            DiscountFailure::Rejected(String::new()),
+            DiscountFailure::BadResponse(String::new()),
+            DiscountFailure::Overloaded(String::new()),
+        ];
+        let mut reasons: Vec<&str> = every
+            .iter()
+            .map(|failure| {
+                // No wildcard: a new variant does not compile until it is added above.
+                match failure {
+                    DiscountFailure::DeadlineExceeded(_)
+                    | DiscountFailure::Unavailable(_)
+                    | DiscountFailure::Rejected(_)
+                    | DiscountFailure::BadResponse(_)
+                    | DiscountFailure::Overloaded(_) => failure.reason(),
+                }
+            })
+            .collect();
+        reasons.sort_unstable();
+        let mut listed = DiscountFailure::REASONS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(reasons, listed);
     }
 }

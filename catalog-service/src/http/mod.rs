@@ -10,27 +10,35 @@
 //! | `GET /products/{id}` | 200, one product, discounted likewise; 404 if there is no such product |
 //! | `GET /openapi.json` | 200, the OpenAPI document of these routes |
 //!
-//! A bad `X-USER-ID` is a 400 with a JSON body `{"error": "...", "message": "..."}`. When
-//! Discount cannot be asked (down, slow, refusing), the products come at full price with the
-//! header [`DISCOUNT_UNAVAILABLE_HEADER`] naming the reason: never a 5xx, never a missing product.
-//! Beyond `--http-max-concurrent-requests` requests in progress, a request gets 503 with
-//! `Retry-After` at once (`shed`).
+//! Every error this router writes is one JSON shape, `{"error": "<code>", "message": "..."}`
+//! ([`ApiError`]): a bad `X-USER-ID`, `limit`, `cursor` or product id (even one that is not
+//! UTF-8 once percent-decoded, like `%ff`) is a 400; an unknown path a 404; another method
+//! than `GET` or `HEAD` on a route a 405 with `Allow` (axum's method-not-allowed fallback).
+//! Every answer carries `x-request-id` (`context`), and `HEAD` is answered wherever `GET` is.
+//!
+//! When Discount cannot be asked (down, slow, refusing, too busy), the products come at full
+//! price with the header [`DISCOUNT_UNAVAILABLE_HEADER`] naming the reason: never a 5xx, never a
+//! missing product. Beyond `--http-max-concurrent-requests` requests in progress, a request gets
+//! 503 with `Retry-After` at once (`shed`).
 //!
 //! Operations port ([`ops_router`]): `GET /healthz`, `/readyz` and `/metrics`; they answer 404
 //! on the public port.
 //!
 //! # Layout
-//! - here: the routers, and the OpenAPI document ([`ApiDoc`]) served at `/openapi.json`;
+//! - here: the routers, their 404 and 405 fallbacks;
+//! - `doc`: the OpenAPI document ([`ApiDoc`]) served at `/openapi.json`;
 //! - `state`: [`AppState`], what every handler shares;
 //! - `context`: what wraps every public request: [`RequestId`], its span ([`RequestSpan`]),
 //!   the access log, the HTTP metrics;
 //! - `shed`: what a request beyond the concurrency limit gets;
 //! - `operations`: `/`, `/healthz`, `/readyz`, `/metrics`;
 //! - `products`: `/products` and `/products/{id}`, priced for the caller;
-//! - `extract`: the `X-USER-ID` extractor ([`CustomerId`]) and paging ([`PageRequest`]);
+//! - `extract`: the `X-USER-ID` extractor ([`CustomerId`]), the product id ([`ProductId`])
+//!   and paging ([`PageRequest`]), with their schemas in the document;
 //! - `response`: JSON bodies and the error responses ([`ApiError`]).
 
 mod context;
+mod doc;
 mod extract;
 mod operations;
 mod products;
@@ -39,8 +47,10 @@ mod shed;
 mod state;
 
 pub use context::{RequestId, RequestSpan};
+pub use doc::ApiDoc;
 pub use extract::{
-    CustomerId, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageRequest, USER_ID_HEADER, parse_customer_id,
+    CustomerId, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageRequest, ProductId, USER_ID_HEADER,
+    parse_customer_id,
 };
 pub use response::{ApiError, DISCOUNT_UNAVAILABLE_HEADER};
 pub use shed::RETRY_AFTER_SECS;
@@ -48,14 +58,12 @@ pub use state::AppState;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
-use utoipa::OpenApi;
 
-use crate::openapi::{DiscountDoc, ErrorDoc, ProductDoc};
 use response::json;
 
 /// The public router: at most `max_concurrent_requests` requests in progress (one limit for
@@ -73,6 +81,7 @@ pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/products", get(products::list_products))
         .route("/products/{id}", get(products::one_product))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
         .layer(shed)
@@ -102,35 +111,7 @@ async fn openapi_json() -> Response {
     json(StatusCode::OK, ApiDoc::json())
 }
 
-/// Catalog's API.
-// Next to the router because it lists the handlers; the schema types it names live apart, in
-// `crate::openapi`, so that the handlers can name them too without the modules importing each
-// other.
-#[derive(Debug, OpenApi)]
-#[openapi(
-    info(
-        title = "Catalog",
-        description = "The shop's products, discounted for the caller by the Discount service \
-                       (gRPC over mutual TLS). When Discount cannot be asked, products come at \
-                       full price with the `x-discount-unavailable` header.",
-        version = env!("CARGO_PKG_VERSION")
-    ),
-    paths(products::list_products, products::one_product),
-    components(schemas(ProductDoc, DiscountDoc, ErrorDoc))
-)]
-pub struct ApiDoc;
-
-impl ApiDoc {
-    /// The document as JSON, rendered once.
-    pub fn json() -> bytes::Bytes {
-        static JSON: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
-        JSON.get_or_init(|| {
-            bytes::Bytes::from(
-                ApiDoc::openapi()
-                    .to_json()
-                    .unwrap_or_else(|_| "{}".to_owned()),
-            )
-        })
-        .clone()
-    }
+/// A path that exists, with a method it does not serve. axum adds `Allow`.
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method)
 }

@@ -4,15 +4,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::http::header::{HeaderValue, LINK};
 use axum::response::Response;
 use bytes::Bytes;
 
 use super::context::{RequestId, RequestSpan};
-use super::extract::{CustomerId, PageRequest, encode_cursor, parse_positive_id};
-use super::response::{ApiError, DISCOUNT_UNAVAILABLE_HEADER, json};
+use super::extract::{
+    CursorSchema, CustomerId, PageRequest, ProductId, UserIdSchema, encode_cursor,
+};
+use super::response::{ApiError, DISCOUNT_UNAVAILABLE_HEADER, DiscountUnavailableSchema, json};
 use super::state::AppState;
 use crate::catalog::{DiscountView, PriceTag};
 use crate::openapi::{ErrorDoc, ProductDoc};
@@ -25,25 +27,25 @@ static NO_PARENT: Parent = Parent::none();
 /// The products, one page at a time, discounted for the caller.
 #[utoipa::path(get, path = "/products", tag = "products",
     params(
-        ("X-USER-ID" = Option<String>, Header,
-            description = "The customer: a whole number from 1 to 2147483647. Absent: full prices."),
-        ("X-Request-Id" = Option<String>, Header,
-            description = "Correlation id (1-128 visible ASCII characters); made up if absent or unusable."),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
-            description = "Products per page (default 100, at most 1000)."),
-        ("cursor" = Option<String>, Query,
-            description = "Where the page starts: copy it from the previous page's `Link` header."),
+        ("X-USER-ID" = inline(Option<UserIdSchema>), Header, nullable = false,
+            description = "The customer: a whole number from 1 to 2147483647, in decimal digits. \
+                           Absent: full prices. Anything else (empty, signed, too large, sent \
+                           twice) is a 400 `invalid_user_id`."),
+        ("limit" = Option<i32>, Query, nullable = false, minimum = 1, maximum = 1000,
+            description = "Products per page, in decimal digits (default 100, at most 1000). \
+                           Anything else is a 400 `invalid_query`."),
+        ("cursor" = inline(Option<CursorSchema>), Query, nullable = false,
+            description = "Where the page starts: copy it from the previous page's `Link` \
+                           header. Anything else is a 400 `invalid_query`, as is any other \
+                           query parameter."),
     ),
     responses(
         (status = 200, description = "One page of products, in ascending id order", body = [ProductDoc],
             headers(
                 ("link" = String, description = "RFC 8288 link to the next page (`rel=\"next\"`), when there is one"),
-                ("x-discount-unavailable" = String, description = "Present when the discount could not be applied and prices are full: `unavailable`, `deadline-exceeded`, `rejected` or `bad-response`"),
-                ("x-request-id" = String, description = "The request's correlation id"),
+                ("x-discount-unavailable" = inline(DiscountUnavailableSchema), description = "Present when the discount could not be applied and prices are full: why"),
             )),
-        (status = 400, description = "Bad `X-USER-ID`, `limit` or `cursor`", body = ErrorDoc),
-        (status = 503, description = "Too many requests in progress (`overloaded`): try again later", body = ErrorDoc,
-            headers(("retry-after" = String, description = "Seconds to wait before trying again"))),
+        (status = 400, description = "Bad `X-USER-ID` (`invalid_user_id`), or bad `limit` or `cursor`, or another query parameter (`invalid_query`)", body = ErrorDoc),
     ))]
 pub(crate) async fn list_products(
     State(state): State<AppState>,
@@ -78,29 +80,28 @@ pub(crate) async fn list_products(
 /// One product, discounted for the caller.
 #[utoipa::path(get, path = "/products/{id}", tag = "products",
     params(
-        ("id" = i32, Path, minimum = 1, description = "Product id"),
-        ("X-USER-ID" = Option<String>, Header,
-            description = "The customer: a whole number from 1 to 2147483647. Absent: full price."),
+        ("id" = i32, Path, minimum = 1, maximum = 2147483647,
+            description = "Product id, in decimal digits. Anything else is a 400 `invalid_product_id`."),
+        ("X-USER-ID" = inline(Option<UserIdSchema>), Header, nullable = false,
+            description = "The customer: a whole number from 1 to 2147483647, in decimal digits. \
+                           Absent: full price. Anything else (empty, signed, too large, sent \
+                           twice) is a 400 `invalid_user_id`."),
     ),
     responses(
         (status = 200, description = "The product", body = ProductDoc,
             headers(
-                ("x-discount-unavailable" = String, description = "Present when the discount could not be applied"),
-                ("x-request-id" = String, description = "The request's correlation id"),
+                ("x-discount-unavailable" = inline(DiscountUnavailableSchema), description = "Present when the discount could not be applied and the price is full: why"),
             )),
-        (status = 400, description = "Bad id or `X-USER-ID`", body = ErrorDoc),
-        (status = 404, description = "No such product", body = ErrorDoc),
-        (status = 503, description = "Too many requests in progress (`overloaded`): try again later", body = ErrorDoc,
-            headers(("retry-after" = String, description = "Seconds to wait before trying again"))),
+        (status = 400, description = "Bad id, even one that is not UTF-8 once percent-decoded (`invalid_product_id`), or bad `X-USER-ID` (`invalid_user_id`)", body = ErrorDoc),
+        (status = 404, description = "No such product (`not_found`)", body = ErrorDoc),
     ))]
 pub(crate) async fn one_product(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     span: Option<Extension<RequestSpan>>,
-    Path(id): Path<String>,
+    ProductId(id): ProductId,
     CustomerId(customer): CustomerId,
 ) -> Result<Response, ApiError> {
-    let id = parse_positive_id(&id).ok_or(ApiError::InvalidProductId)?;
     let product = state
         .products
         .product(id)

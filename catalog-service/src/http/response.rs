@@ -1,16 +1,36 @@
 //! How answers are written: JSON bodies, the error answers with their status and stable code
-//! ([`ApiError`]), and the header that marks full prices.
+//! ([`ApiError`], the one shape of every 4xx and 5xx Catalog writes), and the header that marks
+//! full prices.
 
-use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 
+use crate::discount::DiscountFailure;
+use crate::openapi::{ErrorCode, ErrorDoc};
 use crate::store::StoreError;
 
 /// Set on a response whose prices are full because the discount could not be applied; the
-/// value is the reason (`unavailable`, `deadline-exceeded`, `rejected`, `bad-response`).
+/// value is the reason (`unavailable`, `deadline-exceeded`, `rejected`, `bad-response`,
+/// `overloaded`: [`crate::discount::DiscountFailure::REASONS`]).
 pub const DISCOUNT_UNAVAILABLE_HEADER: &str = "x-discount-unavailable";
+
+/// [`DISCOUNT_UNAVAILABLE_HEADER`]'s values, for the OpenAPI document: every reason there is.
+#[derive(Debug)]
+pub(super) struct DiscountUnavailableSchema;
+
+impl utoipa::PartialSchema for DiscountUnavailableSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(DiscountFailure::REASONS))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DiscountUnavailableSchema {}
 
 /// A response with `body`, which is JSON.
 pub(super) fn json(status: StatusCode, body: Bytes) -> Response {
@@ -36,6 +56,9 @@ pub enum ApiError {
     NoSuchProduct(i32),
     #[error("no such resource")]
     NotFound,
+    /// The path exists but not with this method; axum adds the `Allow` header.
+    #[error("method {0} is not allowed here: the Allow header lists those that are")]
+    MethodNotAllowed(Method),
     /// The product store failed. The cause goes to the log, not to the client.
     #[error("the product store is unavailable")]
     Store(String),
@@ -51,14 +74,20 @@ impl From<StoreError> for ApiError {
 }
 
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The status and the stable code this error is answered with.
+    pub(super) fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            ApiError::InvalidUserId(_) => (StatusCode::BAD_REQUEST, "invalid_user_id"),
-            ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
-            ApiError::InvalidProductId => (StatusCode::BAD_REQUEST, "invalid_product_id"),
-            ApiError::NoSuchProduct(_) | ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::InvalidUserId(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidUserId),
+            ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidQuery),
+            ApiError::InvalidProductId => (StatusCode::BAD_REQUEST, ErrorCode::InvalidProductId),
+            ApiError::NoSuchProduct(_) | ApiError::NotFound => {
+                (StatusCode::NOT_FOUND, ErrorCode::NotFound)
+            }
+            ApiError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed)
+            }
+            ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StoreUnavailable),
+            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded),
         }
     }
 }
@@ -68,11 +97,20 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         match &self {
             ApiError::Store(cause) => tracing::error!("product store failed: {cause}"),
-            // Shed requests are logged together, not one line each (`shed`).
-            ApiError::NotFound | ApiError::NoSuchProduct(_) | ApiError::Overloaded(_) => {}
+            // The access log line says enough of these; shed requests are logged together,
+            // not one line each (`shed`).
+            ApiError::NotFound
+            | ApiError::NoSuchProduct(_)
+            | ApiError::MethodNotAllowed(_)
+            | ApiError::Overloaded(_) => {}
             _ => tracing::info!(status = status.as_u16(), "rejected request: {self}"),
         }
-        let body = serde_json::json!({ "error": code, "message": self.to_string() });
-        json(status, Bytes::from(body.to_string()))
+        let body = ErrorDoc {
+            error: code,
+            message: self.to_string(),
+        };
+        // A struct of a unit enum and a string: serializing it cannot fail.
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        json(status, Bytes::from(body))
     }
 }

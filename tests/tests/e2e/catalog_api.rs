@@ -1,6 +1,7 @@
 //! Catalog's HTTP behaviour with a healthy Discount behind it (SPEC's request table).
 
 use e2e_tests::{CatalogOptions, service_pki, spawn_catalog, spawn_discount};
+use reqwest::Method;
 
 use crate::{FULL_PRICE_JSON, SPEC_CUSTOMER_1_JSON, get_products};
 
@@ -112,6 +113,113 @@ async fn unknown_route_is_a_json_404() {
     assert_eq!(response.status(), 404);
     let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert_eq!(body["error"], "not_found");
+}
+
+/// The status, content type, `x-request-id` and JSON body of an answer.
+async fn json_answer(response: reqwest::Response) -> (u16, String, bool, serde_json::Value) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let kind = headers
+        .get("content-type")
+        .map_or("", |v| v.to_str().unwrap())
+        .to_owned();
+    let body = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    (status, kind, headers.contains_key("x-request-id"), body)
+}
+
+#[tokio::test]
+async fn another_method_is_a_json_405_with_allow() {
+    let pki = service_pki();
+    let no_discount = e2e_tests::closed_port();
+    let catalog = spawn_catalog(&pki, no_discount.addr, CatalogOptions::default()).await;
+    let client = reqwest::Client::new();
+
+    for path in [
+        "/",
+        "/products",
+        "/products/1",
+        "/products/%ff",
+        "/openapi.json",
+    ] {
+        for method in [
+            "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "QUERY",
+        ] {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let url = format!("http://{}{path}", catalog.addr);
+            let response = client.request(method.clone(), url).send().await.unwrap();
+            let allow = response.headers().get("allow").cloned();
+            let (status, kind, has_id, body) = json_answer(response).await;
+            assert_eq!(status, 405, "{method} {path}");
+            assert_eq!(allow.unwrap(), "GET,HEAD", "{method} {path}");
+            assert_eq!(kind, "application/json", "{method} {path}");
+            assert!(has_id, "{method} {path}: no x-request-id");
+            assert_eq!(body["error"], "method_not_allowed", "{method} {path}");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains(method.as_str()), "{message}");
+        }
+    }
+    // An unknown path is still a 404, whatever the method.
+    let url = format!("http://{}/nope", catalog.addr);
+    let (status, _, has_id, body) = json_answer(client.post(url).send().await.unwrap()).await;
+    assert_eq!((status, has_id), (404, true));
+    assert_eq!(body["error"], "not_found");
+}
+
+#[tokio::test]
+async fn a_product_id_that_is_not_utf8_is_a_json_400() {
+    let pki = service_pki();
+    let no_discount = e2e_tests::closed_port();
+    let catalog = spawn_catalog(&pki, no_discount.addr, CatalogOptions::default()).await;
+
+    for id in ["%ff", "%c3%28", "1%ff", "%80"] {
+        let url = format!("http://{}/products/{id}", catalog.addr);
+        let (status, kind, has_id, body) = json_answer(reqwest::get(url).await.unwrap()).await;
+        assert_eq!(status, 400, "/products/{id}");
+        assert_eq!(kind, "application/json", "/products/{id}");
+        assert!(has_id, "/products/{id}: no x-request-id");
+        assert_eq!(body["error"], "invalid_product_id", "/products/{id}");
+    }
+}
+
+/// `method url` with `X-USER-ID: user`.
+async fn ask(client: &reqwest::Client, method: Method, url: &str, user: &str) -> reqwest::Response {
+    let request = client.request(method, url).header("X-USER-ID", user);
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn head_answers_as_get_does_without_a_body() {
+    let pki = service_pki();
+    let discount = spawn_discount(&pki).await;
+    let catalog = spawn_catalog(&pki, discount.addr, CatalogOptions::default()).await;
+    let client = reqwest::Client::new();
+
+    for (path, status) in [
+        ("/products", 200),
+        ("/products/1", 200),
+        ("/openapi.json", 200),
+        ("/products/%ff", 400),
+        ("/products/0", 400),
+        ("/products/42", 404),
+        ("/nope", 404),
+    ] {
+        let url = format!("http://{}{path}", catalog.addr);
+        let get = ask(&client, Method::GET, &url, "1").await;
+        let head = ask(&client, Method::HEAD, &url, "1").await;
+        assert_eq!(get.status(), status, "GET {path}");
+        assert_eq!(head.status(), status, "HEAD {path}");
+        for name in ["content-type", "content-length"] {
+            let (head, get) = (head.headers().get(name), get.headers().get(name));
+            assert_eq!(head, get, "{name} {path}");
+        }
+        assert!(head.headers().contains_key("x-request-id"), "HEAD {path}");
+        let body = head.text().await.unwrap();
+        assert!(body.is_empty(), "HEAD {path} has a body: {body}");
+        assert!(!get.text().await.unwrap().is_empty(), "GET {path}");
+    }
+    // A bad X-USER-ID is refused on HEAD as on GET.
+    let url = format!("http://{}/products", catalog.addr);
+    assert_eq!(ask(&client, Method::HEAD, &url, "0").await.status(), 400);
 }
 
 #[tokio::test]

@@ -414,4 +414,30 @@ async fn openapi_document_describes_the_real_responses() {
     let (status, error) = get_json(format!("{base}/products/999"), None).await;
     assert_eq!(status, 404);
     conforms(&doc, "ErrorDoc", &error);
+    let (status, error) = get_json(format!("{base}/products/%ff"), None).await;
+    assert_eq!(status, 400);
+    conforms(&doc, "ErrorDoc", &error);
+    // Every code a real error carries is one the document lists.
+    let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap();
+    assert!(codes.contains(&error["error"]), "{error}");
+
+    // Another method: the documented 405, with the documented `Allow`.
+    for path in ["/products", "/products/1"] {
+        let response = client.delete(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 405);
+        let template = if path == "/products" {
+            path
+        } else {
+            "/products/{id}"
+        };
+        let documented = &doc["paths"][template]["get"]["responses"]["405"];
+        let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+        assert_eq!(documented["headers"]["allow"]["schema"]["enum"][0], allow);
+        let error: serde_json::Value =
+            serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        conforms(&doc, "ErrorDoc", &error);
+        assert!(codes.contains(&error["error"]), "{error}");
+    }
 }

@@ -155,6 +155,8 @@ async fn bad_query_parameters_get_400_with_a_json_error() {
         "limit=1001",
         "limit=",
         "limit=1.5",
+        "limit=%2B2",
+        "limit=+2",
         "cursor=abc",
         "cursor=42",
         "cursor=v1.",
@@ -219,7 +221,16 @@ async fn unknown_product_is_404_and_non_numeric_id_is_400() {
     assert_eq!(body["error"], "not_found");
     assert!(body["message"].as_str().unwrap().contains("42"));
 
-    for bad in ["abc", "1.5", "-1", "0", "99999999999"] {
+    for bad in [
+        "abc",
+        "1.5",
+        "-1",
+        "0",
+        "99999999999",
+        "2147483648",
+        "%2B1",
+        "%ff",
+    ] {
         let response = get(&format!("http://{}/products/{bad}", catalog.addr), None).await;
         assert_eq!(response.status(), 400, "/products/{bad}");
         let body: Value = response.json_body().await;
