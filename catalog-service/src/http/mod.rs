@@ -1,5 +1,4 @@
-//! The HTTP API: routes, the `X-USER-ID` extractor, and error responses; and the operations
-//! routes, served on their own port.
+//! The HTTP API: routes, the `X-USER-ID` extractor, and error responses.
 //!
 //! Public port ([`router`]):
 //!
@@ -16,23 +15,22 @@
 //! Beyond `--http-max-concurrent-requests` requests in progress, a request gets 503 with
 //! `Retry-After` at once (`shed`).
 //!
-//! Operations port ([`ops_router`]): `GET /healthz`, `/readyz` and `/metrics`; they answer 404
-//! on the public port.
+//! `/healthz`, `/readyz` and `/metrics` are on the operations port (`service_runtime::ops`, with
+//! Catalog's readiness from `app::Readiness`); they answer 404 on the public port.
 //!
 //! # Layout
-//! - here: the routers, and the OpenAPI document ([`ApiDoc`]) served at `/openapi.json`;
+//! - here: the router, `/` (up), and the OpenAPI document ([`ApiDoc`]) served at
+//!   `/openapi.json`;
 //! - `state`: [`AppState`], what every handler shares;
 //! - `context`: what wraps every public request: [`RequestId`], its span ([`RequestSpan`]),
 //!   the access log, the HTTP metrics;
 //! - `shed`: what a request beyond the concurrency limit gets;
-//! - `operations`: `/`, `/healthz`, `/readyz`, `/metrics`;
 //! - `products`: `/products` and `/products/{id}`, priced for the caller;
 //! - `extract`: the `X-USER-ID` extractor ([`CustomerId`]) and paging ([`PageRequest`]);
 //! - `response`: JSON bodies and the error responses ([`ApiError`]).
 
 mod context;
 mod extract;
-mod operations;
 mod products;
 mod response;
 mod shed;
@@ -69,7 +67,7 @@ pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(max_concurrent_requests));
     Router::new()
-        .route("/", get(operations::root))
+        .route("/", get(root))
         .route("/openapi.json", get(openapi_json))
         .route("/products", get(products::list_products))
         .route("/products/{id}", get(products::one_product))
@@ -82,16 +80,9 @@ pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
         ))
 }
 
-/// The operations router, for the operations port: liveness, readiness (from what Catalog
-/// already knows of Discount: no RPC per call) and Prometheus metrics. No access log: probes
-/// and scrapes would fill it.
-pub fn ops_router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(operations::healthz))
-        .route("/readyz", get(operations::readyz))
-        .route("/metrics", get(operations::metrics_text))
-        .fallback(not_found)
-        .with_state(state)
+/// `/`: the service is up (the operations port says more).
+async fn root() -> &'static str {
+    "Catalog service is working.\n"
 }
 
 async fn not_found() -> ApiError {
