@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{certs, channel, command, start, start_with_ops_port};
-use process_testing::{Log, ask, assert_operations_port, exit_within, listening_ports, sigterm};
+use common::{certs, channel, command, spawn, start, start_with_ops_port};
+use process_testing::{ask, assert_operations_port, exit_within, listening_ports, sigterm};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -63,12 +62,7 @@ async fn readyz_is_503_from_the_start_of_shutdown_and_the_port_closes_after_the_
 async fn off_opens_no_operations_port() {
     let certs = certs();
     let dir = certs.path().to_str().unwrap();
-    let mut child = command(&["--certs-dir", dir, "--listen", "127.0.0.1:0"])
-        .env("DISCOUNT_OPS_LISTEN", "off")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Log::capture(&mut child);
+    let (child, log) = spawn(dir, &[], &[("DISCOUNT_OPS_LISTEN", "off")]);
     let off = log.line_with("Discount operations port off").await;
     assert!(off.contains("no /healthz, /readyz or /metrics"), "{off}");
     let grpc = log.addr_of("Discount listening").await;
@@ -118,12 +112,7 @@ async fn the_deprecated_metrics_listen_opens_the_port_with_one_warning() {
 async fn the_deprecated_variable_works_too_and_with_the_new_one_stops_start_up() {
     let certs = certs();
     let dir = certs.path().to_str().unwrap();
-    let mut child = command(&["--certs-dir", dir, "--listen", "127.0.0.1:0"])
-        .env("DISCOUNT_METRICS_LISTEN", "127.0.0.1:0")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Log::capture(&mut child);
+    let (mut child, log) = spawn(dir, &[], &[("DISCOUNT_METRICS_LISTEN", "127.0.0.1:0")]);
     let ops = log.addr_of("Discount operations port listening").await;
     assert_eq!(ask(ops, "GET", "/healthz").await.status, 200);
     log.line_with("Discount listening").await;

@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{certs, command, grpc_client, run, start_with_ops_port, start_with_ops_port_and};
+use common::{certs, grpc_client, run, spawn, start_with_ops_port, start_with_ops_port_and};
 use ecommerce_proto::pb::{BatchDiscountRequest, Customer, DiscountGroupsRequest, DiscountRequest};
 use process_testing::{
-    LOG_GUARD, Log, assert_families_described, exit_within, metric, metrics_of, sigterm,
+    LOG_GUARD, assert_families_described, exit_within, metric, metrics_of, sigterm,
     single_error_line,
 };
 use tokio::io::AsyncReadExt;
@@ -41,16 +40,9 @@ async fn key_that_does_not_match_is_named() {
 async fn sigterm_stops_it_cleanly() {
     let certs = certs();
     let dir = certs.path().to_str().unwrap();
-    let args = ["--certs-dir", dir, "--listen", "127.0.0.1:0"];
-    let mut child = command(&args)
-        .args(["--ops-listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, log) = spawn(dir, &["--ops-listen", "127.0.0.1:0"], &[]);
     // Ready once it says it listens (read from its log: no polling, no sleep).
-    Log::capture(&mut child)
-        .line_with("Discount listening")
-        .await;
+    log.line_with("Discount listening").await;
 
     sigterm(&child);
     let status = exit_within(&mut child, Duration::from_secs(10), "exits after SIGTERM").await;
@@ -206,15 +198,13 @@ async fn rpcs_continue_the_callers_trace_and_access_lines_carry_its_ids() {
     let receiver = otlp_receiver::Receiver::start().await.unwrap();
     let certs = certs();
     let dir = certs.path().to_str().unwrap();
-    let mut child = command(&["--certs-dir", dir, "--listen", "127.0.0.1:0"])
-        .args(["--ops-listen", "off"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "20")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Log::capture(&mut child);
+    let endpoint = receiver.grpc_endpoint();
+    let vars = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "20"),
+    ];
+    let (_child, log) = spawn(dir, &["--ops-listen", "off"], &vars);
     let grpc = log.addr_of("Discount listening").await;
 
     let mut request = tonic::Request::new(no_products());

@@ -63,10 +63,7 @@ pub async fn start_with_ops_port_and(dir: &str, flags: &[&str]) -> Discount {
 /// Starts the binary with its certificates in `dir`, gRPC on `127.0.0.1:0`, and `flags`, which
 /// must open its operations port; returns once it has logged both addresses.
 pub async fn start(dir: &str, flags: &[&str]) -> Discount {
-    let mut args = vec!["--certs-dir", dir, "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(flags);
-    let mut child = command(&args).stderr(Stdio::piped()).spawn().unwrap();
-    let log = Log::capture(&mut child);
+    let (child, log) = spawn(dir, flags, &[]);
     let ops = log.addr_of("Discount operations port listening").await;
     let grpc = log.addr_of("Discount listening").await;
     Discount {
@@ -75,6 +72,19 @@ pub async fn start(dir: &str, flags: &[&str]) -> Discount {
         grpc,
         ops,
     }
+}
+
+/// Spawns the binary with its certificates in `dir`, gRPC on `127.0.0.1:0`, `flags`, and the
+/// environment variables `vars` (and no others), its stderr captured; does not wait.
+pub fn spawn(dir: &str, flags: &[&str], vars: &[(&str, &str)]) -> (Child, Log) {
+    let mut child = command(&["--certs-dir", dir, "--listen", "127.0.0.1:0"])
+        .args(flags)
+        .envs(vars.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Log::capture(&mut child);
+    (child, log)
 }
 
 /// A channel over mutual TLS to `addr`, trusting the CA in `certs`, presenting Catalog's
