@@ -18,6 +18,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -90,6 +91,11 @@ pub async fn serve(
         .await
 }
 
+/// How long [`OpsPort::stop`] waits for requests in progress before it drops their
+/// connections. The answers need no I/O, so only a stuck or slow client is still there by then,
+/// and it must not hold up the exit.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A service's operations port, served in a task of its own from [`OpsPort::start`] until
 /// [`OpsPort::stop`]: a service stops it after its own drain, so that `/readyz` answers (503)
 /// all through the drain.
@@ -138,14 +144,20 @@ impl OpsPort {
         self.addr
     }
 
-    /// Stops accepting connections, lets requests in progress finish, and returns once the
-    /// port is closed.
+    /// Closes the port, lets requests in progress finish for at most [`STOP_TIMEOUT`], and
+    /// returns.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(STOP_TIMEOUT, &mut task).await.is_err()
+        {
+            task.abort();
+            tracing::warn!(
+                timeout = ?STOP_TIMEOUT,
+                "operations port: a connection was still open at its stop; dropped"
+            );
         }
     }
 }

@@ -186,3 +186,22 @@ async fn a_started_port_serves_until_stopped_then_closes() {
     let refused = tokio::net::TcpStream::connect(addr).await.unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
 }
+
+#[tokio::test]
+async fn a_stuck_client_does_not_hold_the_stop_up() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ops = OpsPort::start("Example", Some(listener), Vec::new);
+    let addr = ops.addr().unwrap();
+    // Half a request, and then nothing.
+    let mut stuck = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    stuck.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+
+    let started = tokio::time::Instant::now();
+    let bound = STOP_TIMEOUT + std::time::Duration::from_secs(2);
+    tokio::time::timeout(bound, ops.stop())
+        .await
+        .expect("stop returns within its timeout");
+    assert!(started.elapsed() >= STOP_TIMEOUT, "{:?}", started.elapsed());
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
