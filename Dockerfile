@@ -32,13 +32,13 @@ ENV CERTS_DIR=/certs \
 FROM runtime AS discount
 COPY --from=builder /out/discount-service /usr/local/bin/discount-service
 ENV DISCOUNT_LISTEN=0.0.0.0:11443 \
-    DISCOUNT_METRICS_LISTEN=0.0.0.0:9464
+    DISCOUNT_OPS_LISTEN=0.0.0.0:9466
 USER 65532:65532
-# 11443: gRPC over mutual TLS. 9464: plain-HTTP ops port (/healthz, /readyz, /metrics).
-EXPOSE 11443 9464
+# 11443: gRPC over mutual TLS. 9466: plain-HTTP ops port (/healthz, /readyz, /metrics).
+EXPOSE 11443 9466
 # Exec form: there is no shell in the image. The probe subcommand exits 0 on a 2xx answer.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["/usr/local/bin/discount-service", "probe", "http://127.0.0.1:9464/healthz"]
+    CMD ["/usr/local/bin/discount-service", "probe", "http://127.0.0.1:9466/healthz"]
 ENTRYPOINT ["/usr/local/bin/discount-service"]
 
 FROM runtime AS catalog

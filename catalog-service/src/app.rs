@@ -1,8 +1,8 @@
-//! [`Application`]: the Catalog service bound to its two listeners, ready to run: the public
-//! HTTP port (the API, within [`HttpLimits`]) and the operations port (`/healthz`, `/readyz`,
-//! `/metrics`, for probes and scrapers).
+//! [`Application`]: the Catalog service bound to its public HTTP listener, ready to run (the
+//! API, within [`HttpLimits`]); and its [`Readiness`], which the operations port
+//! (`service_runtime::ops`, started beside it) answers `/readyz` with.
 //!
-//! Taking bound listeners lets tests bind `127.0.0.1:0` and read the ports, and lets `main`
+//! Taking a bound listener lets tests bind `127.0.0.1:0` and read the port, and lets `main`
 //! report a busy port before anything else starts.
 
 use std::future::Future;
@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use mtls::{TlsReloader, TlsSource};
 use service_runtime as runtime;
 use tokio::net::TcpListener;
 
 use crate::catalog::{CatalogData, Customers};
 use crate::discount::{ClientError, DiscountGateway, DiscountSettings};
-use crate::http::{AppState, ops_router, router};
+use crate::http::{AppState, router};
 use crate::server::{self, HttpLimits};
 use crate::store::{InMemoryStore, ProductStore};
 
@@ -55,8 +54,6 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     limits: HttpLimits,
-    ops_listener: TcpListener,
-    ops_router: axum::Router,
     drain_timeout: Duration,
     shutting_down: Arc<AtomicBool>,
     reloader: Arc<TlsReloader<rustls::ClientConfig>>,
@@ -68,13 +65,9 @@ pub const CERTIFICATE_EXPIRY_METRIC: &str = runtime::metrics::CERTIFICATE_EXPIRY
 
 impl Application {
     /// Builds the TLS client configuration and the (lazy) Discount channel, to serve the API
-    /// on `listener` and the operations routes on `ops_listener`. Does not wait for Discount:
-    /// Catalog serves full prices until it is reachable. Needs a Tokio runtime.
-    pub fn build(
-        settings: Settings,
-        listener: TcpListener,
-        ops_listener: TcpListener,
-    ) -> Result<Self, ClientError> {
+    /// on `listener`. Does not wait for Discount: Catalog serves full prices until it is
+    /// reachable. Needs a Tokio runtime.
+    pub fn build(settings: Settings, listener: TcpListener) -> Result<Self, ClientError> {
         crate::metric_descriptions::describe_metrics();
         let discount_identity = settings.discount_identity.clone();
         let build = move |identity: &mtls::Identity, ca: &mtls::TrustAnchors| {
@@ -103,14 +96,11 @@ impl Application {
             customers: Arc::new(settings.customers),
             discounts: discounts.clone(),
             tracer: settings.tracer,
-            shutting_down: shutting_down.clone(),
         };
         Ok(Self {
             listener,
-            router: router(state.clone(), settings.http.max_concurrent_requests),
+            router: router(state, settings.http.max_concurrent_requests),
             limits: settings.http,
-            ops_listener,
-            ops_router: ops_router(state),
             drain_timeout: settings.drain_timeout,
             shutting_down,
             reloader,
@@ -133,15 +123,19 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// The address of the operations port (useful when bound to port 0).
-    pub fn ops_addr(&self) -> std::io::Result<SocketAddr> {
-        self.ops_listener.local_addr()
+    /// Catalog's readiness, for the operations port's `/readyz`.
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            shutting_down: self.shutting_down.clone(),
+            discounts: self.discounts.clone(),
+        }
     }
 
     /// Serves HTTP until `shutdown` completes, then stops accepting connections on the public
-    /// port and lets in-flight requests finish, for at most the drain timeout. The operations
-    /// port answers meanwhile (`/readyz`: 503, shutting down) and closes last.
-    pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
+    /// port and lets in-flight requests finish, for at most the drain timeout. [`Readiness`]
+    /// says "shutting down" from the moment `shutdown` completes: an operations port stopped
+    /// after this returns answers `/readyz` 503 all through the drain.
+    pub async fn run_until<F>(self, shutdown: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -156,37 +150,38 @@ impl Application {
                 "Catalog listening (HTTP)"
             );
         }
-        if let Ok(addr) = self.ops_listener.local_addr() {
-            tracing::info!(
-                %addr,
-                "Catalog operations port listening (plain HTTP: /healthz, /readyz, /metrics)"
-            );
-        }
         let shutting_down = self.shutting_down;
         let shutdown = async move {
             shutdown.await;
             shutting_down.store(true, Ordering::Relaxed);
             tracing::info!("shutting down: no new connections, draining in-flight requests");
         };
-        let (public_done, ops_stop) = tokio::sync::oneshot::channel::<()>();
-        let served = runtime::serve_with_drain(shutdown, self.drain_timeout, |signal| async move {
-            let public = async move {
-                server::serve(self.listener, self.router, self.limits, signal).await;
-                let _ = public_done.send(());
-            };
-            let ops_listener = self.ops_listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let ops = axum::serve(ops_listener, self.ops_router)
-                .with_graceful_shutdown(async move {
-                    let _ = ops_stop.await;
-                })
-                .into_future();
-            let ((), ops) = tokio::join!(public, ops);
-            ops
+        runtime::serve_with_drain(shutdown, self.drain_timeout, |signal| {
+            server::serve(self.listener, self.router, self.limits, signal)
         })
         .await;
         tracing::info!("Catalog stopped");
-        served.unwrap_or(Ok(()))
+    }
+}
+
+/// Whether Catalog can serve discounted prices: not while it shuts down, nor while no Discount
+/// replica is in rotation. Read from the balancer's state, which its health checks keep
+/// current: no RPC per call, however often it is asked.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    shutting_down: Arc<AtomicBool>,
+    discounts: DiscountGateway,
+}
+
+impl runtime::ops::Readiness for Readiness {
+    fn not_ready(&self) -> Vec<String> {
+        let mut not_ready = Vec::new();
+        if self.shutting_down.load(Ordering::Relaxed) {
+            not_ready.push("catalog: shutting down".to_owned());
+        }
+        if let Err(failure) = self.discounts.ready() {
+            not_ready.push(format!("discount: {} ({failure})", failure.reason()));
+        }
+        not_ready
     }
 }

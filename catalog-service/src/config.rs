@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mtls::TlsFileError;
-use service_runtime::flags::{ProcessFlags, TlsFlags};
+use service_runtime::flags::{OpsFlags, ProcessFlags, TlsFlags};
 
 use crate::app::{self, Settings};
 use crate::balancer::ReplicaSettings;
@@ -19,7 +19,8 @@ service_runtime::service_names!(
     /// Catalog's file names (`catalog.pem`, `catalog.key`) and variables (`CATALOG_...`).
     pub CatalogNames,
     "catalog",
-    "CATALOG"
+    "CATALOG",
+    ops_listen = "127.0.0.1:9465"
 );
 
 /// A setting that stops start-up.
@@ -56,10 +57,9 @@ pub struct Cli {
     #[arg(long, env = "CATALOG_LISTEN", default_value = "127.0.0.1:11080")]
     pub listen: SocketAddr,
 
-    /// Address of the operations port (plain HTTP: /healthz, /readyz, /metrics), for probes
-    /// and metrics scrapers. No authentication: keep it off public interfaces.
-    #[arg(long, env = "CATALOG_OPS_LISTEN", default_value = "127.0.0.1:9465")]
-    pub ops_listen: SocketAddr,
+    // Where the operations port listens (`--ops-listen`, on by default on 127.0.0.1:9465).
+    #[command(flatten)]
+    pub ops: OpsFlags<CatalogNames>,
 
     /// Most HTTP connections open at once on --listen; beyond it new connections are closed
     /// at once. Keep it below the open-file limit (ulimit -n).
@@ -248,7 +248,7 @@ mod tests {
     fn defaults_match_the_documented_ports() {
         let cli = Cli::try_parse_from(["catalog-service"]).unwrap();
         assert_eq!(cli.listen.port(), 11080);
-        assert_eq!(cli.ops_listen.to_string(), "127.0.0.1:9465");
+        assert_eq!(cli.ops.ops_listen.to_string(), "127.0.0.1:9465");
         assert_eq!(cli.discount_addr.len(), 1);
         assert_eq!(cli.discount_addr[0].to_string(), "127.0.0.1:11443");
         assert!(cli.discount_timeout_ms < 1000);

@@ -31,14 +31,12 @@
 //!   - `pick`: power of two choices, and the one trial at a time when all are out.
 //!   - `settings`: [`balancer::ReplicaSettings`] and their defaults.
 //!   - `error`: [`balancer::ClientError`], and failed RPCs put into words.
-//! - [`http`]: the public router, the `X-USER-ID` extractor and the error responses, and the
-//!   OpenAPI document ([`http::ApiDoc`]) served at `/openapi.json`, generated from the code;
-//!   and the operations port's router.
+//! - [`http`]: the public router (`/` included), the `X-USER-ID` extractor and the error
+//!   responses, and the OpenAPI document ([`http::ApiDoc`]) served at `/openapi.json`,
+//!   generated from the code.
 //!   - `state`: [`http::AppState`], what every handler shares.
 //!   - `context`: request ids, the access log and the HTTP metrics, around every request.
 //!   - `shed`: the 503 with `Retry-After` beyond the concurrent-request limit.
-//!   - `operations`: `/` on the public port; `/healthz`, `/readyz`, `/metrics` on the
-//!     operations port.
 //!   - `products`: `/products` and `/products/{id}`, priced for the caller.
 //!   - `doc`: the OpenAPI document: the handlers' annotations, plus what every route gets
 //!     from the router and its layers.
@@ -53,7 +51,9 @@
 //!     inside one.
 //! - [`metric_descriptions`]: the `# HELP` text and unit of every metric Catalog exports,
 //!   described once at start.
-//! - [`app`]: [`app::Application`], which binds everything to its listeners and runs it.
+//! - [`app`]: [`app::Application`], which binds everything to its listener and runs it, and
+//!   [`app::Readiness`], what `/readyz` on the operations port (`service_runtime::ops`, which
+//!   `main` starts beside it) answers for Catalog.
 //! - [`config`]: command-line flags and their environment variables, turned into
 //!   [`app::Settings`] before any port is bound.
 

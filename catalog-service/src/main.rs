@@ -27,14 +27,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = runtime::shutdown_signal();
     let mut settings = cli.settings()?;
     let listener = runtime::bind(cli.listen, "--listen").await?;
-    let ops_listener = runtime::bind(cli.ops_listen, "--ops-listen").await?;
+    let ops_listener = cli.ops.ops_listen.bind("--ops-listen").await?;
     // After the checks above, so that a bad flag or a busy port is the only line logged; inside
     // the runtime, where the gRPC exporter's connection lives.
     let telemetry = runtime::otel::Telemetry::from_env("catalog")?;
     settings.tracer = telemetry.tracer();
-    let app = Application::build(settings, listener, ops_listener).context("Discount client")?;
-    let served = app.run_until(shutdown).await.context("serving HTTP");
+    let app = Application::build(settings, listener).context("Discount client")?;
+    // Closed after the drain, so that `/readyz` answers 503 all through it.
+    let ops = runtime::ops::OpsPort::start("Catalog", ops_listener, app.readiness());
+    app.run_until(shutdown).await;
+    ops.stop().await;
     // Sends the spans still queued.
     telemetry.shutdown().await;
-    served
+    Ok(())
 }

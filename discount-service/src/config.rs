@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mtls::TlsFileError;
-use service_runtime::flags::{ProcessFlags, TlsFlags};
+use service_runtime::flags::{OpsFlags, OpsListen, ProcessFlags, TlsFlags};
 
 use crate::authz::{AllowList, RuleError};
 use crate::limits::{DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_MESSAGE_BYTES};
@@ -16,8 +16,14 @@ service_runtime::service_names!(
     /// Discount's file names (`discount.pem`, `discount.key`) and variables (`DISCOUNT_...`).
     pub DiscountNames,
     "discount",
-    "DISCOUNT"
+    "DISCOUNT",
+    ops_listen = "127.0.0.1:9466"
 );
+
+/// What `--metrics-listen` (the deprecated name of `--ops-listen`) logs, once, when it is given.
+pub const METRICS_LISTEN_DEPRECATED: &str = "--metrics-listen (DISCOUNT_METRICS_LISTEN) is \
+    deprecated and will be removed: use --ops-listen (DISCOUNT_OPS_LISTEN), which it stands for \
+    meanwhile";
 
 /// A setting that stops start-up.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +58,19 @@ pub struct Cli {
     )]
     pub allow: Vec<String>,
 
-    /// Address for the plain-HTTP metrics port (`/metrics`, `/healthz`), e.g. 127.0.0.1:9464.
-    /// Off when not given: it has no authentication, so it is opened only where you choose.
-    #[arg(long, env = "DISCOUNT_METRICS_LISTEN")]
+    // Where the operations port listens (`--ops-listen`, on by default on 127.0.0.1:9466).
+    #[command(flatten)]
+    pub ops: OpsFlags<DiscountNames>,
+
+    /// Deprecated name of --ops-listen: takes effect, with a warning at start-up. Given with
+    /// --ops-listen (or DISCOUNT_OPS_LISTEN), it stops start-up: say one.
+    #[arg(
+        long,
+        env = "DISCOUNT_METRICS_LISTEN",
+        hide = true,
+        value_name = "ADDR",
+        conflicts_with = "ops_listen"
+    )]
     pub metrics_listen: Option<SocketAddr>,
 
     // Where the TLS files are and how they are watched.
@@ -93,6 +109,15 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Where the operations port listens, and the flag that says so: `--metrics-listen` when
+    /// its deprecated name was given, else `--ops-listen`.
+    pub fn ops_listen(&self) -> (OpsListen, &'static str) {
+        match self.metrics_listen {
+            Some(addr) => (OpsListen::At(addr), "--metrics-listen"),
+            None => (self.ops.ops_listen, "--ops-listen"),
+        }
+    }
+
     /// Loads the TLS material (once: reloads read the same files) and builds the server
     /// settings.
     pub fn settings(&self) -> Result<ServerSettings, ConfigError> {
@@ -123,6 +148,45 @@ mod tests {
             cli.tls.files(),
             mtls::TlsFiles::in_dir("/srv/certs".as_ref(), "discount")
         );
+    }
+
+    #[test]
+    fn the_operations_port_is_on_by_default_beside_catalog_s() {
+        let cli = Cli::try_parse_from(["discount-service"]).unwrap();
+        let default = OpsListen::At("127.0.0.1:9466".parse().unwrap());
+        assert_eq!(cli.ops_listen(), (default, "--ops-listen"));
+        let cli = Cli::try_parse_from(["discount-service", "--ops-listen", "off"]).unwrap();
+        assert_eq!(cli.ops_listen(), (OpsListen::Off, "--ops-listen"));
+    }
+
+    #[test]
+    fn the_deprecated_metrics_listen_stands_for_ops_listen() {
+        let cli =
+            Cli::try_parse_from(["discount-service", "--metrics-listen", "0.0.0.0:9464"]).unwrap();
+        let given = OpsListen::At("0.0.0.0:9464".parse().unwrap());
+        assert_eq!(cli.ops_listen(), (given, "--metrics-listen"));
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("--metrics-listen"), "hidden: {help}");
+        assert!(help.contains("[env: DISCOUNT_OPS_LISTEN="), "{help}");
+        assert!(help.contains("[default: 127.0.0.1:9466]"), "{help}");
+    }
+
+    #[test]
+    fn metrics_listen_with_ops_listen_is_refused_naming_both() {
+        let err = Cli::try_parse_from([
+            "discount-service",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+            "--ops-listen",
+            "127.0.0.1:9466",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let err = err.to_string();
+        assert!(err.contains("--metrics-listen"), "{err}");
+        assert!(err.contains("--ops-listen"), "{err}");
     }
 
     #[test]
@@ -176,6 +240,8 @@ mod tests {
             ("--max-concurrent-streams", "100001"),
             ("--max-message-bytes", "1023"),
             ("--max-message-bytes", "4MiB"),
+            ("--ops-listen", "9466"),
+            ("--metrics-listen", "off"),
         ] {
             let err = Cli::try_parse_from(["discount-service", flag, value]).unwrap_err();
             assert!(err.to_string().contains(flag), "{flag} {value}: {err}");

@@ -9,12 +9,12 @@
 //! - [`service`]: the `ecommerce.Discount` handlers: authorization, then [`apply`], then the
 //!   access-log line and metrics of each RPC.
 //! - [`server`]: serves the handlers on an already-bound listener through rustls, until a
-//!   shutdown future completes.
+//!   shutdown future completes; and whether it accepts RPCs, its readiness on the operations
+//!   port (served by `service_runtime::ops`).
 //! - [`limits`]: the defaults of the limits per connection and per message, and the layer that
 //!   answers an oversized message `RESOURCE_EXHAUSTED`.
 //! - [`metric_descriptions`]: the `# HELP` text and unit of every metric Discount exports,
 //!   described once at start, and the names of the counters the mTLS accept loop records.
-//! - [`metrics_http`]: the optional plain-HTTP port for Prometheus (`/metrics`) and liveness.
 //! - [`config`]: command-line flags and their environment variables, turned into a
 //!   [`server::ServerSettings`] before anything is bound.
 
@@ -23,7 +23,6 @@ pub mod authz;
 pub mod config;
 pub mod limits;
 pub mod metric_descriptions;
-pub mod metrics_http;
 pub mod rule;
 pub mod server;
 pub mod service;

@@ -65,9 +65,23 @@ impl ServerSettings {
 }
 
 /// Whether Discount accepts RPCs: from when it starts serving until shutdown starts. The
-/// same moments its gRPC health turns SERVING and NOT_SERVING.
+/// same moments its gRPC health turns SERVING and NOT_SERVING. Its readiness on the operations
+/// port: not ready outside those moments.
 #[derive(Debug, Clone, Default)]
 pub struct Serving(Arc<AtomicBool>);
+
+/// Why Discount is not ready while it does not accept RPCs.
+pub const NOT_SERVING: &str = "discount: not serving (starting or shutting down)";
+
+impl runtime::ops::Readiness for Serving {
+    fn not_ready(&self) -> Vec<String> {
+        if self.is_serving() {
+            Vec::new()
+        } else {
+            vec![NOT_SERVING.to_owned()]
+        }
+    }
+}
 
 impl Serving {
     /// True while RPCs are accepted.
@@ -144,9 +158,7 @@ impl DiscountServer {
             settings,
         } = self;
         reloader.spawn();
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "Discount listening (gRPC over mutual TLS 1.3)");
-        }
+        let addr = listener.local_addr();
         // Closes the listener when shutdown starts (tonic keeps the stream of connections
         // until every open one has drained, so it cannot be the trigger).
         let (stop_accepting, stopped_accepting) = tokio::sync::oneshot::channel::<()>();
@@ -165,6 +177,10 @@ impl DiscountServer {
             .set_serving::<DiscountGrpcServer<DiscountService>>()
             .await;
         serving.set(true);
+        // Logged once ready: whoever waits for this line finds `/readyz` answering 200.
+        if let Ok(addr) = addr {
+            tracing::info!(%addr, "Discount listening (gRPC over mutual TLS 1.3)");
+        }
         // Reflection in both versions: v1, and v1alpha, which many stock clients still speak
         // (Python's grpcio-reflection, older grpcurl, Postman, grpcui).
         let reflection = || {

@@ -4,39 +4,17 @@
 //! trace in the spans it exports and in its access line.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Output, Stdio};
+mod common;
+
 use std::time::Duration;
 
-use ecommerce_proto::pb::discount_client::DiscountClient;
+use common::{certs, grpc_client, run, spawn, start_with_ops_port, start_with_ops_port_and};
 use ecommerce_proto::pb::{BatchDiscountRequest, Customer, DiscountGroupsRequest, DiscountRequest};
 use process_testing::{
-    LOG_GUARD, Log, assert_families_described, exit_within, metric, metrics_of, sigterm,
+    LOG_GUARD, assert_families_described, exit_within, metric, metrics_of, sigterm,
     single_error_line,
 };
 use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
-use tonic::transport::{Channel, Endpoint};
-
-fn certs() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(dir.path(), 1)).unwrap();
-    dir
-}
-
-fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_discount-service"));
-    command.args(args).env_clear().kill_on_drop(true);
-    command
-}
-
-async fn run(args: &[&str]) -> Output {
-    tokio::time::timeout(Duration::from_secs(30), command(args).output())
-        .await
-        .expect("discount-service should exit at start-up")
-        .unwrap()
-}
 
 #[tokio::test]
 async fn bad_allow_rule_is_named() {
@@ -62,58 +40,13 @@ async fn key_that_does_not_match_is_named() {
 async fn sigterm_stops_it_cleanly() {
     let certs = certs();
     let dir = certs.path().to_str().unwrap();
-    let mut child = command(&["--certs-dir", dir, "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, log) = spawn(dir, &["--ops-listen", "127.0.0.1:0"], &[]);
     // Ready once it says it listens (read from its log: no polling, no sleep).
-    Log::capture(&mut child)
-        .line_with("Discount listening")
-        .await;
+    log.line_with("Discount listening").await;
 
     sigterm(&child);
     let status = exit_within(&mut child, Duration::from_secs(10), "exits after SIGTERM").await;
     assert_eq!(status.code(), Some(0));
-}
-
-/// The binary serving gRPC and its operations port, each on a port of its own choosing.
-struct Discount {
-    /// Killed when dropped.
-    _child: Child,
-    log: Log,
-    /// Where it serves gRPC (read from its log).
-    grpc: SocketAddr,
-    /// Where its operations port listens (read from its log).
-    ops: SocketAddr,
-}
-
-/// Starts the binary with its certificates in `dir`, gRPC and the operations port both on
-/// `127.0.0.1:0`; returns once it has logged both addresses.
-async fn start_with_ops_port(dir: &str) -> Discount {
-    start_with_ops_port_and(dir, &[]).await
-}
-
-/// [`start_with_ops_port`] with more flags.
-async fn start_with_ops_port_and(dir: &str, flags: &[&str]) -> Discount {
-    let mut args = vec![
-        "--certs-dir",
-        dir,
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(flags);
-    let mut child = command(&args).stderr(Stdio::piped()).spawn().unwrap();
-    let log = Log::capture(&mut child);
-    let ops = log.addr_of("operations port listening").await;
-    let grpc = log.addr_of("Discount listening").await;
-    Discount {
-        _child: child,
-        log,
-        grpc,
-        ops,
-    }
 }
 
 #[tokio::test]
@@ -131,25 +64,6 @@ async fn probe_subcommand_checks_the_operations_port() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("answered 404"), "{stderr}");
-}
-
-/// A Discount client over mutual TLS to `addr`, trusting the CA in `certs`, presenting
-/// Catalog's certificate from there or, without `with_certificate`, none.
-fn grpc_client(addr: SocketAddr, certs: &Path, with_certificate: bool) -> DiscountClient<Channel> {
-    let (identity, anchors) = mtls::TlsFiles::in_dir(certs, "catalog").load().unwrap();
-    let identity = with_certificate.then_some(&identity);
-    let config = mtls::client_config(&anchors, identity, None).unwrap();
-    let connector = mtls::MtlsConnector::new(
-        mtls::Reloadable::new(config),
-        "127.0.0.1",
-        addr.port(),
-        "localhost",
-    )
-    .unwrap();
-    let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
-        .unwrap()
-        .connect_with_connector_lazy(connector);
-    DiscountClient::new(channel)
 }
 
 #[tokio::test]
@@ -284,14 +198,13 @@ async fn rpcs_continue_the_callers_trace_and_access_lines_carry_its_ids() {
     let receiver = otlp_receiver::Receiver::start().await.unwrap();
     let certs = certs();
     let dir = certs.path().to_str().unwrap();
-    let mut child = command(&["--certs-dir", dir, "--listen", "127.0.0.1:0"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "20")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Log::capture(&mut child);
+    let endpoint = receiver.grpc_endpoint();
+    let vars = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "20"),
+    ];
+    let (_child, log) = spawn(dir, &["--ops-listen", "off"], &vars);
     let grpc = log.addr_of("Discount listening").await;
 
     let mut request = tonic::Request::new(no_products());

@@ -1,10 +1,12 @@
 //! The flags every service takes, declared once: where its TLS files are and how they are
-//! watched ([`TlsFlags`]), and how its process runs ([`ProcessFlags`]). A service flattens both
-//! into its own command line (`#[command(flatten)]`); the environment-variable twins carry the
-//! service's prefix (`CATALOG_TLS_CA`, `DISCOUNT_TLS_CA`...), named by a [`ServiceNames`] type
-//! that [`service_names!`](crate::service_names) declares.
+//! watched ([`TlsFlags`]), where its operations port listens ([`OpsFlags`]), and how its process
+//! runs ([`ProcessFlags`]). A service flattens them into its own command line
+//! (`#[command(flatten)]`); the environment-variable twins carry the service's prefix
+//! (`CATALOG_TLS_CA`, `DISCOUNT_TLS_CA`...), named by a [`ServiceNames`] type that
+//! [`service_names!`](crate::service_names) declares, with the service's own defaults.
 
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,10 +14,16 @@ use mtls::{ReloadSettings, TlsFileError, TlsFiles, TlsSource};
 
 use crate::logging::LogFormat;
 
-/// A service's name and the environment variables of its shared flags.
+/// A service's name, the environment variables of its shared flags, and the defaults that
+/// differ between services.
 pub trait ServiceNames: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// The service's name: its files in the certs folder are `<NAME>.pem` and `<NAME>.key`.
     const NAME: &'static str;
+    /// Variable for `--ops-listen`.
+    const OPS_LISTEN: &'static str;
+    /// Default of `--ops-listen`: a loopback address, a port of its own per service so that
+    /// both run on one machine.
+    const OPS_LISTEN_DEFAULT: &'static str;
     /// Variable for `--ca`.
     const TLS_CA: &'static str;
     /// Variable for `--cert`.
@@ -32,17 +40,24 @@ pub trait ServiceNames: Clone + Send + Sync + std::fmt::Debug + 'static {
     const DRAIN_TIMEOUT_SECS: &'static str;
 }
 
-/// Declares a [`ServiceNames`] type: `service_names!(pub Catalog, "catalog", "CATALOG");` names
-/// the files `catalog.pem`/`catalog.key` and the variables `CATALOG_TLS_CA`, ...
+/// Declares a [`ServiceNames`] type:
+/// `service_names!(pub Catalog, "catalog", "CATALOG", ops_listen = "127.0.0.1:9465");` names the
+/// files `catalog.pem`/`catalog.key` and the variables `CATALOG_TLS_CA`, ...,
+/// `CATALOG_OPS_LISTEN`, and gives `--ops-listen` its default.
 #[macro_export]
 macro_rules! service_names {
-    ($(#[$meta:meta])* $vis:vis $ty:ident, $name:literal, $prefix:literal) => {
+    (
+        $(#[$meta:meta])* $vis:vis $ty:ident, $name:literal, $prefix:literal,
+        ops_listen = $ops_listen:literal
+    ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         $vis struct $ty;
 
         impl $crate::flags::ServiceNames for $ty {
             const NAME: &'static str = $name;
+            const OPS_LISTEN: &'static str = concat!($prefix, "_OPS_LISTEN");
+            const OPS_LISTEN_DEFAULT: &'static str = $ops_listen;
             const TLS_CA: &'static str = concat!($prefix, "_TLS_CA");
             const TLS_CERT: &'static str = concat!($prefix, "_TLS_CERT");
             const TLS_KEY: &'static str = concat!($prefix, "_TLS_KEY");
@@ -126,6 +141,61 @@ pub fn default_certs_dir() -> PathBuf {
     this_crate.parent().unwrap_or(this_crate).join("certs")
 }
 
+/// Where a service's operations port ([`crate::ops`]) listens, or that it is off.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OpsFlags<S: ServiceNames> {
+    /// Address of the operations port (plain HTTP: /healthz, /readyz, /metrics), for probes
+    /// and metrics scrapers, or `off`. No authentication: keep it off public interfaces.
+    #[arg(long, env = S::OPS_LISTEN, default_value = S::OPS_LISTEN_DEFAULT,
+          value_name = "ADDR|off")]
+    pub ops_listen: OpsListen,
+
+    #[arg(skip)]
+    service: PhantomData<S>,
+}
+
+/// The value of `--ops-listen`: an address (`127.0.0.1:9465`, `0.0.0.0:9465`), or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpsListen {
+    /// No operations port.
+    Off,
+    /// The operations port on this address.
+    At(SocketAddr),
+}
+
+impl OpsListen {
+    /// Binds the address for the setting `flag` (the error names both), or nothing when off.
+    pub async fn bind(self, flag: &str) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+        match self {
+            OpsListen::Off => Ok(None),
+            OpsListen::At(addr) => crate::process::bind(addr, flag).await.map(Some),
+        }
+    }
+}
+
+impl std::str::FromStr for OpsListen {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value == "off" {
+            return Ok(OpsListen::Off);
+        }
+        value.parse().map(OpsListen::At).map_err(|_| {
+            "expected an IP address and port, such as 127.0.0.1:9465 or 0.0.0.0:9465, or `off`"
+                .to_owned()
+        })
+    }
+}
+
+impl std::fmt::Display for OpsListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpsListen::Off => f.write_str("off"),
+            OpsListen::At(addr) => addr.fmt(f),
+        }
+    }
+}
+
 /// How a service's process runs: its logs, its threads and how long it drains on shutdown.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProcessFlags<S: ServiceNames> {
@@ -159,14 +229,51 @@ mod tests {
 
     use super::*;
 
-    crate::service_names!(Example, "example", "EXAMPLE");
+    crate::service_names!(Example, "example", "EXAMPLE", ops_listen = "127.0.0.1:9999");
 
     #[derive(Debug, Parser)]
     struct Cli {
         #[command(flatten)]
         tls: TlsFlags<Example>,
         #[command(flatten)]
+        ops: OpsFlags<Example>,
+        #[command(flatten)]
         process: ProcessFlags<Example>,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("example").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_operations_port_is_on_at_the_service_s_default_address() {
+        let cli = parse(&[]).unwrap();
+        let default = OpsListen::At("127.0.0.1:9999".parse().unwrap());
+        assert_eq!(cli.ops.ops_listen, default);
+    }
+
+    #[test]
+    fn the_operations_port_takes_an_address_or_off() {
+        let cli = parse(&["--ops-listen", "0.0.0.0:9465"]).unwrap();
+        assert_eq!(cli.ops.ops_listen.to_string(), "0.0.0.0:9465");
+        let cli = parse(&["--ops-listen", "[::1]:0"]).unwrap();
+        assert_eq!(cli.ops.ops_listen.to_string(), "[::1]:0");
+        let cli = parse(&["--ops-listen", "off"]).unwrap();
+        assert_eq!(cli.ops.ops_listen, OpsListen::Off);
+    }
+
+    #[tokio::test]
+    async fn off_binds_nothing_and_an_address_binds_it() {
+        assert!(OpsListen::Off.bind("--ops-listen").await.unwrap().is_none());
+        let any_port = OpsListen::At("127.0.0.1:0".parse().unwrap());
+        let listener = any_port.bind("--ops-listen").await.unwrap().unwrap();
+        let taken = listener.local_addr().unwrap();
+        let err = OpsListen::At(taken).bind("--ops-listen").await.unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.starts_with(&format!("--ops-listen {taken}: cannot bind")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -198,6 +305,7 @@ mod tests {
             "EXAMPLE_CERT_EXPIRY_WARNING_HOURS",
             "EXAMPLE_WORKER_THREADS",
             "EXAMPLE_DRAIN_TIMEOUT_SECS",
+            "EXAMPLE_OPS_LISTEN",
             "CERTS_DIR",
             "LOG_FORMAT",
         ] {
@@ -214,6 +322,10 @@ mod tests {
             &["--worker-threads", "0"][..],
             &["--tls-reload-interval-secs", "0"],
             &["--log-format", "xml"],
+            &["--ops-listen", "9465"],
+            &["--ops-listen", "localhost:9465"],
+            &["--ops-listen", "OFF"],
+            &["--ops-listen", ""],
         ] {
             let err = Cli::try_parse_from(std::iter::once("example").chain(args.iter().copied()))
                 .unwrap_err()

@@ -1,6 +1,7 @@
 //! What every service process does the same way, written once: logging, the Prometheus
-//! recorder, tracing, signals and the drain deadline, request ids, the `probe` subcommand that container
-//! health checks run, and the flags every service takes (TLS files, logging, workers, drain).
+//! recorder, tracing, signals and the drain deadline, request ids, the operations port
+//! (`/healthz`, `/readyz`, `/metrics`), the `probe` subcommand that container health checks run,
+//! and the flags every service takes (TLS files, operations port, logging, workers, drain).
 //!
 //! # Layout
 //! - [`flags`]: the shared flags, declared once and flattened into each service's command line
@@ -12,11 +13,14 @@
 //! - [`process`]: binding listeners and running a service's `main`.
 //! - [`request_id`]: the `x-request-id` that ties one request's log lines together across
 //!   services.
+//! - [`ops`]: the operations port: its routes and answers, written once for every service, each
+//!   giving only its readiness.
 //! - [`probe`]: `<service> probe URL`, the health check that container images run.
 
 pub mod flags;
 pub mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod otel;
 pub mod probe;
 pub mod process;

@@ -9,7 +9,7 @@
 //! - `net`: loopback listeners, the [`Running`] server handle, and [`ClosedPort`], an address
 //!   that refuses connections and that no one else can bind while a test holds it.
 //! - `certs`: fresh PKIs and their parsing into TLS material.
-//! - `servers`: the real Discount (with or without its operations port) and Catalog.
+//! - `servers`: the real Discount, and Catalog with its operations port.
 //! - `fakes`: a Discount that counts what it is asked, and one that never answers.
 //! - `resolver`: a name resolver whose answer the test sets.
 //! - `proxy`: a TCP proxy that counts connections and whose target can be switched.
@@ -42,6 +42,5 @@ pub use resolver::TestResolver;
 pub use rotation::{RotatingPair, pem_serial, server_serial, spawn_rotating_pair};
 pub use servers::{
     CatalogOptions, generated_catalog, spawn_catalog, spawn_catalog_balancing, spawn_catalog_for,
-    spawn_catalog_watched, spawn_discount, spawn_discount_traced, spawn_discount_with,
-    spawn_discount_with_ops, target,
+    spawn_catalog_watched, spawn_discount, spawn_discount_traced, spawn_discount_with, target,
 };

@@ -1,5 +1,5 @@
-//! The real services, in process: Discount (with or without its operations port) and Catalog
-//! (pointed at one Discount, several replicas, or names; its operations port in
+//! The real services, in process: Discount and Catalog (pointed at one Discount, several
+//! replicas, or names; its operations port, `service_runtime::ops` as the binary starts it, in
 //! [`Running::ops`]), each on `127.0.0.1:0` and ready when its spawn function returns (the
 //! listeners are bound first), so no test waits for them.
 
@@ -16,6 +16,7 @@ use catalog_service::server::HttpLimits;
 use discount_service::server::{DiscountServer, ServerSettings};
 use mtls::TlsSource;
 use pki::{CertificateAuthority, CertifiedKey, ServicePki};
+use service_runtime::ops::OpsPort;
 use service_runtime::otel::Tracer;
 
 use crate::certs::{anchors, identity};
@@ -136,20 +137,22 @@ pub(crate) fn catalog_settings(
     }
 }
 
-/// Builds Catalog with `settings` on two fresh loopback listeners and runs it in a task
-/// ([`Running::ops`] is its operations port); `inspect` sees the application first.
+/// Builds Catalog with `settings` on a fresh loopback listener and runs it in a task, with its
+/// operations port on another ([`Running::ops`]), closed after its drain as in the binary;
+/// `inspect` sees the application first.
 pub(crate) async fn run_catalog<T>(
     settings: Settings,
     inspect: impl FnOnce(&Application) -> T,
 ) -> (Running, T) {
     let listener = bind_loopback().await;
-    let ops_listener = bind_loopback().await;
-    let app = Application::build(settings, listener, ops_listener).unwrap();
+    let app = Application::build(settings, listener).unwrap();
+    let ops = OpsPort::start("Catalog", Some(bind_loopback().await), app.readiness());
     let seen = inspect(&app);
     let addr = app.local_addr().unwrap();
-    let ops_addr = app.ops_addr().unwrap();
+    let ops_addr = ops.addr().unwrap();
     let running = Running::spawn(addr, |stopped| async move {
-        app.run_until(shutdown_on(stopped)).await.unwrap();
+        app.run_until(shutdown_on(stopped)).await;
+        ops.stop().await;
     });
     (running.with_ops(ops_addr), seen)
 }
@@ -209,26 +212,4 @@ pub async fn spawn_catalog_watched(
         TlsSource::fixed(identity(&pki.catalog), anchors(&pki.ca)),
     );
     run_catalog(settings, Application::discount_gateway).await
-}
-
-/// Starts the real Discount service with the PKI's certificates, and its plain-HTTP
-/// operations port (`/metrics`, `/healthz`, `/readyz`): `(discount, operations)`.
-pub async fn spawn_discount_with_ops(pki: &ServicePki) -> (Running, Running) {
-    let listener = bind_loopback().await;
-    let addr = listener.local_addr().unwrap();
-    let settings = ServerSettings::new(TlsSource::fixed(identity(&pki.discount), anchors(&pki.ca)));
-    let server = DiscountServer::build(settings, listener).unwrap();
-    let serving = server.serving();
-    let discount = Running::spawn(addr, |stopped| async move {
-        server.run_until(shutdown_on(stopped)).await.unwrap();
-    });
-    let listener = bind_loopback().await;
-    let ops_addr = listener.local_addr().unwrap();
-    let ops = Running::spawn(ops_addr, |stopped| async move {
-        axum::serve(listener, discount_service::metrics_http::router(serving))
-            .with_graceful_shutdown(shutdown_on(stopped))
-            .await
-            .unwrap();
-    });
-    (discount, ops)
 }

@@ -1,5 +1,4 @@
-//! The HTTP API: routes, the `X-USER-ID` extractor, and error responses; and the operations
-//! routes, served on their own port.
+//! The HTTP API: routes, the `X-USER-ID` extractor, and error responses.
 //!
 //! Public port ([`router`]):
 //!
@@ -21,17 +20,16 @@
 //! missing product. Beyond `--http-max-concurrent-requests` requests in progress, a request gets
 //! 503 with `Retry-After` at once (`shed`).
 //!
-//! Operations port ([`ops_router`]): `GET /healthz`, `/readyz` and `/metrics`; they answer 404
-//! on the public port.
+//! `/healthz`, `/readyz` and `/metrics` are on the operations port (`service_runtime::ops`, with
+//! Catalog's readiness from `app::Readiness`); they answer 404 on the public port.
 //!
 //! # Layout
-//! - here: the routers, their 404 and 405 fallbacks;
+//! - here: the router, `/` (up), and the 404 and 405 fallbacks;
 //! - `doc`: the OpenAPI document ([`ApiDoc`]) served at `/openapi.json`;
 //! - `state`: [`AppState`], what every handler shares;
 //! - `context`: what wraps every public request: [`RequestId`], its span ([`RequestSpan`]),
 //!   the access log, the HTTP metrics;
 //! - `shed`: what a request beyond the concurrency limit gets;
-//! - `operations`: `/`, `/healthz`, `/readyz`, `/metrics`;
 //! - `products`: `/products` and `/products/{id}`, priced for the caller;
 //! - `extract`: the `X-USER-ID` extractor ([`CustomerId`]), the product id ([`ProductId`])
 //!   and paging ([`PageRequest`]), with their schemas in the document;
@@ -40,7 +38,6 @@
 mod context;
 mod doc;
 mod extract;
-mod operations;
 mod products;
 mod response;
 mod shed;
@@ -77,7 +74,7 @@ pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(max_concurrent_requests));
     Router::new()
-        .route("/", get(operations::root))
+        .route("/", get(root))
         .route("/openapi.json", get(openapi_json))
         .route("/products", get(products::list_products))
         .route("/products/{id}", get(products::one_product))
@@ -91,16 +88,9 @@ pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
         ))
 }
 
-/// The operations router, for the operations port: liveness, readiness (from what Catalog
-/// already knows of Discount: no RPC per call) and Prometheus metrics. No access log: probes
-/// and scrapes would fill it.
-pub fn ops_router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(operations::healthz))
-        .route("/readyz", get(operations::readyz))
-        .route("/metrics", get(operations::metrics_text))
-        .fallback(not_found)
-        .with_state(state)
+/// `/`: the service is up (the operations port says more).
+async fn root() -> &'static str {
+    "Catalog service is working.\n"
 }
 
 async fn not_found() -> ApiError {

@@ -17,6 +17,4 @@ pub struct AppState {
     pub discounts: DiscountGateway,
     /// Starts each request's server span (off unless traces are exported).
     pub tracer: service_runtime::otel::Tracer,
-    /// Set when shutdown starts: readiness then fails so that load balancers move away.
-    pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }

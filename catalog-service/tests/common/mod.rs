@@ -47,11 +47,32 @@ pub async fn start_catalog_with(
     extra: &[&str],
     vars: &[(&str, &str)],
 ) -> Catalog {
+    let mut args = vec!["--ops-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let (child, log, certs) = spawn_catalog(discount, &args, vars);
+    let addr = log.addr_of("Catalog listening").await;
+    let ops_addr = log.addr_of("Catalog operations port listening").await;
+    Catalog {
+        child,
+        addr,
+        ops_addr,
+        log,
+        certs,
+    }
+}
+
+/// Starts Catalog on `127.0.0.1:0` with certificates made here (returned: removed when
+/// dropped), Discount at `discount`, the flags `extra` (where its operations port is, say) and
+/// the environment variables `vars` (and no others); does not wait.
+pub fn spawn_catalog(
+    discount: SocketAddr,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> (Child, Log, tempfile::TempDir) {
     let certs = tempfile::tempdir().unwrap();
     pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(certs.path().to_owned(), 1)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_catalog-service"))
         .args(["--listen", "127.0.0.1:0"])
-        .args(["--ops-listen", "127.0.0.1:0"])
         .args(["--discount-addr", &discount.to_string()])
         .arg("--certs-dir")
         .arg(certs.path())
@@ -64,13 +85,5 @@ pub async fn start_catalog_with(
         .spawn()
         .unwrap();
     let log = Log::capture(&mut child);
-    let addr = log.addr_of("Catalog listening").await;
-    let ops_addr = log.addr_of("Catalog operations port listening").await;
-    Catalog {
-        child,
-        addr,
-        ops_addr,
-        log,
-        certs,
-    }
+    (child, log, certs)
 }

@@ -1,5 +1,6 @@
-//! The operational surface: request ids across both services, health, readiness and
-//! reflection; Catalog's operations port, apart from its public port.
+//! The operational surface: request ids across both services, Discount's reflection, and
+//! Catalog's readiness and operations port, apart from its public port. (Discount's readiness
+//! through shutdown is tested on its binary, in `discount-service/tests/ops_port.rs`.)
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -8,7 +9,6 @@ use catalog_service::balancer::ReplicaSettings;
 use e2e_tests::{
     CatalogOptions, CountingDiscount, service_pki, spawn_catalog, spawn_counting_discount,
 };
-use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::get_products;
@@ -81,39 +81,6 @@ async fn request_id_is_returned_on_errors_too() {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(response.headers()["x-request-id"], "bad-input-1");
-}
-
-#[tokio::test]
-async fn discount_health_and_readyz_are_serving_then_not_serving_on_shutdown() {
-    let pki = service_pki();
-    let (mut discount, ops) = e2e_tests::spawn_discount_with_ops(&pki).await;
-    let readyz = || async {
-        let response = reqwest::get(format!("http://{}/readyz", ops.addr))
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
-    };
-    let channel = e2e_tests::mtls_channel(discount.addr, &pki.ca, Some(&pki.catalog));
-    let mut health = HealthClient::new(channel);
-    let request = || HealthCheckRequest {
-        service: "ecommerce.Discount".into(),
-    };
-
-    let status = health.check(request()).await.unwrap().into_inner().status();
-    assert_eq!(status, ServingStatus::Serving);
-    assert_eq!(readyz().await, (200, r#"{"status":"ready"}"#.to_owned()));
-
-    // A watch stream stays open through the drain, so it sees the flip.
-    let mut watch = health.watch(request()).await.unwrap().into_inner();
-    let first = watch.message().await.unwrap().unwrap();
-    assert_eq!(first.status(), ServingStatus::Serving);
-    discount.signal_stop();
-    let next = watch.message().await.unwrap().unwrap();
-    assert_eq!(next.status(), ServingStatus::NotServing);
-    // The plain-HTTP readiness (what a Kubernetes probe sees) flipped first.
-    let (status, body) = readyz().await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("not serving"), "{body}");
 }
 
 /// The services a reflection client of one version lists: `$v` is `v1` or `v1alpha`, whose
