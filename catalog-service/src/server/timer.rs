@@ -199,12 +199,12 @@ impl Future for HeadSleep {
     // seen as soon as it is read.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if let Wait::Idle { read } = this.wait {
-            if this.activity.read() != read {
-                this.wait = Wait::Header;
-                let deadline = tokio::time::Instant::now() + this.header;
-                this.sleep.as_mut().reset(deadline);
-            }
+        if let Wait::Idle { read } = this.wait
+            && this.activity.read() != read
+        {
+            this.wait = Wait::Header;
+            let deadline = tokio::time::Instant::now() + this.header;
+            this.sleep.as_mut().reset(deadline);
         }
         ready!(this.sleep.as_mut().poll(cx));
         this.activity.expire(match this.wait {

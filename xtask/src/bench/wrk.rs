@@ -206,7 +206,7 @@ pub struct Run<'a> {
 /// wrk's threads for `connections`: 2 at most (the machine has few cores, and the services
 /// need them), and a divisor of `connections` so that wrk opens exactly that many.
 pub fn threads_for(connections: u32) -> u32 {
-    if connections >= 2 && connections % 2 == 0 {
+    if connections >= 2 && connections.is_multiple_of(2) {
         2
     } else {
         1
