@@ -187,21 +187,57 @@ async fn a_started_port_serves_until_stopped_then_closes() {
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
 }
 
-#[tokio::test]
-async fn a_stuck_client_does_not_hold_the_stop_up() {
+/// A request that never finishes (here, a readiness check that blocks until the test lets it
+/// go) holds the port's stop for [`STOP_TIMEOUT`] and no longer. The test waits until the
+/// request is inside the handler before it stops the port, so the stop always has a request
+/// in progress to wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_request_does_not_hold_the_stop_up() {
+    use std::sync::{Arc, Condvar, Mutex};
+    /// Lets the blocked handler go when dropped, even when an assertion fails, so the runtime
+    /// (whose worker thread it blocks) can shut down.
+    struct Release(Arc<(Mutex<bool>, Condvar)>);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            *self.0.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.0.1.notify_all();
+        }
+    }
+    let released = Arc::new((Mutex::new(false), Condvar::new()));
+    let _release = Release(released.clone());
+    let (entered, mut inside) = tokio::sync::mpsc::unbounded_channel();
+    let readiness = {
+        let released = released.clone();
+        move || {
+            let _ = entered.send(());
+            let (lock, freed) = &*released;
+            let mut free = lock.lock().unwrap();
+            while !*free {
+                free = freed.wait(free).unwrap();
+            }
+            Vec::new()
+        }
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ops = OpsPort::start("Example", Some(listener), Vec::new);
+    let ops = OpsPort::start("Example", Some(listener), readiness);
     let addr = ops.addr().unwrap();
-    // Half a request, and then nothing.
     let mut stuck = tokio::net::TcpStream::connect(addr).await.unwrap();
     use tokio::io::AsyncWriteExt;
-    stuck.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    stuck
+        .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    inside
+        .recv()
+        .await
+        .expect("the request reaches the handler");
 
     let started = tokio::time::Instant::now();
     let bound = STOP_TIMEOUT + std::time::Duration::from_secs(2);
     tokio::time::timeout(bound, ops.stop())
         .await
         .expect("stop returns within its timeout");
-    assert!(started.elapsed() >= STOP_TIMEOUT, "{:?}", started.elapsed());
+    let waited = started.elapsed();
+    assert!(waited >= STOP_TIMEOUT, "the stop waited {waited:?}");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
