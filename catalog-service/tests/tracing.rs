@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{Catalog, refusing_port, start_catalog_with};
 use otlp_receiver::{Receiver, kind};
-use process_testing::{exit_within, metric, metrics_of, sigterm};
+use process_testing::{exit_within, metric, metrics_of, poll_until, sigterm};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -127,20 +127,12 @@ async fn a_collector_that_is_down_costs_requests_nothing_and_lost_spans_are_coun
         assert!(started.elapsed() < Duration::from_secs(5));
     }
     let dropped = r#"trace_spans_dropped_total{reason="export_failed"}"#;
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
-    let counted = loop {
-        let text = metrics_of(catalog.ops_addr).await;
-        if let Some(line) = text.lines().find(|line| line.starts_with(dropped)) {
-            break line.to_owned();
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "never counted: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let count: f64 = counted.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(count >= 1.0, "{counted}");
+    let count = poll_until(
+        "spans lost to the collector being down are counted",
+        || async { metric(&metrics_of(catalog.ops_addr).await, dropped) },
+    )
+    .await;
+    assert!(count >= 1.0, "{count}");
     assert!(
         metrics_of(catalog.ops_addr)
             .await
@@ -152,20 +144,10 @@ async fn a_collector_that_is_down_costs_requests_nothing_and_lost_spans_are_coun
     for _ in 0..10 {
         assert_eq!(get_products(&catalog, None).await, 200);
     }
-    let before = metrics_of(catalog.ops_addr).await;
-    let more = loop {
-        let text = metrics_of(catalog.ops_addr).await;
-        let now = metric(&text, dropped).unwrap_or(0.0);
-        if now > count {
-            break now;
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "no more drops counted: {before}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(more > count);
+    poll_until("more lost spans are counted", || async {
+        metric(&metrics_of(catalog.ops_addr).await, dropped).filter(|&now| now > count)
+    })
+    .await;
     let lines = catalog.log.all();
     assert_eq!(lines.matches("dropping trace spans").count(), 1, "{lines}");
 }
@@ -187,14 +169,10 @@ async fn a_collector_that_hangs_costs_requests_nothing_and_a_full_queue_is_count
     let catalog = start_catalog_with(discount, &[], &vars).await;
     // The first request's spans go out and are held; the queue behind them fills.
     assert_eq!(get_products(&catalog, Some(PARENT)).await, 200);
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
-    while receiver.exports() == 0 {
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "no export reached the collector"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    poll_until("an export reaches the collector", || async {
+        (receiver.exports() > 0).then_some(())
+    })
+    .await;
     for _ in 0..30 {
         assert_eq!(get_products(&catalog, Some(PARENT)).await, 200);
     }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -67,6 +67,10 @@ pub struct ReceivedSpan {
     pub status_code: i32,
     /// The status's description.
     pub status_message: String,
+    /// When the span started, as the exporting service's clock said.
+    pub start: SystemTime,
+    /// When it ended, likewise.
+    pub end: SystemTime,
 }
 
 impl ReceivedSpan {
@@ -280,6 +284,11 @@ fn text(value: Option<Value>) -> String {
     }
 }
 
+/// A time given as nanoseconds since the Unix epoch.
+fn unix_nanos(nanos: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
+}
+
 /// The spans of one export request, each with its resource's `service.name`.
 fn flatten(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
     let mut out = Vec::new();
@@ -316,6 +325,8 @@ fn flatten(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
                     .collect(),
                 status_code: status.code,
                 status_message: status.message,
+                start: unix_nanos(span.start_time_unix_nano),
+                end: unix_nanos(span.end_time_unix_nano),
             });
         }
     }
@@ -336,6 +347,8 @@ mod tests {
                     name: format!("span {i}"),
                     trace_id: vec![1; 16],
                     span_id: vec![2; 8],
+                    start_time_unix_nano: 1_700_000_000_000_000_000,
+                    end_time_unix_nano: 1_700_000_000_005_000_000,
                     ..Span::default()
                 })
                 .collect(),
@@ -365,6 +378,11 @@ mod tests {
         assert_eq!(receiver.spans_received(), 6);
         assert_eq!(receiver.spans().len(), 6);
         assert_eq!(receiver.spans()[0].trace_id, "01".repeat(16));
+        let span = &receiver.spans()[0];
+        assert_eq!(
+            span.end.duration_since(span.start).unwrap(),
+            Duration::from_millis(5)
+        );
     }
 
     #[tokio::test]

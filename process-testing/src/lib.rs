@@ -3,8 +3,9 @@
 //! addresses it logs ([`addr_in`]), stop it with SIGTERM and wait for its exit within a bound
 //! ([`sigterm`], [`exit_within`]), check that a failed start-up says one line
 //! ([`single_error_line`]), read its Prometheus `/metrics` ([`metrics_of`], [`metric`],
-//! [`assert_families_described`]), and check that its operations port answers as every
-//! service's does ([`assert_operations_port`]) or is not there ([`listening_ports`]).
+//! [`assert_families_described`]), check that its operations port answers as every
+//! service's does ([`assert_operations_port`]) or is not there ([`listening_ports`]), and wait
+//! with a deadline for what can only be polled ([`poll_until`]).
 //!
 //! A dev-dependency only: the services' tests share it so each helper is written once. It knows
 //! nothing of Catalog or Discount beyond the shape of their log lines and metrics.
@@ -12,9 +13,11 @@
 mod exit;
 mod log;
 mod ops;
+mod poll;
 mod prometheus;
 
 pub use exit::{exit_within, sigterm, single_error_line};
 pub use log::{LOG_GUARD, Log, addr_in};
 pub use ops::{Answer, ask, assert_operations_port, listening_ports};
+pub use poll::poll_until;
 pub use prometheus::{assert_families_described, families_and_help, metric, metrics_of};

@@ -18,7 +18,8 @@
 //!   New RPCs go to the new connection; those in flight finish on the old one, which then
 //!   closes.
 //! - **Picking: power of two choices.** Two random ready replicas, the one with fewer RPCs in
-//!   flight wins. Fair under a steady stream, and it steers away from a slow replica.
+//!   flight wins. Fair among equally fast replicas under a steady stream, and it steers away
+//!   from a slow replica.
 //!   No shared lock and no queue on the hot path: a slow replica never holds up the others.
 //! - **Out of rotation quickly.** An RPC that fails on a replica in a way that says the replica
 //!   is sick (unreachable, reset, no answer within half the time left) takes it out at once,
@@ -356,6 +357,25 @@ impl Replicas {
             out.join(", ")
         ))
     }
+}
+
+/// Replicas on loopback `ports` where nothing listens, trusting a CA made for the purpose: for
+/// tests that drive the balancer without reaching a replica.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn unreachable_replicas(ports: &[u16], settings: ReplicaSettings) -> Arc<Replicas> {
+    use pki::{CertificateAuthority, Validity};
+    let ca = CertificateAuthority::new("Replicas Test CA", Validity::days(1)).unwrap();
+    let anchors = mtls::TrustAnchors::from_pem(ca.cert_pem().as_bytes()).unwrap();
+    let config = mtls::client_config(&anchors, None, None).unwrap();
+    let targets: Vec<DiscountAddr> = ports
+        .iter()
+        .map(|&port| DiscountAddr {
+            host: "127.0.0.1".into(),
+            port,
+        })
+        .collect();
+    Replicas::new(&targets, None, Reloadable::new(config), settings).unwrap()
 }
 
 #[cfg(test)]

@@ -3,8 +3,6 @@
 
 use std::sync::atomic::Ordering;
 
-use mtls::{self as tls, TrustAnchors};
-use pki::{CertificateAuthority, Validity};
 use tokio::time::Instant;
 
 use super::*;
@@ -22,14 +20,7 @@ fn one_replica() -> (Arc<Replicas>, Arc<Replica>) {
 }
 
 fn one_replica_with(settings: ReplicaSettings) -> (Arc<Replicas>, Arc<Replica>) {
-    let ca = CertificateAuthority::new("Replicas Test CA", Validity::days(1)).unwrap();
-    let anchors = TrustAnchors::from_pem(ca.cert_pem().as_bytes()).unwrap();
-    let config = tls::client_config(&anchors, None, None).unwrap();
-    let target = DiscountAddr {
-        host: "127.0.0.1".into(),
-        port: 1,
-    };
-    let replicas = Replicas::new(&[target], None, Reloadable::new(config), settings).unwrap();
+    let replicas = unreachable_replicas(&[1], settings);
     let replica = replicas.snapshot().replicas[0].clone();
     (replicas, replica)
 }

@@ -51,6 +51,16 @@ fn verdict(status: &Status) -> Verdict {
     }
 }
 
+/// Whether an RPC that failed with `status` ran out of the time given to its attempt, which
+/// ended at `deadline`. Discount holds the same deadline (`grpc-timeout`) and ends an RPC
+/// itself when it passes (`CANCELLED`, or `DEADLINE_EXCEEDED` from other servers); its clock
+/// starts later, but on a busy machine its answer can still be read before this side's timer
+/// is seen to fire. Either way the replica did not answer in time.
+fn ran_out(status: &Status, deadline: tokio::time::Instant) -> bool {
+    matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded)
+        && tokio::time::Instant::now() >= deadline
+}
+
 /// At most this many replicas are tried for one RPC.
 const MAX_ATTEMPTS: usize = 3;
 
@@ -105,11 +115,16 @@ where
             request_id: origin.request_id,
             trace,
         };
+        let attempt_deadline = tokio::time::Instant::now() + attempt_timeout;
         let in_flight = replica.start();
         let outcome =
-            tokio::time::timeout(attempt_timeout, rpc(replica.client.clone(), stamp)).await;
+            tokio::time::timeout_at(attempt_deadline, rpc(replica.client.clone(), stamp)).await;
         drop(in_flight);
-        let timed_out = outcome.is_err();
+        let timed_out = match &outcome {
+            Err(_) => true,
+            Ok(Err(status)) => ran_out(status, attempt_deadline),
+            Ok(Ok(_)) => false,
+        };
         let status = match outcome {
             Ok(Ok(answer)) => {
                 span.set(|| [KeyValue::new("rpc.grpc.status_code", Code::Ok as i64)]);
@@ -126,6 +141,9 @@ where
         };
         span.set(|| [KeyValue::new("rpc.grpc.status_code", status.code() as i64)]);
         span.fail(format!("{:?}: {}", status.code(), status.message()));
+        // The attempt is over: its span ends before the replica leaves the rotation, so it
+        // covers none of the time out.
+        span.end();
         match verdict(&status) {
             Verdict::Final => return Err(status),
             _ if timed_out => replicas.take_out(&replica, "timeout", status.message()),
@@ -168,4 +186,81 @@ fn attempt_span(
                 ],
             )
         })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use service_runtime::otel::Parent;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::balancer::{ReplicaSettings, unreachable_replicas};
+
+    /// Runs one RPC on two replicas whose first attempt fails with `status` after `after` (its
+    /// share of the deadline when `None`) and whose second succeeds; returns how many replicas
+    /// are out of rotation then.
+    async fn first_attempt_fails(status: fn() -> Status, after: Option<Duration>) -> usize {
+        let replicas = unreachable_replicas(&[1, 2], ReplicaSettings::default());
+        let request_id = http::HeaderValue::from_static("test");
+        let parent = Parent::default();
+        let origin = Origin {
+            request_id: &request_id,
+            parent: &parent,
+            links: &[],
+        };
+        let attempts = AtomicUsize::new(0);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let answer = call(
+            &replicas,
+            deadline,
+            "ApplyDiscountBatch",
+            origin,
+            |_, stamp| {
+                let first = attempts.fetch_add(1, Ordering::SeqCst) == 0;
+                let wait = after.unwrap_or(stamp.timeout);
+                async move {
+                    if first {
+                        tokio::time::sleep(wait).await;
+                        return Err(status());
+                    }
+                    Ok("discounted")
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            answer.unwrap(),
+            "discounted",
+            "retried on the other replica"
+        );
+        let known = replicas.known().await;
+        known.iter().filter(|r| !r.in_rotation()).count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_that_ends_an_rpc_on_its_deadline_is_taken_out_as_if_it_timed_out() {
+        // Discount's own deadline ends the RPC, and its answer is read as this side's timer
+        // fires (in paused time both come due at once, as on a busy machine; the answer wins).
+        let out = first_attempt_fails(|| Status::cancelled("Timeout expired"), None).await;
+        assert_eq!(
+            out, 1,
+            "the replica that did not answer in time is out of rotation"
+        );
+        let out = first_attempt_fails(|| Status::deadline_exceeded("deadline"), None).await;
+        assert_eq!(out, 1, "likewise with DEADLINE_EXCEEDED");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_that_cancels_an_rpc_before_its_deadline_stays_in_rotation() {
+        let quick = Some(Duration::from_millis(10));
+        let out = first_attempt_fails(|| Status::cancelled("cancelled"), quick).await;
+        assert_eq!(
+            out, 0,
+            "one cancelled RPC is no reason to take a replica out"
+        );
+    }
 }

@@ -12,8 +12,10 @@ use e2e_tests::{
     CatalogOptions, CountingDiscount, Replica, TestResolver, service_pki, spawn_black_hole,
     spawn_catalog_balancing, spawn_catalog_for, spawn_counting_discount,
 };
+use otlp_receiver::{ReceivedSpan, Receiver, kind};
 
 use crate::stream::{STALL_GUARD, Stream};
+use crate::tracing::{http_to, telemetry};
 
 /// Fast health checks and lookups, and a deadline roomy enough for a loaded CI machine. Every
 /// request sends its own RPC (no coalescing: enough slots for all), so the replicas' RPC counts
@@ -49,15 +51,27 @@ fn answered(replicas: &[Replica]) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steady_stream_is_shared_fairly_by_three_replicas() {
-    let (pki, replicas) = three_replicas().await;
-    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
+    // Three equal replicas: served by the same threads (this test's runtime), so that none is
+    // slower than the others. (A replica on a thread of its own can get less CPU on a busy
+    // machine, answer slower, and rightly be sent less: picking steers away from a slow one.)
+    let pki = service_pki();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let counting = CountingDiscount::default();
+        let server = spawn_counting_discount(&pki, counting.clone()).await;
+        replicas.push((counting, server));
+    }
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|(_, server)| server.addr).collect();
     let catalog = spawn_catalog_balancing(&pki, &addrs, options()).await;
 
     let mut stream = Stream::start(catalog.addr, 4);
     stream.wait_for_more(600).await;
     let (requests, _) = stream.stop().await;
 
-    let answered = answered(&replicas);
+    let answered: Vec<usize> = replicas
+        .iter()
+        .map(|(counting, _)| counting.calls())
+        .collect();
     let total: usize = answered.iter().sum();
     // One batch RPC per request (the last few may still be in flight when counted).
     assert!(
@@ -67,7 +81,7 @@ async fn a_steady_stream_is_shared_fairly_by_three_replicas() {
     for (i, n) in answered.iter().enumerate() {
         assert!(
             n * 5 >= total,
-            "replica {i} answered {n} of {total} RPCs, under 20%: {answered:?}"
+            "replica {i} was sent {n} of {total} RPCs, under 20%: {answered:?}"
         );
     }
 }
@@ -163,35 +177,57 @@ async fn a_replica_whose_rpcs_hang_while_its_health_passes_is_kept_out_longer_ea
     let addrs = [replicas[0].addr, hung.addr, replicas[1].addr];
     let base = Duration::from_millis(100);
     let mut options = options();
-    // An RPC gives up on the hung replica after half of its deadline (2 s), then retries on a
-    // real one.
-    let waited = options.discount_timeout / 2;
     options.replicas.health_interval = Duration::from_millis(20);
     options.replicas.base_ejection_time = base;
     options.replicas.max_ejection_time = Duration::from_secs(2);
+    // Catalog's own record of when it sent each RPC to the hung replica and when it gave up
+    // on it: the client span of each attempt (every span kept: the queue holds them all).
+    let receiver = Receiver::start().await.unwrap();
+    let mut vars = http_to(&receiver);
+    vars.push(("OTEL_BSP_MAX_QUEUE_SIZE", "65536".to_owned()));
+    let telemetry = telemetry("catalog", &vars);
+    options.tracer = telemetry.tracer();
     let catalog = spawn_catalog_balancing(&pki, &addrs, options).await;
 
-    let arrivals = || hung_rpcs.arrivals.lock().unwrap().clone();
+    let arrivals = || hung_rpcs.arrivals.lock().unwrap().len();
     let mut stream = Stream::start(catalog.addr, 1);
     stream
-        .run_until("the hung replica is sent 5 RPCs", || arrivals().len() >= 5)
+        .run_until("the hung replica is sent 5 RPCs", || arrivals() >= 5)
         .await;
     stream.stop().await;
 
     // Every request still got its discount, from a real replica, within the deadline (`stop`
-    // checks each response), and each time the hung replica was taken out, it stayed out twice as long as the
-    // time before, although every health round in between passed. Without the back-off it
-    // would be back one health round (20 ms) after each timeout.
-    let arrivals = arrivals();
-    for (n, pair) in arrivals.windows(2).take(4).enumerate() {
-        let gap = pair[1] - pair[0];
+    // checks each response), and each time an RPC gave up on the hung replica, Catalog sent
+    // it no other for twice as long as the time before, although every health round in
+    // between passed. Without the back-off it would be back one health round (20 ms) later.
+    telemetry.flush().await;
+    let sent = arrivals();
+    let hung_port = hung.addr.port().to_string();
+    let on_hung = |spans: &[ReceivedSpan]| -> Vec<ReceivedSpan> {
+        let mut attempts: Vec<ReceivedSpan> = spans
+            .iter()
+            .filter(|s| s.kind == kind::CLIENT && s.attr("server.port") == Some(&hung_port))
+            .cloned()
+            .collect();
+        attempts.sort_by_key(|s| s.start);
+        attempts
+    };
+    let spans = receiver
+        .wait_for("a span for every RPC sent to the hung replica", |spans| {
+            on_hung(spans).len() >= sent
+        })
+        .await;
+    let attempts = on_hung(&spans);
+    for (n, pair) in attempts.windows(2).take(4).enumerate() {
+        let out = pair[1]
+            .start
+            .duration_since(pair[0].end)
+            .unwrap_or_default();
         let back_off = base * (1 << n);
-        // (A little slack: the RPC's timer starts just before it reaches the replica.)
-        let least = waited + back_off - Duration::from_millis(50);
         assert!(
-            gap >= least,
-            "RPC {} reached the hung replica {gap:?} after RPC {}: sooner than the {waited:?} \
-             the RPC waited on it plus its back-off of {back_off:?}",
+            out >= back_off,
+            "RPC {} went to the hung replica {out:?} after RPC {} gave up on it: sooner than \
+             its back-off of {back_off:?}",
             n + 2,
             n + 1
         );

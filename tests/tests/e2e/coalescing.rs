@@ -131,7 +131,8 @@ async fn a_request_whose_deadline_passes_in_flight_gets_full_prices_and_the_rest
 
     let first = occupy(&catalog, &counting).await;
     let early = queue(&catalog, &gateway, &["1"]).await;
-    // Half a deadline later, a second request joins the queue: its deadline is later.
+    // Half a deadline later, a second request joins the queue: its deadline is later. (Not a
+    // wait for anything: this sets the two deadlines apart.)
     tokio::time::sleep(timeout / 2).await;
     let late = queue(&catalog, &gateway, &["1"]).await;
 

@@ -25,7 +25,7 @@ fn traceparent(trace: &str, span: &str) -> String {
 }
 
 /// Tracing for a service named `name`, from these `OTEL_*` variables (and no others).
-fn telemetry(name: &str, vars: &[(&str, String)]) -> Telemetry {
+pub(crate) fn telemetry(name: &str, vars: &[(&str, String)]) -> Telemetry {
     let config = OtelConfig::from_lookup(name, |key| {
         vars.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
     });
@@ -39,7 +39,7 @@ fn grpc_to(receiver: &Receiver) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn http_to(receiver: &Receiver) -> Vec<(&'static str, String)> {
+pub(crate) fn http_to(receiver: &Receiver) -> Vec<(&'static str, String)> {
     vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_endpoint()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
