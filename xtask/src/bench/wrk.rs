@@ -8,9 +8,8 @@
 //! `response()` hook makes wrk hand every response to Lua, which costs the load generator a
 //! little CPU; it costs every scenario alike.
 
-use std::ffi::OsStr;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::io::{ErrorKind, Read, Seek};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -22,77 +21,47 @@ use crate::services::{StopSignal, wait_child};
 /// The prefix of the line the scripts' `done()` prints.
 const MARKER: &str = "XTASK_BENCH_JSON ";
 
-/// wrk, ready to run.
+/// wrk, ready to run: its version, `wrk -v` without the copyright ("wrk 4.1.0 [epoll]").
 #[derive(Debug, Clone)]
-pub struct Wrk {
-    pub path: PathBuf,
-    /// `wrk -v` without the copyright ("wrk 4.1.0 [epoll]").
-    pub version: String,
-}
+pub struct Wrk(pub String);
 
 /// Finds wrk on PATH; if missing, installs Debian's package when running as root, else fails
 /// saying how to install it.
 pub fn ensure(stop: &StopSignal) -> anyhow::Result<Wrk> {
-    let path = match find_on_path("wrk") {
-        Some(path) => path,
-        None if rustix::process::geteuid().is_root() => {
+    // `wrk -v` prints its version and exits non-zero.
+    let version = || Command::new("wrk").arg("-v").output();
+    let out = match version() {
+        Err(err) if err.kind() == ErrorKind::NotFound && rustix::process::geteuid().is_root() => {
             println!("wrk is not installed: installing Debian's package (apt-get install wrk)...");
             for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "wrk"]] {
                 let mut child = Command::new("apt-get")
                     .args(args)
                     .env("DEBIAN_FRONTEND", "noninteractive")
                     .spawn()
-                    .context(
-                        "wrk is not installed and apt-get cannot be run: install wrk \
-                         (the HTTP benchmarking tool) with your package manager",
-                    )?;
+                    .context("wrk is not installed and apt-get cannot be run: install wrk")?;
                 let what = format!("apt-get {}", args.join(" "));
                 let status = wait_child(&mut child, &what, stop, Duration::from_secs(900))?;
                 if !status.success() {
                     bail!("{what} failed ({status}): install wrk by hand and run again");
                 }
             }
-            find_on_path("wrk").context("apt-get installed wrk but it is not on PATH")?
+            version().context("apt-get installed wrk but it cannot be run")?
         }
-        None => bail!(
+        Err(err) if err.kind() == ErrorKind::NotFound => bail!(
             "wrk (the HTTP benchmarking tool) is not installed. Install it, then run again:\n    \
              sudo apt-get install wrk      # Debian, Ubuntu\n    \
              brew install wrk              # macOS"
         ),
+        out => out.context("cannot run wrk")?,
     };
-    // `wrk -v` prints its version and exits non-zero.
-    let out = Command::new(&path)
-        .arg("-v")
-        .output()
-        .with_context(|| format!("cannot run {}", path.display()))?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let first_line = text.lines().next().unwrap_or("wrk");
-    let version = first_line
-        .split(" Copyright")
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    let first_line = text
+        .lines()
         .next()
-        .unwrap_or(first_line)
-        .trim()
-        .to_owned();
-    Ok(Wrk { path, version })
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(path: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        path.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    }
-    #[cfg(not(unix))]
-    path.is_file()
+        .unwrap_or("wrk")
+        .split(" Copyright")
+        .next();
+    Ok(Wrk(first_line.unwrap_or("wrk").trim().to_owned()))
 }
 
 /// What the requests of a scenario look like.
@@ -108,155 +77,55 @@ pub enum Requests {
 
 /// The Lua script for `requests`.
 pub fn script(requests: Requests) -> String {
-    let mut lua = String::from(COMMON);
+    let mut lua = String::from(include_str!("lua/counts.lua"));
     match requests {
         Requests::Fixed(None) => {}
         Requests::Fixed(Some(id)) => {
             lua.push_str(&format!("\nwrk.headers[\"X-USER-ID\"] = \"{id}\"\n"));
         }
-        Requests::CustomerMix => lua.push_str(CUSTOMER_MIX),
+        Requests::CustomerMix => lua.push_str(include_str!("lua/customer_mix.lua")),
     }
     lua
-}
-
-const COMMON: &str = r#"-- Written by `cargo xtask bench`: counts non-2xx and degraded responses per thread and
--- prints one JSON line when the run is done.
-local threads = {}
-local thread_count = 0
-
-function setup(thread)
-  thread_count = thread_count + 1
-  thread:set("thread_id", thread_count)
-  table.insert(threads, thread)
-end
-
-non2xx = 0
-degraded = 0
-
-function response(status, headers, body)
-  if status < 200 or status > 299 then
-    non2xx = non2xx + 1
-  end
-  if headers["x-discount-unavailable"] ~= nil or headers["X-Discount-Unavailable"] ~= nil then
-    degraded = degraded + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local n2, dg = 0, 0
-  for _, t in ipairs(threads) do
-    n2 = n2 + (t:get("non2xx") or 0)
-    dg = dg + (t:get("degraded") or 0)
-  end
-  local e = summary.errors
-  local f = math.floor
-  io.write(string.format(
-    'XTASK_BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,'
-      .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f,'
-      .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
-      .. '"non2xx":%d,"degraded":%d}\n',
-    summary.requests, summary.duration, summary.bytes,
-    f(latency:percentile(50)), f(latency:percentile(90)), f(latency:percentile(99)),
-    f(latency.max), latency.mean,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    n2, dg))
-end
-"#;
-
-const CUSTOMER_MIX: &str = r#"
--- A fixed pseudo-random mix of customers (Park-Miller generator, exact in doubles).
-local pool = {}
-local next_request = 0
-
-function init(args)
-  local state = 12345 + 7919 * (thread_id or 1)
-  local function rand()
-    state = (state * 16807) % 2147483647
-    return state
-  end
-  for i = 1, 1000 do
-    local r = rand() % 4
-    local user
-    if r == 0 then
-      user = 1
-    elseif r == 3 then
-      user = 100000 + rand() % 100000
-    else
-      user = 2 + rand() % 499
-    end
-    pool[i] = wrk.format(nil, nil, { ["X-USER-ID"] = tostring(user) })
-  end
-end
-
-function request()
-  next_request = next_request % #pool + 1
-  return pool[next_request]
-end
-"#;
-
-/// One wrk run.
-#[derive(Debug, Clone, Copy)]
-pub struct Run<'a> {
-    pub script: &'a Path,
-    pub url: &'a str,
-    pub connections: u32,
-    pub duration: Duration,
 }
 
 /// wrk's threads for `connections`: 2 at most (the machine has few cores, and the services
 /// need them), and a divisor of `connections` so that wrk opens exactly that many.
 pub fn threads_for(connections: u32) -> u32 {
-    if connections >= 2 && connections % 2 == 0 {
-        2
-    } else {
-        1
-    }
+    2 - connections % 2
 }
 
 impl Wrk {
-    /// Runs wrk and returns what its `done()` printed.
-    pub fn run(&self, run: Run<'_>, stop: &StopSignal) -> anyhow::Result<WrkStats> {
-        let threads = threads_for(run.connections);
-        let secs = run.duration.as_secs().max(1);
-        let mut cmd = Command::new(&self.path);
-        cmd.args([
-            format!("--threads={threads}"),
-            format!("--connections={}", run.connections),
-            format!("--duration={secs}s"),
-            "--timeout=2s".to_owned(),
-        ])
-        .arg::<&OsStr>("--script".as_ref())
-        .arg(run.script)
-        .arg(run.url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = cmd
+    /// Runs wrk with `script` on `url` and returns what its `done()` printed.
+    pub fn run(
+        &self,
+        script: &Path,
+        url: &str,
+        connections: u32,
+        duration: Duration,
+        stop: &StopSignal,
+    ) -> anyhow::Result<WrkStats> {
+        let mut output = tempfile::tempfile().context("cannot make a file for wrk's output")?;
+        let mut child = Command::new("wrk")
+            .arg(format!("--threads={}", threads_for(connections)))
+            .arg(format!("--connections={connections}"))
+            .arg(format!("--duration={}s", duration.as_secs().max(1)))
+            .args(["--timeout=2s", "--script"])
+            .arg(script)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output.try_clone()?)
             .spawn()
-            .with_context(|| format!("cannot run {}", self.path.display()))?;
-        let stdout = child.stdout.take().context("wrk's stdout")?;
-        let stderr = child.stderr.take().context("wrk's stderr")?;
-        let read_all = |mut pipe: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = pipe.read_to_string(&mut text);
-                text
-            })
-        };
-        let (out, err) = (read_all(Box::new(stdout)), read_all(Box::new(stderr)));
-        let what = format!("wrk -c {}", run.connections);
-        let status = wait_child(
-            &mut child,
-            &what,
-            stop,
-            run.duration + Duration::from_secs(30),
-        )?;
-        let out = out.join().unwrap_or_default();
-        let err = err.join().unwrap_or_default();
+            .context("cannot run wrk")?;
+        let what = format!("wrk -c {connections}");
+        let status = wait_child(&mut child, &what, stop, duration + Duration::from_secs(30))?;
+        let mut out = String::new();
+        output.rewind()?;
+        output.read_to_string(&mut out)?;
         if !status.success() {
-            bail!("{what} failed ({status}): {}", err.trim());
+            bail!("{what} failed ({status}): {}", out.trim());
         }
-        parse_output(&out).with_context(|| format!("unexpected output from {what}:\n{out}{err}"))
+        parse_output(&out).with_context(|| format!("unexpected output from {what}:\n{out}"))
     }
 }
 
@@ -291,10 +160,7 @@ pub struct SocketErrors {
 impl WrkStats {
     /// Completed requests per second.
     pub fn requests_per_sec(&self) -> f64 {
-        if self.duration_us == 0 {
-            return 0.0;
-        }
-        self.requests as f64 / (self.duration_us as f64 / 1e6)
+        self.requests as f64 / (self.duration_us.max(1) as f64 / 1e6)
     }
 
     /// Every request that did not get the answer meant to be measured: socket errors,
@@ -332,10 +198,13 @@ XTASK_BENCH_JSON {\"requests\":29000,\"duration_us\":1001000,\"bytes\":12582912,
     #[test]
     fn parses_the_done_line_among_wrk_s_own_output() {
         let stats = parse_output(OUTPUT).unwrap();
-        assert_eq!(stats.requests, 29000);
-        assert_eq!(stats.p50_us, 1050);
-        assert_eq!(stats.p99_us, 2300);
-        assert_eq!(stats.errors.timeout, 3);
+        let got = (
+            stats.requests,
+            stats.p50_us,
+            stats.p99_us,
+            stats.errors.timeout,
+        );
+        assert_eq!(got, (29000, 1050, 2300, 3));
         assert!((stats.requests_per_sec() - 28971.03).abs() < 0.01);
         // read 1 + timeout 3 + non-2xx 2 (the 2 statuses above 399 are among them) + degraded 4
         assert_eq!(stats.total_errors(), 10);
@@ -349,10 +218,7 @@ XTASK_BENCH_JSON {\"requests\":29000,\"duration_us\":1001000,\"bytes\":12582912,
 
     #[test]
     fn threads_divide_connections() {
-        assert_eq!(threads_for(1), 1);
-        assert_eq!(threads_for(32), 2);
-        assert_eq!(threads_for(128), 2);
-        assert_eq!(threads_for(33), 1);
+        assert_eq!([1, 32, 128, 33].map(threads_for), [1, 2, 2, 1]);
     }
 
     #[test]

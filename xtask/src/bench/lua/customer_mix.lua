@@ -1,0 +1,28 @@
+-- A fixed pseudo-random mix of customers (Park-Miller generator, exact in doubles).
+local pool = {}
+local next_request = 0
+
+function init(args)
+  local state = 12345 + 7919 * (thread_id or 1)
+  local function rand()
+    state = (state * 16807) % 2147483647
+    return state
+  end
+  for i = 1, 1000 do
+    local r = rand() % 4
+    local user
+    if r == 0 then
+      user = 1
+    elseif r == 3 then
+      user = 100000 + rand() % 100000
+    else
+      user = 2 + rand() % 499
+    end
+    pool[i] = wrk.format(nil, nil, { ["X-USER-ID"] = tostring(user) })
+  end
+end
+
+function request()
+  next_request = next_request % #pool + 1
+  return pool[next_request]
+end
