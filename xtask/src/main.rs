@@ -25,42 +25,10 @@ enum Cmd {
     /// Create the private CA and the Discount and Catalog certificates.
     ///
     /// An existing CA is kept (only the service certificates are re-issued) unless --force.
-    GenCerts {
-        /// Output folder [default: certs/ at the workspace root].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Validity of new certificates, in days.
-        #[arg(long, default_value_t = 365)]
-        days: u32,
-        /// Replace an existing CA (everything it signed stops being trusted).
-        #[arg(long)]
-        force: bool,
-        /// Make the service certificates valid for this many hours instead (short-lived
-        /// certificates, to exercise rotation).
-        #[arg(long, value_name = "N")]
-        hours: Option<u32>,
-        /// Issue a client certificate for this service only (repeatable), e.g. `--service
-        /// reports` writes reports.pem and reports.key with identity
-        /// spiffe://shop.local/reports.
-        #[arg(long = "service", value_name = "NAME")]
-        services: Vec<String>,
-    },
+    GenCerts(GenCertsArgs),
     /// Build and start Discount and Catalog on loopback (creating certificates if missing);
     /// Ctrl-C stops both.
-    Up {
-        /// Certificate folder [default: certs/ at the workspace root].
-        #[arg(long)]
-        certs: Option<PathBuf>,
-        /// Build and run optimised binaries.
-        #[arg(long)]
-        release: bool,
-        /// Catalog's HTTP port.
-        #[arg(long, default_value_t = 11080)]
-        catalog_port: u16,
-        /// Discount's gRPC port.
-        #[arg(long, default_value_t = 11443)]
-        discount_port: u16,
-    },
+    Up(UpArgs),
     /// Load-test Catalog and Discount (release builds, on loopback) with wrk and write
     /// results.md, results.json and plot.svg to target/bench/.
     ///
@@ -71,38 +39,64 @@ enum Cmd {
     Bench(bench::BenchArgs),
 }
 
+#[derive(Debug, clap::Args)]
+struct GenCertsArgs {
+    /// Output folder [default: certs/ at the workspace root].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Validity of new certificates, in days.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Replace an existing CA (everything it signed stops being trusted).
+    #[arg(long)]
+    force: bool,
+    /// Make the service certificates valid for this many hours instead (short-lived
+    /// certificates, to exercise rotation).
+    #[arg(long, value_name = "N")]
+    hours: Option<u32>,
+    /// Issue a client certificate for this service only (repeatable), e.g. `--service
+    /// reports` writes reports.pem and reports.key with identity
+    /// spiffe://shop.local/reports.
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Certificate folder [default: certs/ at the workspace root].
+    #[arg(long)]
+    certs: Option<PathBuf>,
+    /// Build and run optimised binaries.
+    #[arg(long)]
+    release: bool,
+    /// Catalog's HTTP port.
+    #[arg(long, default_value_t = 11080)]
+    catalog_port: u16,
+    /// Discount's gRPC port.
+    #[arg(long, default_value_t = 11443)]
+    discount_port: u16,
+}
+
 fn main() -> ExitCode {
     let done = match Cli::parse().command {
-        Cmd::GenCerts {
-            out,
-            days,
-            force,
-            hours,
-            services,
-        } => gen_certs(&GenCerts {
-            force,
-            leaf_hours: hours,
-            services,
-            ..GenCerts::new(out.unwrap_or_else(default_certs_dir), days)
-        }),
-        Cmd::Up {
-            certs,
-            release,
-            catalog_port,
-            discount_port,
-        } => {
-            let certs = certs.unwrap_or_else(default_certs_dir);
-            up(&certs, release, catalog_port, discount_port)
+        Cmd::GenCerts(args) => {
+            let dir = args.out.unwrap_or_else(default_certs_dir);
+            let (force, leaf_hours, services) = (args.force, args.hours, args.services);
+            gen_certs(&GenCerts {
+                force,
+                leaf_hours,
+                services,
+                ..GenCerts::new(dir, args.days)
+            })
         }
+        Cmd::Up(args) => up(args),
         Cmd::Bench(args) => bench::run(args),
     };
-    done.map_or_else(
-        |err| {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        },
-        |()| ExitCode::SUCCESS,
-    )
+    if let Err(err) = done {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 /// The workspace root, whatever the caller's working directory.
@@ -125,8 +119,9 @@ fn gen_certs(opts: &GenCerts) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> anyhow::Result<()> {
+fn up(args: UpArgs) -> anyhow::Result<()> {
     let stop = StopSignal::install()?;
+    let certs = &args.certs.unwrap_or_else(default_certs_dir);
     if certs_dir::is_complete(certs) {
         println!("using the certificates in {}", certs.display());
     } else {
@@ -135,10 +130,11 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
     }
 
     let services = ["discount-service", "catalog-service"];
-    let bin_dir = services::cargo_build(&services, release, &stop)?;
+    let bin_dir = services::cargo_build(&services, args.release, &stop)?;
 
     // Catalog is given the address Discount binds, not `localhost`: where `localhost` also
     // resolves to `::1`, Catalog would see a second replica that never answers.
+    let (catalog_port, discount_port) = (args.catalog_port, args.discount_port);
     let discount_addr = SocketAddr::from(([127, 0, 0, 1], discount_port)).to_string();
     let catalog_addr = SocketAddr::from(([127, 0, 0, 1], catalog_port));
     let mut services = Services::default();
@@ -161,10 +157,8 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
     let connect = || TcpStream::connect_timeout(&catalog_addr, Duration::from_millis(200));
     let not_up = || format!("Catalog did not start listening on {catalog_addr} within 60 s");
     let limit = Duration::from_secs(60);
-    if services
-        .wait_until(&stop, limit, || Ok(connect().ok()), not_up)?
-        .is_none()
-    {
+    let up = services.wait_until(&stop, limit, || Ok(connect().ok()), not_up)?;
+    if up.is_none() {
         return Ok(());
     }
     println!("\nCatalog is up on http://{catalog_addr}, Discount on {discount_addr} (mutual TLS).");

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use process_testing::{addr_field, whole_line_with};
 
+use super::measure::Endpoints;
 use super::results::TracesReceived;
 use super::scenarios::{Catalog, PassSettings};
 use super::{Env, data};
@@ -21,8 +22,9 @@ use crate::services::{Services, StopSignal, log_tail};
 
 /// How long each process has to log that it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// The OTLP receiver's binary.
+/// The OTLP receiver's binary, and its log.
 pub(super) const RECEIVER: &str = "otlp-receiver";
+const RECEIVER_LOG: &str = "otlp-receiver.log";
 
 /// What one pass has running.
 #[derive(Debug)]
@@ -30,10 +32,8 @@ pub(super) struct Started {
     /// Every process started, the OTLP receiver first, so that it is stopped last (when dropped
     /// too) and counts the services' last spans.
     pub(super) services: Services,
-    /// Each Catalog's public HTTP address and its operations port (`/metrics`).
-    pub(super) catalogs: Vec<(Catalog, SocketAddr, SocketAddr)>,
-    /// Discount's operations port (`/metrics`).
-    pub(super) discount_ops: SocketAddr,
+    /// Where each Catalog, its operations port and Discount's answer.
+    pub(super) catalogs: Vec<(Catalog, Endpoints)>,
     /// The OTLP receiver's log, in a traced pass.
     receiver_log: Option<PathBuf>,
 }
@@ -46,22 +46,22 @@ pub(super) fn start(
     catalogs: &[Catalog],
     logs: &Path,
 ) -> anyhow::Result<Started> {
-    let mut services = Services::default();
-    let wait = |services: &mut Services, log: &str, marker, field| {
-        let log = logs.join(log);
-        logged_addr(services, &log, (marker, field), env.stop, START_TIMEOUT)
+    let (services, stop, timeout) = (Services::default(), env.stop, START_TIMEOUT);
+    let mut up = Launcher {
+        services,
+        logs,
+        stop,
+        timeout,
     };
     let mut otel_env = Vec::new();
-    let receiver_log = settings.traced.then(|| logs.join("otlp-receiver.log"));
-    if let Some(log) = &receiver_log {
-        let mut receiver = Command::new(env.bin_dir.join(RECEIVER));
-        spawn(&mut services, RECEIVER, &mut receiver, log)?;
-        let grpc = wait(
-            &mut services,
-            "otlp-receiver.log",
-            "otlp-receiver listening",
-            "grpc",
+    let receiver_log = settings.traced.then(|| logs.join(RECEIVER_LOG));
+    if settings.traced {
+        up.spawn(
+            RECEIVER,
+            RECEIVER_LOG,
+            &mut Command::new(env.bin_dir.join(RECEIVER)),
         )?;
+        let grpc = up.addr(RECEIVER_LOG, "otlp-receiver listening", "grpc")?;
         println!("{RECEIVER} listening for OTLP/gRPC on {grpc}");
         otel_env = service_env(grpc).to_vec();
     }
@@ -71,13 +71,12 @@ pub(super) fn start(
     };
 
     let mut discount = service("discount-service");
-    discount.args(["--listen", "127.0.0.1:0"]);
-    discount.args(&settings.discount_args);
-    let log = logs.join("discount.log");
-    spawn(&mut services, "discount-service", &mut discount, &log)?;
-    let discount_addr = wait(&mut services, "discount.log", "Discount listening", "addr")?;
-    let ops = "Discount operations port listening";
-    let discount_ops = wait(&mut services, "discount.log", ops, "addr")?;
+    discount
+        .args(["--listen", "127.0.0.1:0"])
+        .args(&settings.discount_args);
+    up.spawn("discount-service", "discount.log", &mut discount)?;
+    let discount_addr = up.addr("discount.log", "Discount listening", "addr")?;
+    let discount_ops = up.addr("discount.log", "Discount operations port listening", "addr")?;
 
     // Start every Catalog, then wait for each in turn.
     for catalog in catalogs {
@@ -88,29 +87,25 @@ pub(super) fn start(
             cmd.arg("--products").arg(env.data.join(products));
             cmd.arg("--customers").arg(env.data.join(data::CUSTOMERS));
         }
-        cmd.args(&settings.catalog_args);
-        spawn(
-            &mut services,
-            catalog.name,
-            &mut cmd,
-            &logs.join(catalog.log),
-        )?;
+        up.spawn(catalog.name, catalog.log, cmd.args(&settings.catalog_args))?;
     }
     let mut started = Vec::new();
     for &catalog in catalogs {
-        let public = wait(&mut services, catalog.log, "Catalog listening", "addr")?;
-        let ops = "Catalog operations port listening";
+        let public = up.addr(catalog.log, "Catalog listening", "addr")?;
+        let ops = up.addr(catalog.log, "Catalog operations port listening", "addr")?;
         started.push((
             catalog,
-            public,
-            wait(&mut services, catalog.log, ops, "addr")?,
+            Endpoints {
+                catalog: public,
+                catalog_ops: ops,
+                discount_ops,
+            },
         ));
     }
-    let catalogs = started;
+    let (services, catalogs) = (up.services, started);
     Ok(Started {
         services,
         catalogs,
-        discount_ops,
         receiver_log,
     })
 }
@@ -122,59 +117,72 @@ impl Started {
         self.services.stop();
         let log = self.receiver_log.take()?;
         let received = received(&fs::read_to_string(&log).unwrap_or_default());
-        let Some(r) = received else {
-            let log = log.display();
-            eprintln!("warning: {RECEIVER} did not say how many spans it got (see {log})");
-            return None;
-        };
-        println!(
-            "{RECEIVER} received {} spans in {} exports",
-            r.spans, r.exports
-        );
+        match received {
+            Some(r) => println!(
+                "{RECEIVER} received {} spans in {} exports",
+                r.spans, r.exports
+            ),
+            None => eprintln!(
+                "warning: {RECEIVER} did not say how many spans it got (see {})",
+                log.display()
+            ),
+        }
         received
     }
 }
 
-/// Starts `cmd` as `name`, its output in `log`, in `services`' charge.
-fn spawn(services: &mut Services, name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<()> {
-    let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file);
-    let child = child
-        .spawn()
-        .with_context(|| format!("cannot start {name}"))?;
-    services.push(name, child, Some(log.to_owned()));
-    Ok(())
+/// Starts processes with their output in log files in one folder, and waits for each to log
+/// where it listens.
+struct Launcher<'a> {
+    services: Services,
+    logs: &'a Path,
+    stop: &'a StopSignal,
+    /// How long each process has to log where it listens.
+    timeout: Duration,
 }
 
-/// Waits until a whole line containing `marker` is in `log`, and returns the address in that
-/// line's field `field`. Fails, with the end of the log concerned, if a process exits first,
-/// if the line has no such address, or if none comes within `timeout`; fails too on Ctrl-C.
-fn logged_addr(
-    services: &mut Services,
-    log: &Path,
-    (marker, field): (&str, &str),
-    stop: &StopSignal,
-    timeout: Duration,
-) -> anyhow::Result<SocketAddr> {
-    let listening = || {
-        let text =
-            fs::read_to_string(log).with_context(|| format!("cannot read {}", log.display()))?;
-        let Some(line) = whole_line_with(&text, marker) else {
-            return Ok(None);
+impl Launcher<'_> {
+    /// Starts `cmd` as `name`, its output in `log` in the logs folder.
+    fn spawn(&mut self, name: &str, log: &str, cmd: &mut Command) -> anyhow::Result<()> {
+        let log = self.logs.join(log);
+        let file =
+            File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn();
+        let child = child.with_context(|| format!("cannot start {name}"))?;
+        self.services.push(name, child, Some(log));
+        Ok(())
+    }
+
+    /// Waits until a whole line containing `marker` is in `log`, and returns the address in
+    /// that line's field `field`. Fails, with the end of the log concerned, if a process exits
+    /// first, if the line has no such address, or if none comes in time; fails too on Ctrl-C.
+    fn addr(&mut self, log: &str, marker: &str, field: &str) -> anyhow::Result<SocketAddr> {
+        let log = self.logs.join(log);
+        let listening = || {
+            let text = fs::read_to_string(&log)
+                .with_context(|| format!("cannot read {}", log.display()))?;
+            let Some(line) = whole_line_with(&text, marker) else {
+                return Ok(None);
+            };
+            let addr = addr_field(line, field).map(Some);
+            addr.with_context(|| format!("no address {field}= in {line:?} ({})", log.display()))
         };
-        let addr = addr_field(line, field).map(Some);
-        addr.with_context(|| format!("no address {field}= in {line:?} ({})", log.display()))
-    };
-    let not_up = || {
-        let (log, secs, tail) = (log.display(), timeout.as_secs_f64(), log_tail(log));
-        format!("nothing logged that it listens (\"{marker}\" in {log}) within {secs} s: {tail}")
-    };
-    services
-        .wait_until(stop, timeout, listening, not_up)?
-        .context("interrupted")
+        let not_up = || {
+            let (secs, tail) = (self.timeout.as_secs_f64(), log_tail(&log));
+            let log = log.display();
+            format!(
+                "nothing logged that it listens (\"{marker}\" in {log}) within {secs} s: {tail}"
+            )
+        };
+        let found = self
+            .services
+            .wait_until(self.stop, self.timeout, listening, not_up)?;
+        found.context("interrupted")
+    }
 }
 
 fn received(log: &str) -> Option<TracesReceived> {
@@ -236,21 +244,20 @@ fn remove_service_vars(cmd: &mut Command, inherited: impl IntoIterator<Item = Os
 mod tests {
     use super::*;
 
-    /// Waits as the benchmark does for a fake Discount, `script` run by `sh`.
+    /// Waits as the benchmark does, at most `timeout`, for a fake Discount: `script` run by `sh`.
     fn wait_for_discount(script: &str, timeout: Duration) -> String {
         let logs = tempfile::tempdir().unwrap();
-        let log = logs.path().join("discount.log");
-        let mut services = Services::default();
+        let (services, logs, stop) = (Services::default(), logs.path(), &StopSignal::default());
+        let mut up = Launcher {
+            services,
+            logs,
+            stop,
+            timeout,
+        };
         let mut sh = Command::new("sh");
-        spawn(
-            &mut services,
-            "discount-service",
-            sh.args(["-c", script]),
-            &log,
-        )
-        .unwrap();
-        let what = ("Discount listening", "addr");
-        let addr = logged_addr(&mut services, &log, what, &StopSignal::default(), timeout);
+        up.spawn("discount-service", "discount.log", sh.args(["-c", script]))
+            .unwrap();
+        let addr = up.addr("discount.log", "Discount listening", "addr");
         addr.map_or_else(|err| format!("{err:#}"), |addr| addr.to_string())
     }
 
@@ -277,66 +284,47 @@ mod tests {
         );
     }
 
-    /// `cmd`'s environment changes: each variable with its value, `None` if removed.
-    fn env_of(cmd: &Command) -> Vec<(String, Option<String>)> {
+    /// `cmd`'s environment changes: `KEY=value`, or `KEY` if removed, then a space each.
+    fn env_of(cmd: &Command) -> String {
         let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+        let value = |v: Option<_>| v.map(|v| format!("={}", text(v))).unwrap_or_default();
         cmd.get_envs()
-            .map(|(k, v)| (text(k), v.map(text)))
+            .map(|(k, v)| text(k) + &value(v) + " ")
             .collect()
     }
 
     #[test]
     fn services_inherit_no_otel_or_service_variable_and_are_traced_only_when_asked() {
         let mut cmd = Command::new("true");
-        let service_vars = ["OTEL_SDK_DISABLED", "CATALOG_LISTEN", "DISCOUNT_LISTEN"];
-        let inherited = [
-            &service_vars[..],
-            &["CERTS_DIR", "LOG_FORMAT", "PATH", "MY_OTEL"],
-        ];
-        remove_service_vars(&mut cmd, inherited.concat().into_iter().map(OsString::from));
-        let removed: Vec<String> = env_of(&cmd).into_iter().map(|(k, _)| k).collect();
-        let expected = [
-            "CATALOG_LISTEN",
-            "CERTS_DIR",
-            "DISCOUNT_LISTEN",
-            "LOG_FORMAT",
-        ];
-        assert_eq!(removed, [&expected[..], &["OTEL_SDK_DISABLED"]].concat());
+        let inherited =
+            "OTEL_SDK_DISABLED CATALOG_LISTEN DISCOUNT_LISTEN CERTS_DIR LOG_FORMAT PATH";
+        let inherited = inherited.split(' ').chain(["MY_OTEL"]).map(OsString::from);
+        remove_service_vars(&mut cmd, inherited);
+        let removed = "CATALOG_LISTEN CERTS_DIR DISCOUNT_LISTEN LOG_FORMAT OTEL_SDK_DISABLED ";
+        assert_eq!(env_of(&cmd), removed);
 
-        let command = |otel| {
-            env_of(&service_command(
-                "true".as_ref(),
-                "certs".as_ref(),
-                "info",
-                otel,
-            ))
-        };
-        let plain = command(&[]);
+        let service = |otel| service_command("true".as_ref(), "certs".as_ref(), "info", otel);
+        let plain = env_of(&service(&[]));
+        let otel_set = |var: &str| var.starts_with("OTEL_") && var.contains('=');
         assert!(
-            plain
-                .iter()
-                .all(|(k, v)| !k.starts_with("OTEL_") || v.is_none()),
-            "{plain:?}"
+            plain.contains("RUST_LOG=info ") && !plain.split(' ').any(otel_set),
+            "{plain}"
         );
-        assert!(plain.contains(&("RUST_LOG".into(), Some("info".into()))));
-        let traced = command(&service_env("127.0.0.1:4317".parse().unwrap()));
-        assert!(traced.contains(&("OTEL_TRACES_SAMPLER".into(), Some("always_on".into()))));
-        let endpoint = (
-            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
-            Some("http://127.0.0.1:4317".into()),
+        let traced = env_of(&service(&service_env("127.0.0.1:4317".parse().unwrap())));
+        let endpoint = "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 ";
+        assert!(traced.contains(endpoint), "{traced}");
+        assert!(
+            traced.contains("OTEL_TRACES_SAMPLER=always_on "),
+            "{traced}"
         );
-        assert!(traced.contains(&endpoint), "{traced:?}");
     }
 
     #[test]
     fn reads_what_the_receiver_got_from_its_last_line() {
         let log = "otlp-receiver listening grpc=127.0.0.1:1 http=127.0.0.1:2\n\
                    received 12345 spans in 67 exports\n";
-        let got = TracesReceived {
-            spans: 12345,
-            exports: 67,
-        };
-        assert_eq!(received(log), Some(got));
+        let got = received(log).map(|r| (r.spans, r.exports));
+        assert_eq!(got, Some((12345, 67)));
         assert_eq!(received("received many spans in 3 exports\n"), None);
     }
 }

@@ -223,9 +223,9 @@ mod tests {
         assert_has(
             &md,
             &[
-                "| A: test | 32 | 1234 | 1.250 | 2.500 | 0 | - | n/a |",
-                "| B: test | 32 | 617 | 2.500 | 5.000 | 0 | 3.00 | n/a |",
-                "| D: test | – | – | – | – | did not run: catalog-service does not accept --products | – | – |",
+                "| A: GET /products, no X-USER-ID | 32 | 1234 | 1.250 | 2.500 | 0 | - | n/a |",
+                "| B: GET /products, X-USER-ID: 1 | 32 | 617 | 2.500 | 5.000 | 0 | 3.00 | n/a |",
+                "| D: GET /products?limit=100 of 10,000, X-USER-ID: 1 | – | – | – | – | did not run: catalog-service does not accept --products | – | – |",
                 "| default | 32 | 0.50 | – | 2.00 | – |",
                 "Both services on their default settings, as a user runs them: `RUST_LOG=info` (access log on)",
                 "Discount `--metrics-listen 127.0.0.1:0` (worker threads: its default",
@@ -255,7 +255,7 @@ mod tests {
                 "## Tuned pass: tuned\n\nScenarios A, B again, on fresh processes started after the main pass: \
              `RUST_LOG=info,access=off` (access log off); Discount `--metrics-listen 127.0.0.1:0 --worker-threads 1`;",
                 "| groups/RPC | requests/s tuned / default |",
-                "| B: test | 32 | 800 | 2.000 | 4.000 | 0 | 2.00 | n/a | 1.30 |",
+                "| B: GET /products, X-USER-ID: 1 | 32 | 800 | 2.000 | 4.000 | 0 | 2.00 | n/a | 1.30 |",
                 "| tuned | 32 | 0.40 | – | 2.00 | – |",
                 "| discount-service | tuned | 9.0 |",
             ],

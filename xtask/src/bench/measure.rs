@@ -11,7 +11,7 @@ use process_testing::metric;
 use reqwest::blocking::Client;
 
 use super::results::{HistogramDelta, RpcMetrics, RunResult, ScenarioResult};
-use super::scenarios::{Expect, Scenario};
+use super::scenarios::Scenario;
 use super::{Env, wrk};
 
 /// Where a scenario's services answer: its Catalog (HTTP), Catalog's operations port and
@@ -33,9 +33,9 @@ pub(super) fn run_scenario(
     println!("\nscenario {}: {}", scenario.key, scenario.description);
     let url = format!("http://{}{}", at.catalog, scenario.path);
     // Catalog serves full prices until its lazy channel to Discount is up: ask for up to 10 s.
-    for &(user, expect) in scenario.probes {
+    for &(user, products, discounted) in scenario.probes {
         let started = Instant::now();
-        while let Err(err) = ask(env.http, &url, user, expect) {
+        while let Err(err) = ask(env.http, &url, user, (products, discounted)) {
             if started.elapsed() > Duration::from_secs(10) {
                 let user = user.unwrap_or("(none)");
                 let path = scenario.path;
@@ -50,15 +50,14 @@ pub(super) fn run_scenario(
     }
 
     let script = env.scripts.join(format!("{}.lua", scenario.key));
-    std::fs::write(&script, wrk::script(scenario.requests))
+    std::fs::write(&script, [wrk::COUNTS, scenario.requests].concat())
         .with_context(|| format!("cannot write {}", script.display()))?;
     let (args, stop) = (env.args, env.stop);
     let most = args.connections.iter().copied().max().unwrap_or(1);
     println!("  warm-up: {} s at {most} connections", args.warmup);
     let warmup = Duration::from_secs(args.warmup);
-    env.wrk
-        .run(&script, &url, most, warmup, stop)
-        .context("warm-up")?;
+    let warmed = env.wrk.run(&script, &url, most, warmup, stop);
+    warmed.context("warm-up")?;
 
     for &connections in &args.connections {
         let before = scrape(env.http, at);
@@ -67,11 +66,10 @@ pub(super) fn run_scenario(
         let stats = stats.with_context(|| format!("run at {connections} connections"))?;
         let rpcs = growth(&before, &scrape(env.http, at));
         let run = RunResult::new(connections, wrk::threads_for(connections), stats, rpcs);
+        let (rps, p50, p99, errors) = (run.requests_per_sec, run.p50_ms, run.p99_ms, run.errors);
         let per_rpc = run
             .requests_per_rpc
             .map_or("-".into(), |m| format!("{m:.2}"));
-        let (rps, p50, p99) = (run.requests_per_sec, run.p50_ms, run.p99_ms);
-        let errors = run.errors;
         println!(
             "  {connections:>4} connections: {rps:>9.0} requests/s, p50 {p50:.3} ms, \
              p99 {p99:.3} ms, {errors} errors, {per_rpc} requests/RPC"
@@ -86,7 +84,7 @@ pub(super) fn run_scenario(
 
 /// `GET url` (with `X-USER-ID: user`), and checks the answer: status 200, not the full-price
 /// fallback, the products expected.
-fn ask(http: &Client, url: &str, user: Option<&str>, expect: Expect) -> anyhow::Result<()> {
+fn ask(http: &Client, url: &str, user: Option<&str>, expect: (usize, bool)) -> anyhow::Result<()> {
     let reply = match user {
         Some(user) => http.get(url).header("X-USER-ID", user),
         None => http.get(url),
@@ -105,20 +103,17 @@ fn ask(http: &Client, url: &str, user: Option<&str>, expect: Expect) -> anyhow::
 }
 
 /// Checks that `body` holds the number of products expected, discounted where expected.
-fn check_products(body: &str, expect: Expect) -> anyhow::Result<()> {
+fn check_products(body: &str, (count, discounted): (usize, bool)) -> anyhow::Result<()> {
     let products: Vec<serde_json::Value> =
         serde_json::from_str(body).context("the body is not a JSON array")?;
-    if products.len() != expect.products {
-        bail!(
-            "{} products in the answer, expected {}",
-            products.len(),
-            expect.products
-        );
+    let found = products.len();
+    if found != count {
+        bail!("{found} products in the answer, expected {count}");
     }
     for p in &products {
         let priced = p["price_in_cents"].as_i64().unwrap_or_default() > 0;
         let has_discount = p.get("discount_value").is_some();
-        if has_discount != (expect.discounted && priced) {
+        if has_discount != (discounted && priced) {
             let has = if has_discount { "has" } else { "lacks" };
             bail!("product {} {has} a discount_value", p["id"]);
         }
@@ -181,13 +176,9 @@ mod tests {
         let rpcs = growth(&both(before), &both(after));
         let delta = rpcs.catalog_requests_per_rpc.unwrap();
         assert_eq!(
-            delta,
-            HistogramDelta {
-                sum: 45.5,
-                count: 10.0
-            }
+            (delta.sum, delta.count, delta.mean()),
+            (45.5, 10.0, Some(4.55))
         );
-        assert_eq!(delta.mean(), Some(4.55));
         assert_eq!(rpcs.discount_rpcs, Some(10.0));
         assert_eq!(
             rpcs.discount_log_lines_dropped,
@@ -196,25 +187,20 @@ mod tests {
         );
         assert_eq!(rpcs.discount_groups_per_rpc.and_then(|d| d.mean()), None);
         let unscraped = growth(&[None, Some(before.into())], &both(after));
-        assert_eq!(unscraped.catalog_requests_per_rpc, None);
-        assert_eq!(unscraped.discount_rpcs, Some(10.0));
+        assert_eq!(
+            (unscraped.catalog_requests_per_rpc, unscraped.discount_rpcs),
+            (None, Some(10.0))
+        );
     }
 
     #[test]
     fn the_check_names_what_is_wrong() {
         let body = r#"[{"id":1,"price_in_cents":10,"discount_value":{"pct":0.1,"value_in_cents":9}},
                        {"id":2,"price_in_cents":0}]"#;
-        let expect = |products, discounted| Expect {
-            products,
-            discounted,
-        };
-        check_products(body, expect(2, true)).unwrap();
-        let err = check_products(body, expect(2, false)).unwrap_err();
-        assert!(
-            err.to_string().contains("product 1 has a discount_value"),
-            "{err}"
-        );
-        let err = check_products(body, expect(100, true)).unwrap_err();
-        assert!(err.to_string().contains("expected 100"), "{err}");
+        check_products(body, (2, true)).unwrap();
+        let err = check_products(body, (2, false)).unwrap_err().to_string();
+        assert_eq!(err, "product 1 has a discount_value");
+        let err = check_products(body, (100, true)).unwrap_err().to_string();
+        assert_eq!(err, "2 products in the answer, expected 100");
     }
 }

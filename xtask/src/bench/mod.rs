@@ -24,7 +24,6 @@ mod wrk;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -113,18 +112,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
 
-    let report = Report {
-        started_unix: started_unix.map_or(0, |d| d.as_secs()),
-        git_commit: git_commit(),
-        wrk: wrk.0.clone(),
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        smoke: args.smoke,
-        duration_secs: args.duration,
-        warmup_secs: args.warmup,
-        connections: args.connections.clone(),
-        main,
-        tuned,
-    };
+    let started_unix = started_unix.map_or(0, |d| d.as_secs());
+    let report = Report::new(&args, started_unix, wrk.0.clone(), main, tuned);
     write_report(&report, &out)?;
     let problems = report.problems();
     if !problems.is_empty() {
@@ -153,20 +142,12 @@ fn run_pass(
     let mut results = Vec::new();
     for scenario in scenarios {
         let mut result = ScenarioResult::new(scenario);
-        let catalog = started
+        let at = started
             .catalogs
             .iter()
-            .find(|(c, ..)| *c == scenario.catalog);
-        let catalog = catalog.context("no Catalog process for it");
-        let measured = catalog.and_then(|&(_, catalog, catalog_ops)| {
-            let discount_ops = started.discount_ops;
-            let at = measure::Endpoints {
-                catalog,
-                catalog_ops,
-                discount_ops,
-            };
-            measure::run_scenario(env, scenario, at, &mut result)
-        });
+            .find(|(c, _)| *c == scenario.catalog);
+        let at = at.map(|&(_, at)| at).context("no Catalog process for it");
+        let measured = at.and_then(|at| measure::run_scenario(env, scenario, at, &mut result));
         if let Err(err) = measured {
             if env.stop.requested() {
                 return Err(err);
@@ -177,30 +158,11 @@ fn run_pass(
         results.push(result);
     }
 
-    let memory = started
-        .services
-        .pids()
-        .into_iter()
-        .map(Memory::of)
-        .collect();
+    let pids = started.services.pids();
+    let memory = pids.into_iter().map(Memory::of).collect();
     let traces = started.stop();
-    let connections = &env.args.connections;
-    Ok(Pass::new(
-        settings.clone(),
-        results,
-        memory,
-        traces,
-        connections,
-    ))
-}
-
-fn git_commit() -> Option<String> {
-    let mut git = Command::new("git");
-    git.args(["rev-parse", "--short", "HEAD"])
-        .stderr(Stdio::null());
-    let out = git.current_dir(crate::workspace_root()).output().ok()?;
-    let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    out.status.success().then_some(commit)
+    let (settings, connections) = (settings.clone(), &env.args.connections);
+    Ok(Pass::new(settings, results, memory, traces, connections))
 }
 
 /// Writes `results.md` (and prints it), `results.json` and `plot.svg` into `out`.

@@ -120,9 +120,9 @@ mod tests {
         ];
         let svg = drawn(&scenarios, &[1, 32, 128]);
         assert!(svg.starts_with("<svg"), "{svg}");
-        assert!(svg.contains("A: test") && svg.contains("B: test"));
+        assert!(svg.contains("A: GET /products, no X-USER-ID") && svg.contains("B: GET"));
         assert!(
-            !svg.contains("D: test"),
+            !svg.contains("D: GET"),
             "a scenario without runs has no line"
         );
         assert!(svg.contains("\n128\n"), "the x axis names each concurrency");

@@ -3,9 +3,11 @@
 //! then the tuned one) measured, with requests and groups per discount RPC, the B/A and C/A
 //! ratios, peak memory, the spans the OTLP receiver got (`--traced`), and what went wrong.
 
+use std::process::{Command, Stdio};
+
 use serde::Serialize;
 
-use super::scenarios::{PassSettings, Scenario};
+use super::scenarios::{BenchArgs, PassSettings, Scenario};
 use super::wrk::WrkStats;
 
 /// Everything one `cargo xtask bench` run found.
@@ -205,14 +207,14 @@ impl Pass {
         traces: Option<TracesReceived>,
         connections: &[u32],
     ) -> Self {
-        let ratios = Vec::new();
+        let (ratios, failure) = (Vec::new(), None);
         let mut pass = Self {
             settings,
             scenarios,
             ratios,
             memory,
             traces,
-            failure: None,
+            failure,
         };
         let rps = |key, c| pass.run(key, c).map(|r| r.requests_per_sec);
         let p99 = |key, c| pass.run(key, c).map(|r| r.p99_ms);
@@ -254,17 +256,14 @@ impl Pass {
                 problems.push(format!("{scenario} did not run: {failure}"));
             }
             for r in s.runs.iter().filter(|r| r.errors > 0) {
-                let (w, e) = (&r.wrk, &r.wrk.errors);
-                let (connections, errors) = (r.connections, r.errors);
-                let wrk = format!("connect {}, read {}, write {}", e.connect, e.read, e.write);
-                let ours = format!(
-                    "non-2xx {}, full-price fallback {}",
-                    w.non2xx.max(e.status),
-                    w.degraded
+                let (w, connections, errors) = (&r.wrk, r.connections, r.errors);
+                let (non2xx, fallback) = (w.non2xx.max(w.errors.status), w.degraded);
+                let why = format!(
+                    "{:?}, non-2xx {non2xx}, full-price fallback {fallback}",
+                    w.errors
                 );
                 problems.push(format!(
-                    "{scenario} at {connections} connections: {errors} errors ({wrk}, timeout {}, {ours})",
-                    e.timeout
+                    "{scenario} at {connections} connections: {errors} errors ({why})"
                 ));
             }
         }
@@ -273,6 +272,37 @@ impl Pass {
 }
 
 impl Report {
+    /// The report of a run of `args` that started at `started_unix`, with wrk `wrk`, on this
+    /// machine and commit.
+    pub fn new(
+        args: &BenchArgs,
+        started_unix: u64,
+        wrk: String,
+        main: Pass,
+        tuned: Option<Pass>,
+    ) -> Self {
+        let mut git = Command::new("git");
+        git.args(["rev-parse", "--short", "HEAD"])
+            .current_dir(crate::workspace_root());
+        let git = git
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|out| out.status.success());
+        Self {
+            started_unix,
+            git_commit: git.map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned()),
+            wrk,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            smoke: args.smoke,
+            duration_secs: args.duration,
+            warmup_secs: args.warmup,
+            connections: args.connections.clone(),
+            main,
+            tuned,
+        }
+    }
+
     /// The passes, the main one first.
     pub fn passes(&self) -> impl Iterator<Item = &Pass> {
         std::iter::once(&self.main).chain(&self.tuned)
@@ -287,7 +317,8 @@ impl Report {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::bench::scenarios::tests::passes;
+    use crate::bench::scenarios::SCENARIOS;
+    use crate::bench::scenarios::tests::{args, passes};
 
     /// A run at `c` connections of `requests` in 1 s with this p99, and Catalog's requests per
     /// RPC as (sum, count) if scraped.
@@ -313,16 +344,12 @@ pub(super) mod tests {
         RunResult::new(c, 2, stats, rpcs)
     }
 
-    pub(in crate::bench) fn scenario(key: &'static str, runs: Vec<RunResult>) -> ScenarioResult {
-        let description = "test";
-        let (catalog, path, failure) = ("catalog", "/products", None);
+    /// Scenario `key` with `runs`.
+    pub(in crate::bench) fn scenario(key: &str, runs: Vec<RunResult>) -> ScenarioResult {
+        let scenario = SCENARIOS.iter().find(|s| s.key == key).unwrap();
         ScenarioResult {
-            key,
-            description,
-            catalog,
-            path,
             runs,
-            failure,
+            ..ScenarioResult::new(scenario)
         }
     }
 
@@ -345,20 +372,7 @@ pub(super) mod tests {
             None,
             &[32],
         );
-        let (wrk, git_commit, connections) = ("wrk 4.1.0".into(), None, vec![32]);
-        let (started_unix, cpus, smoke, duration_secs, warmup_secs) = (0, 2, true, 1, 1);
-        Report {
-            started_unix,
-            git_commit,
-            wrk,
-            cpus,
-            smoke,
-            duration_secs,
-            warmup_secs,
-            connections,
-            main,
-            tuned: None,
-        }
+        Report::new(&self::args(args), 0, "wrk 4.1.0".into(), main, None)
     }
 
     #[test]
@@ -403,8 +417,8 @@ pub(super) mod tests {
             problems[0].starts_with("scenario D (default) did not run"),
             "{problems:?}"
         );
-        let errors = "scenario B (tuned) at 32 connections: 3 errors (connect 0, read 0, write 0, \
-                      timeout 0, non-2xx 0, full-price fallback 3)";
+        let errors = "scenario B (tuned) at 32 connections: 3 errors (SocketErrors { connect: 0, \
+                      read: 0, write: 0, status: 0, timeout: 0 }, non-2xx 0, full-price fallback 3)";
         assert_eq!(problems[1], errors);
         report.tuned.as_mut().unwrap().failure = Some("no Discount".into());
         assert_eq!(

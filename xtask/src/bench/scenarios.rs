@@ -5,11 +5,9 @@
 
 use std::path::PathBuf;
 
-use clap::ValueEnum as _;
 use serde::Serialize;
 
 use super::data;
-use super::wrk::Requests;
 
 /// `cargo xtask bench` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,14 +40,9 @@ pub struct BenchArgs {
     /// Scenarios to measure again in a tuned pass after the main one, on fresh processes with
     /// the access log off (`RUST_LOG=info,access=off`) and Discount on one worker thread:
     /// comma-separated keys, `all` or `none`. Its figures are shown beside the defaults'.
-    #[arg(
-        long,
-        value_name = "A,B,..|all|none",
-        value_delimiter = ',',
-        default_value = "A,B",
-        ignore_case = true
-    )]
-    pub tuned: Vec<Tuned>,
+    #[arg(long, value_name = "A,B,..|all|none", value_delimiter = ',', default_value = "A,B",
+          ignore_case = true, value_parser = ["A", "B", "C", "D", "all", "none"])]
+    pub tuned: Vec<String>,
     /// An extra flag for every Catalog of the tuned pass (repeatable), e.g.
     /// `--tuned-catalog-arg=--discount-rpcs-in-flight=4`.
     #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
@@ -62,20 +55,6 @@ pub struct BenchArgs {
     /// runs them.
     #[arg(long)]
     pub traced: bool,
-}
-
-/// A value of `--tuned`: a scenario's key, or all of them, or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "UPPER")]
-pub enum Tuned {
-    A,
-    B,
-    C,
-    D,
-    #[value(name = "all")]
-    All,
-    #[value(name = "none")]
-    Nothing,
 }
 
 impl BenchArgs {
@@ -91,13 +70,11 @@ impl BenchArgs {
 
     /// The tuned pass and its scenarios, if any.
     pub(super) fn tuned_pass(&self) -> Option<(PassSettings, Vec<Scenario>)> {
-        let picks = |t: &Tuned, s: &Scenario| {
-            *t == Tuned::All
-                || t.to_possible_value()
-                    .is_some_and(|v| v.matches(s.key, true))
+        let tuned = |s: &Scenario| {
+            let picks = |key: &String| key == "all" || key.eq_ignore_ascii_case(s.key);
+            self.tuned.iter().any(picks)
         };
-        let picked = |s: &Scenario| self.tuned.iter().any(|t| picks(t, s));
-        let scenarios: Vec<Scenario> = SCENARIOS.into_iter().filter(picked).collect();
+        let scenarios: Vec<Scenario> = SCENARIOS.into_iter().filter(tuned).collect();
         (!scenarios.is_empty()).then(|| (PassSettings::new(true, self), scenarios))
     }
 }
@@ -223,14 +200,6 @@ const LARGE: Catalog = Catalog {
 /// Every Catalog process, in the order they start.
 pub(super) const CATALOGS: [Catalog; 3] = [SPEC, CUSTOMERS, LARGE];
 
-/// What a scenario's answer must look like: how many products, and whether every product
-/// priced above zero carries a `discount_value` (else none does).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Expect {
-    pub(super) products: usize,
-    pub(super) discounted: bool,
-}
-
 /// One scenario.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Scenario {
@@ -238,17 +207,16 @@ pub(super) struct Scenario {
     pub(super) description: &'static str,
     pub(super) catalog: Catalog,
     pub(super) path: &'static str,
-    pub(super) requests: Requests,
-    /// Requests to check before measuring (`X-USER-ID`, what the answer must be).
-    pub(super) probes: &'static [(Option<&'static str>, Expect)],
+    /// Lua run after [`super::wrk::COUNTS`]: what each request sends.
+    pub(super) requests: &'static str,
+    /// Requests to check before measuring: their `X-USER-ID`, how many products the answer
+    /// must hold, and whether every product priced above zero carries a `discount_value` (else
+    /// none does).
+    pub(super) probes: &'static [(Option<&'static str>, usize, bool)],
 }
 
-const fn expect(products: usize, discounted: bool) -> Expect {
-    Expect {
-        products,
-        discounted,
-    }
-}
+/// Every request as customer 1, SPEC's John Snow (the one Discount rewards).
+const USER_1: &str = "wrk.headers[\"X-USER-ID\"] = \"1\"\n";
 
 pub(super) const SCENARIOS: [Scenario; 4] = [
     Scenario {
@@ -256,28 +224,29 @@ pub(super) const SCENARIOS: [Scenario; 4] = [
         description: "GET /products, no X-USER-ID",
         catalog: SPEC,
         path: "/products",
-        requests: Requests::Fixed(None),
-        probes: &[(None, expect(3, false))],
+        requests: "",
+        probes: &[(None, 3, false)],
     },
     Scenario {
         key: "B",
         description: "GET /products, X-USER-ID: 1",
         catalog: SPEC,
         path: "/products",
-        requests: Requests::Fixed(Some(1)),
-        probes: &[(Some("1"), expect(3, true))],
+        requests: USER_1,
+        probes: &[(Some("1"), 3, true)],
     },
     Scenario {
         key: "C",
         description: "GET /products, customer mix (25% id 1, 50% 2..=500, 25% unknown)",
         catalog: CUSTOMERS,
         path: "/products",
-        requests: Requests::CustomerMix,
+        // A fixed mix of customers: see the script.
+        requests: include_str!("lua/customer_mix.lua"),
         probes: &[
-            (Some("1"), expect(3, true)),
-            (Some("2"), expect(3, false)),
-            (Some("500"), expect(3, false)),
-            (Some("100000"), expect(3, false)),
+            (Some("1"), 3, true),
+            (Some("2"), 3, false),
+            (Some("500"), 3, false),
+            (Some("100000"), 3, false),
         ],
     },
     Scenario {
@@ -285,8 +254,8 @@ pub(super) const SCENARIOS: [Scenario; 4] = [
         description: "GET /products?limit=100 of 10,000, X-USER-ID: 1",
         catalog: LARGE,
         path: "/products?limit=100",
-        requests: Requests::Fixed(Some(1)),
-        probes: &[(Some("1"), expect(100, true))],
+        requests: USER_1,
+        probes: &[(Some("1"), 100, true)],
     },
 ];
 

@@ -55,38 +55,18 @@ pub fn ensure(stop: &StopSignal) -> anyhow::Result<Wrk> {
         out => out.context("cannot run wrk")?,
     };
     let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-    let first_line = text
-        .lines()
+    let first_line = text.lines().next().unwrap_or("wrk");
+    Ok(Wrk(first_line
+        .split(" Copyright")
         .next()
         .unwrap_or("wrk")
-        .split(" Copyright")
-        .next();
-    Ok(Wrk(first_line.unwrap_or("wrk").trim().to_owned()))
+        .trim()
+        .to_owned()))
 }
 
-/// What the requests of a scenario look like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Requests {
-    /// The same request every time, with `X-USER-ID: <id>` if given.
-    Fixed(Option<i32>),
-    /// `X-USER-ID` drawn per request: 25% customer 1 (eligible), 50% customers 2..=500
-    /// (known, not eligible), 25% 100000..=199999 (unknown). Each wrk thread cycles through
-    /// 1,000 requests drawn from a fixed seed, so every run sends the same mix.
-    CustomerMix,
-}
-
-/// The Lua script for `requests`.
-pub fn script(requests: Requests) -> String {
-    let mut lua = String::from(include_str!("lua/counts.lua"));
-    match requests {
-        Requests::Fixed(None) => {}
-        Requests::Fixed(Some(id)) => {
-            lua.push_str(&format!("\nwrk.headers[\"X-USER-ID\"] = \"{id}\"\n"));
-        }
-        Requests::CustomerMix => lua.push_str(include_str!("lua/customer_mix.lua")),
-    }
-    lua
-}
+/// The Lua every script starts with: it counts non-2xx and full-price responses and prints
+/// [`MARKER`] and the run's figures as JSON when the run is done.
+pub const COUNTS: &str = include_str!("lua/counts.lua");
 
 /// wrk's threads for `connections`: 2 at most (the machine has few cores, and the services
 /// need them), and a divisor of `connections` so that wrk opens exactly that many.
@@ -185,26 +165,18 @@ mod tests {
     use super::*;
 
     const OUTPUT: &str = "Running 1s test @ http://127.0.0.1:40000/products
-  2 threads and 32 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     1.10ms  350.00us   9.00ms   90.00%
-    Req/Sec    14.50k     1.00k   16.00k    70.00%
   29000 requests in 1.00s, 12.00MB read
-Requests/sec:  28950.12
-Transfer/sec:     11.98MB
 XTASK_BENCH_JSON {\"requests\":29000,\"duration_us\":1001000,\"bytes\":12582912,\"p50_us\":1050,\"p90_us\":1400,\"p99_us\":2300,\"max_us\":9000,\"mean_us\":1100.5,\"errors\":{\"connect\":0,\"read\":1,\"write\":0,\"status\":2,\"timeout\":3},\"non2xx\":2,\"degraded\":4}
 ";
 
     #[test]
     fn parses_the_done_line_among_wrk_s_own_output() {
         let stats = parse_output(OUTPUT).unwrap();
-        let got = (
-            stats.requests,
-            stats.p50_us,
-            stats.p99_us,
-            stats.errors.timeout,
+        let (requests, p50_us, p99_us) = (stats.requests, stats.p50_us, stats.p99_us);
+        assert_eq!(
+            (requests, p50_us, p99_us, stats.errors.timeout),
+            (29000, 1050, 2300, 3)
         );
-        assert_eq!(got, (29000, 1050, 2300, 3));
         assert!((stats.requests_per_sec() - 28971.03).abs() < 0.01);
         // read 1 + timeout 3 + non-2xx 2 (the 2 statuses above 399 are among them) + degraded 4
         assert_eq!(stats.total_errors(), 10);
@@ -219,14 +191,5 @@ XTASK_BENCH_JSON {\"requests\":29000,\"duration_us\":1001000,\"bytes\":12582912,
     #[test]
     fn threads_divide_connections() {
         assert_eq!([1, 32, 128, 33].map(threads_for), [1, 2, 2, 1]);
-    }
-
-    #[test]
-    fn scripts_set_what_each_scenario_sends() {
-        assert!(!script(Requests::Fixed(None)).contains("X-USER-ID"));
-        assert!(script(Requests::Fixed(Some(1))).contains("wrk.headers[\"X-USER-ID\"] = \"1\""));
-        let mix = script(Requests::CustomerMix);
-        assert!(mix.contains("function request()"));
-        assert!(mix.contains("function done("));
     }
 }

@@ -1,4 +1,6 @@
--- A fixed pseudo-random mix of customers (Park-Miller generator, exact in doubles).
+-- X-USER-ID drawn per request: 25% customer 1 (eligible), 50% customers 2..=500 (known, not
+-- eligible), 25% 100000..=199999 (unknown). Each wrk thread cycles through 1,000 requests drawn
+-- from a fixed seed (Park-Miller generator, exact in doubles), so every run sends the same mix.
 local pool = {}
 local next_request = 0
 
