@@ -137,22 +137,20 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let (catalog_port, discount_port) = (args.catalog_port, args.discount_port);
     let discount_addr = SocketAddr::from(([127, 0, 0, 1], discount_port)).to_string();
     let catalog_addr = SocketAddr::from(([127, 0, 0, 1], catalog_port));
+    let spawn = |name: &str, args: &[&str]| {
+        let mut cmd = Command::new(bin_dir.join(name));
+        let child = cmd.args(args).arg("--certs-dir").arg(certs).spawn();
+        child.with_context(|| format!("cannot start {name}"))
+    };
     let mut services = Services::default();
+    let discount = spawn("discount-service", &["--listen", &discount_addr])?;
+    services.push("discount-service", discount, None);
     let catalog = catalog_addr.to_string();
-    let catalog_args = [catalog.as_str(), "--discount-addr", &discount_addr];
-    for (name, args) in [
-        ("discount-service", &[discount_addr.as_str()][..]),
-        ("catalog-service", &catalog_args),
-    ] {
-        let child = Command::new(bin_dir.join(name))
-            .arg("--listen")
-            .args(args)
-            .arg("--certs-dir")
-            .arg(certs)
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        services.push(name, child, None);
-    }
+    let catalog = spawn(
+        "catalog-service",
+        &["--listen", &catalog, "--discount-addr", &discount_addr],
+    )?;
+    services.push("catalog-service", catalog, None);
 
     let connect = || TcpStream::connect_timeout(&catalog_addr, Duration::from_millis(200));
     let not_up = || format!("Catalog did not start listening on {catalog_addr} within 60 s");

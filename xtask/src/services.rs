@@ -146,19 +146,24 @@ impl StopSignal {
     }
 }
 
-/// Waits for a short-lived child (a build, a wrk run) to exit. On Ctrl-C/SIGTERM, or after
-/// `timeout`, it is sent SIGTERM (then killed) and an error is returned.
+/// Waits for a short-lived child (a build, a wrk run) to exit, and fails unless it succeeds.
+/// On Ctrl-C/SIGTERM, or after `timeout`, it is sent SIGTERM (then killed) and an error is
+/// returned.
 pub fn wait_child(
     child: &mut Child,
     what: &str,
     stop: &StopSignal,
     timeout: Duration,
-) -> anyhow::Result<ExitStatus> {
+) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let exited = child.try_wait();
-        if let Some(status) = exited.with_context(|| format!("cannot wait for {what}"))? {
-            return Ok(status);
+        let exited = child
+            .try_wait()
+            .with_context(|| format!("cannot wait for {what}"))?;
+        match exited {
+            Some(status) if status.success() => return Ok(()),
+            Some(status) => bail!("{what} failed ({status})"),
+            None => {}
         }
         let stopped = stop.wait(Duration::from_millis(100));
         if stopped || started.elapsed() > timeout {
@@ -182,10 +187,7 @@ pub fn cargo_build(packages: &[&str], release: bool, stop: &StopSignal) -> anyho
     cargo.args(packages.iter().flat_map(|p| ["-p", p]));
     let child = cargo.current_dir(crate::workspace_root()).spawn();
     let mut child = child.context("cannot run cargo build")?;
-    let status = wait_child(&mut child, "cargo build", stop, Duration::from_secs(3600))?;
-    if !status.success() {
-        bail!("cargo build failed ({status})");
-    }
+    wait_child(&mut child, "cargo build", stop, Duration::from_secs(3600))?;
     Ok(target_dir().join(profile))
 }
 

@@ -1,8 +1,8 @@
-//! Getting a pass's processes up: the release build; in a traced pass the OTLP receiver
-//! (`otlp-receiver`, a collector that counts spans and keeps none) first; then one Discount
-//! with its operations port and the Catalog processes the pass needs, each on port 0 with its
-//! output in a log file, its certificates, the pass's `RUST_LOG` and flags, and none of the
-//! caller's service or `OTEL_*` settings. The address each binds is read from the line it logs.
+//! Getting a pass's processes up, each on port 0 with its output in a log file: in a traced
+//! pass the OTLP receiver (`otlp-receiver`, a collector that counts spans and keeps none) first,
+//! then one Discount and the Catalogs the pass needs, with their certificates, the pass's
+//! `RUST_LOG` and flags, and none of the caller's service or `OTEL_*` settings. The address each
+//! binds is read from the line it logs.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -26,7 +26,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub(super) const RECEIVER: &str = "otlp-receiver";
 const RECEIVER_LOG: &str = "otlp-receiver.log";
 
-/// What one pass has running.
 #[derive(Debug)]
 pub(super) struct Started {
     /// Every process started, the OTLP receiver first, so that it is stopped last (when dropped
@@ -34,7 +33,6 @@ pub(super) struct Started {
     pub(super) services: Services,
     /// Where each Catalog, its operations port and Discount's answer.
     pub(super) catalogs: Vec<(Catalog, Endpoints)>,
-    /// The OTLP receiver's log, in a traced pass.
     receiver_log: Option<PathBuf>,
 }
 
@@ -46,21 +44,12 @@ pub(super) fn start(
     catalogs: &[Catalog],
     logs: &Path,
 ) -> anyhow::Result<Started> {
-    let (services, stop, timeout) = (Services::default(), env.stop, START_TIMEOUT);
-    let mut up = Launcher {
-        services,
-        logs,
-        stop,
-        timeout,
-    };
+    let mut up = Launcher::new(logs, env.stop, START_TIMEOUT);
     let mut otel_env = Vec::new();
     let receiver_log = settings.traced.then(|| logs.join(RECEIVER_LOG));
     if settings.traced {
-        up.spawn(
-            RECEIVER,
-            RECEIVER_LOG,
-            &mut Command::new(env.bin_dir.join(RECEIVER)),
-        )?;
+        let mut receiver = Command::new(env.bin_dir.join(RECEIVER));
+        up.spawn(RECEIVER, RECEIVER_LOG, &mut receiver)?;
         let grpc = up.addr(RECEIVER_LOG, "otlp-receiver listening", "grpc")?;
         println!("{RECEIVER} listening for OTLP/gRPC on {grpc}");
         otel_env = service_env(grpc).to_vec();
@@ -71,14 +60,12 @@ pub(super) fn start(
     };
 
     let mut discount = service("discount-service");
-    discount
-        .args(["--listen", "127.0.0.1:0"])
-        .args(&settings.discount_args);
+    discount.args(["--listen", "127.0.0.1:0"]);
+    discount.args(&settings.discount_args);
     up.spawn("discount-service", "discount.log", &mut discount)?;
     let discount_addr = up.addr("discount.log", "Discount listening", "addr")?;
     let discount_ops = up.addr("discount.log", "Discount operations port listening", "addr")?;
 
-    // Start every Catalog, then wait for each in turn.
     for catalog in catalogs {
         let mut cmd = service("catalog-service");
         cmd.args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]);
@@ -141,7 +128,16 @@ struct Launcher<'a> {
     timeout: Duration,
 }
 
-impl Launcher<'_> {
+impl<'a> Launcher<'a> {
+    fn new(logs: &'a Path, stop: &'a StopSignal, timeout: Duration) -> Self {
+        Self {
+            services: Services::default(),
+            logs,
+            stop,
+            timeout,
+        }
+    }
+
     /// Starts `cmd` as `name`, its output in `log` in the logs folder.
     fn spawn(&mut self, name: &str, log: &str, cmd: &mut Command) -> anyhow::Result<()> {
         let log = self.logs.join(log);
@@ -247,13 +243,8 @@ mod tests {
     /// Waits as the benchmark does, at most `timeout`, for a fake Discount: `script` run by `sh`.
     fn wait_for_discount(script: &str, timeout: Duration) -> String {
         let logs = tempfile::tempdir().unwrap();
-        let (services, logs, stop) = (Services::default(), logs.path(), &StopSignal::default());
-        let mut up = Launcher {
-            services,
-            logs,
-            stop,
-            timeout,
-        };
+        let stop = StopSignal::default();
+        let mut up = Launcher::new(logs.path(), &stop, timeout);
         let mut sh = Command::new("sh");
         up.spawn("discount-service", "discount.log", sh.args(["-c", script]))
             .unwrap();

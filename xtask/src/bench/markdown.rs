@@ -6,7 +6,6 @@ use std::fmt::{Result, Write as _};
 
 use super::results::{HistogramDelta, Pass, Report, ratio};
 
-/// The report as Markdown.
 pub fn render(report: &Report) -> String {
     let mut md = String::new();
     write(&mut md, report).expect("writing to a String cannot fail");
@@ -44,10 +43,14 @@ fn write(md: &mut String, report: &Report) -> Result {
     let mut rows = Vec::new();
     for pass in report.passes() {
         for r in &pass.ratios {
-            let mut row = vec![pass.settings.name.to_owned(), r.connections.to_string()];
             let (b, c) = (r.b_over_a_throughput, r.c_over_a_throughput);
-            row.extend([b, c, r.b_over_a_p99, r.c_over_a_p99].map(ratio_cell));
-            rows.push(row);
+            let ratios = [b, c, r.b_over_a_p99, r.c_over_a_p99]
+                .map(ratio_cell)
+                .join(" | ");
+            rows.push(format!(
+                "{} | {} | {ratios}",
+                pass.settings.name, r.connections
+            ));
         }
     }
     let head = "pass | connections | B/A requests/s | C/A requests/s | B/A p99 | C/A p99";
@@ -57,12 +60,8 @@ fn write(md: &mut String, report: &Report) -> Result {
     let mut rows = Vec::new();
     for pass in report.passes() {
         for m in &pass.memory {
-            let mib = m.vm_hwm_kib.map(|k| format!("{:.1}", k as f64 / 1024.0));
-            rows.push(vec![
-                m.process.clone(),
-                pass.settings.name.into(),
-                dash(mib),
-            ]);
+            let mib = dash(m.vm_hwm_kib.map(|k| format!("{:.1}", k as f64 / 1024.0)));
+            rows.push(format!("{} | {} | {mib}", m.process, pass.settings.name));
         }
     }
     table(md, "process | pass | VmHWM MiB", rows)?;
@@ -74,22 +73,18 @@ fn write(md: &mut String, report: &Report) -> Result {
     for (what, spans) in [(log_lines, false), (spans, true)] {
         let mut notes = Vec::new();
         for pass in report.passes() {
-            let runs = pass
-                .scenarios
-                .iter()
-                .flat_map(|s| s.runs.iter().map(move |r| (s, r)));
-            for (s, r) in runs {
-                let m = &r.rpc_metrics;
-                let [catalog, discount] = match spans {
-                    false => [m.catalog_log_lines_dropped, m.discount_log_lines_dropped],
-                    true => [m.catalog_spans_dropped, m.discount_spans_dropped],
-                };
-                for (who, n) in [("Catalog", catalog), ("Discount", discount)] {
+            for s in &pass.scenarios {
+                for r in &s.runs {
+                    let m = &r.rpc_metrics;
+                    let [catalog, discount] = match spans {
+                        false => [m.catalog_log_lines_dropped, m.discount_log_lines_dropped],
+                        true => [m.catalog_spans_dropped, m.discount_spans_dropped],
+                    };
                     let at = format!("{} ({}) at {}", s.key, pass.settings.name, r.connections);
-                    notes.extend(
-                        n.filter(|&n| n > 0.0)
-                            .map(|n| format!("{at}: {who} {n:.0}")),
-                    );
+                    for (who, n) in [("Catalog", catalog), ("Discount", discount)] {
+                        let n = n.filter(|&n| n > 0.0);
+                        notes.extend(n.map(|n| format!("{at}: {who} {n:.0}")));
+                    }
                 }
             }
         }
@@ -138,27 +133,25 @@ fn pass_section(md: &mut String, pass: &Pass, main: Option<&Pass>) -> Result {
     for s in &pass.scenarios {
         let name = format!("{}: {}", s.key, s.description);
         for r in &s.runs {
-            let m = &r.rpc_metrics;
-            let mut row = vec![name.clone(), r.connections.to_string()];
-            row.push(format!("{:.0}", r.requests_per_sec));
-            row.extend([r.p50_ms, r.p99_ms].map(|ms| format!("{ms:.3}")));
-            row.push(r.errors.to_string());
-            row.extend([m.catalog_requests_per_rpc, m.discount_groups_per_rpc].map(per_rpc_cell));
+            let (connections, rps, p50, p99) =
+                (r.connections, r.requests_per_sec, r.p50_ms, r.p99_ms);
+            let (m, errors) = (&r.rpc_metrics, r.errors);
+            let per_rpc = [m.catalog_requests_per_rpc, m.discount_groups_per_rpc].map(per_rpc_cell);
+            let mut row =
+                format!("{name} | {connections} | {rps:.0} | {p50:.3} | {p99:.3} | {errors}");
+            row += &format!(" | {}", per_rpc.join(" | "));
             if let Some(main) = main {
-                let before = main.run(s.key, r.connections).map(|m| m.requests_per_sec);
-                row.push(ratio_cell(ratio(Some(r.requests_per_sec), before)));
+                let before = main.run(s.key, connections).map(|m| m.requests_per_sec);
+                row += &format!(" | {}", ratio_cell(ratio(Some(rps), before)));
             }
             rows.push(row);
         }
         if let Some(failure) = &s.failure {
-            let mut row = vec![name, dash(None), dash(None), dash(None), dash(None)];
-            row.extend([
-                format!("did not run: {}", one_line(failure)),
-                dash(None),
-                dash(None),
-            ]);
-            row.extend(main.map(|_| dash(None)));
-            rows.push(row);
+            let beside = if main.is_some() { " | –" } else { "" };
+            let failure = one_line(failure);
+            rows.push(format!(
+                "{name} | – | – | – | – | did not run: {failure} | – | –{beside}"
+            ));
         }
     }
     table(md, &head, rows)?;
@@ -173,13 +166,12 @@ fn pass_section(md: &mut String, pass: &Pass, main: Option<&Pass>) -> Result {
     Ok(())
 }
 
-/// A Markdown table after a blank line, its columns named in `head` ("a | b | c"): the first
-/// column left-aligned, the others right.
-fn table(md: &mut String, head: &str, rows: Vec<Vec<String>>) -> Result {
+/// A Markdown table after a blank line, its columns named in `head` and its `rows` ("a | b"):
+/// the first column left-aligned, the others right.
+fn table(md: &mut String, head: &str, rows: Vec<String>) -> Result {
     let align = " ---: |".repeat(head.matches(" | ").count());
     writeln!(md, "\n| {head} |\n| --- |{align}")?;
-    rows.iter()
-        .try_for_each(|row| writeln!(md, "| {} |", row.join(" | ")))
+    rows.iter().try_for_each(|row| writeln!(md, "| {row} |"))
 }
 
 fn dash(cell: Option<String>) -> String {
@@ -198,7 +190,6 @@ fn per_rpc_cell(delta: Option<HistogramDelta>) -> String {
     }
 }
 
-/// `text` fit for a table cell.
 fn one_line(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
@@ -206,15 +197,9 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::results::tests::{report, run, scenario};
-    use crate::bench::results::{Memory, TracesReceived};
-    use crate::bench::scenarios::tests::passes;
-
-    fn assert_has(md: &str, parts: &[&str]) {
-        for part in parts {
-            assert!(md.contains(part), "no {part:?} in:\n{md}");
-        }
-    }
+    use crate::bench::results::TracesReceived;
+    use crate::bench::results::tests::{memory, report, run, scenario};
+    use crate::bench::scenarios::tests::{assert_has, passes};
 
     #[test]
     fn a_row_per_run_with_requests_per_rpc_and_a_line_per_failure() {
@@ -242,11 +227,7 @@ mod tests {
             scenario("A", vec![run(32, 2000, 2000, Some((0.0, 0.0)))]),
             scenario("B", vec![run(32, 800, 4000, Some((800.0, 400.0)))]),
         ];
-        let memory = vec![Memory {
-            process: "discount-service".into(),
-            pid: 2,
-            vm_hwm_kib: Some(9216),
-        }];
+        let memory = vec![memory("discount-service", 9)];
         let settings = passes(&[]).1.unwrap().0;
         report.tuned = Some(Pass::new(settings, scenarios, memory, None, &[32]));
         assert_has(
@@ -261,13 +242,8 @@ mod tests {
             ],
         );
         report.tuned.as_mut().unwrap().failure = Some("discount-service exited".into());
-        assert_has(
-            &render(&report),
-            &[
-                "## Tuned pass: tuned\n\nIt did not run (`RUST_LOG=info,access=off`",
-                "): discount-service exited\n",
-            ],
-        );
+        let failed = "## Tuned pass: tuned\n\nIt did not run (`RUST_LOG=info,access=off` (access log off); Discount `--metrics-listen 127.0.0.1:0 --worker-threads 1`; Catalog on its defaults; tracing off (no `OTEL_*` variable)): discount-service exited\n";
+        assert_has(&render(&report), &[failed]);
     }
 
     #[test]

@@ -37,11 +37,8 @@ pub(super) fn run_scenario(
         let started = Instant::now();
         while let Err(err) = ask(env.http, &url, user, (products, discounted)) {
             if started.elapsed() > Duration::from_secs(10) {
-                let user = user.unwrap_or("(none)");
-                let path = scenario.path;
-                let what =
-                    format!("GET {path} with X-USER-ID {user} does not get the expected answer");
-                return Err(err.context(what));
+                let (path, user) = (scenario.path, user.unwrap_or("(none)"));
+                bail!("GET {path} with X-USER-ID {user} does not get the expected answer: {err:#}");
             }
             if env.stop.wait(Duration::from_millis(250)) {
                 bail!("interrupted");
@@ -53,23 +50,23 @@ pub(super) fn run_scenario(
     std::fs::write(&script, [wrk::COUNTS, scenario.requests].concat())
         .with_context(|| format!("cannot write {}", script.display()))?;
     let (args, stop) = (env.args, env.stop);
+    let wrk = |c, secs| {
+        env.wrk
+            .run(&script, &url, c, Duration::from_secs(secs), stop)
+    };
     let most = args.connections.iter().copied().max().unwrap_or(1);
     println!("  warm-up: {} s at {most} connections", args.warmup);
-    let warmup = Duration::from_secs(args.warmup);
-    let warmed = env.wrk.run(&script, &url, most, warmup, stop);
-    warmed.context("warm-up")?;
+    wrk(most, args.warmup).context("warm-up")?;
 
     for &connections in &args.connections {
         let before = scrape(env.http, at);
-        let duration = Duration::from_secs(args.duration);
-        let stats = env.wrk.run(&script, &url, connections, duration, stop);
+        let stats = wrk(connections, args.duration);
         let stats = stats.with_context(|| format!("run at {connections} connections"))?;
         let rpcs = growth(&before, &scrape(env.http, at));
         let run = RunResult::new(connections, wrk::threads_for(connections), stats, rpcs);
         let (rps, p50, p99, errors) = (run.requests_per_sec, run.p50_ms, run.p99_ms, run.errors);
-        let per_rpc = run
-            .requests_per_rpc
-            .map_or("-".into(), |m| format!("{m:.2}"));
+        let per_rpc = run.requests_per_rpc.map(|m| format!("{m:.2}"));
+        let per_rpc = per_rpc.as_deref().unwrap_or("-");
         println!(
             "  {connections:>4} connections: {rps:>9.0} requests/s, p50 {p50:.3} ms, \
              p99 {p99:.3} ms, {errors} errors, {per_rpc} requests/RPC"

@@ -1,17 +1,9 @@
 //! `cargo xtask bench`: a reproducible load benchmark of Catalog (and, through it, Discount),
-//! described in docs/performance.md.
-//!
-//! It builds release binaries, makes throw-away certificates and data files in a temporary
-//! folder, and runs a main pass (both services on their defaults, as a user runs them) then a
-//! tuned pass, each on fresh processes ([`launch`]). Each scenario ([`scenarios::SCENARIOS`])
-//! is checked, warmed up and measured with wrk, both services' `/metrics` read around each run
-//! ([`measure`]). Then it reads each process's peak memory, stops everything it started (also
-//! on Ctrl-C or SIGTERM), and writes one results model ([`results`]) as `results.json`,
-//! `results.md` ([`markdown`]) and `plot.svg` ([`plot`]), to `target/bench/` unless `--out`;
-//! the services' logs go to `logs/` beside them (the tuned pass's to `logs/tuned/`).
-//!
-//! It is a benchmark, not a test: nothing times anything in CI. `--smoke` (1 s per scenario
-//! at one concurrency, the tuned pass too) checks that it still works end to end.
+//! described in docs/performance.md. A main pass (both services on their defaults) and a tuned
+//! pass, each on fresh processes ([`launch`]); each scenario ([`scenarios::SCENARIOS`]) checked,
+//! warmed up and measured with wrk ([`measure`]); one results model ([`results`]) written as
+//! `results.json`, `results.md` ([`markdown`]) and `plot.svg` ([`plot`]). `--smoke` checks that
+//! it still works end to end; nothing in CI times anything.
 
 mod data;
 mod launch;
@@ -37,7 +29,6 @@ use wrk::Wrk;
 
 pub use scenarios::BenchArgs;
 
-/// What every pass shares.
 struct Env<'a> {
     args: &'a BenchArgs,
     wrk: &'a Wrk,
@@ -76,10 +67,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     certs_dir::gen_certs(&GenCerts::new(certs.clone(), 1))
         .context("cannot make certificates for the benchmark")?;
     data::write_data(tmp.path())?;
-    let http = Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build();
+    let timeout = Duration::from_secs(5);
+    let http = Client::builder().no_proxy().timeout(timeout).build();
     let env = Env {
         args: &args,
         wrk: &wrk,
@@ -102,11 +91,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Err(err) if stop.requested() => return Err(err),
                 Err(err) => {
                     eprintln!("warning: the tuned pass failed: {err:#}");
-                    let failed = Pass::new(settings, vec![], vec![], None, &[]);
-                    Some(Pass {
-                        failure: Some(format!("{err:#}")),
-                        ..failed
-                    })
+                    let mut failed = Pass::new(settings, vec![], vec![], None, &[]);
+                    failed.failure = Some(format!("{err:#}"));
+                    Some(failed)
                 }
             }
         }
@@ -115,12 +102,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started_unix = started_unix.map_or(0, |d| d.as_secs());
     let report = Report::new(&args, started_unix, wrk.0.clone(), main, tuned);
     write_report(&report, &out)?;
-    let problems = report.problems();
+    let problems = report.problems().join("\n  - ");
     if !problems.is_empty() {
-        bail!(
-            "the results are incomplete:\n  - {}",
-            problems.join("\n  - ")
-        );
+        bail!("the results are incomplete:\n  - {problems}");
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ pub struct Pass {
 
 /// What the `otlp-receiver` of a traced pass got from both services, from its start to its
 /// stop (probes and warm-ups included), as it said when it exited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TracesReceived {
     pub spans: u64,
     /// Export calls (batches of spans).
@@ -59,12 +59,10 @@ pub struct TracesReceived {
 /// One scenario: its runs, or why it (or its remaining runs) could not run.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioResult {
-    /// "A", "B", ...
     pub key: &'static str,
     pub description: &'static str,
     /// Which Catalog process served it.
     pub catalog: &'static str,
-    /// Request path.
     pub path: &'static str,
     pub runs: Vec<RunResult>,
     pub failure: Option<String>,
@@ -87,7 +85,6 @@ pub struct RunResult {
     /// `discount_groups_per_rpc`); `None`: no such RPC, or Discount could not be scraped.
     pub groups_per_rpc: Option<f64>,
     pub rpc_metrics: RpcMetrics,
-    /// wrk's raw numbers.
     pub wrk: WrkStats,
 }
 
@@ -95,9 +92,7 @@ pub struct RunResult {
 /// where a scrape failed. A metric not yet on `/metrics` counts as 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct RpcMetrics {
-    /// Catalog's `catalog_discount_requests_per_rpc`.
     pub catalog_requests_per_rpc: Option<HistogramDelta>,
-    /// Discount's `discount_groups_per_rpc` (recorded for `ApplyDiscountGroups` only).
     pub discount_groups_per_rpc: Option<HistogramDelta>,
     /// Discount's RPCs answered, of every kind (`discount_rpc_requests_total`).
     pub discount_rpcs: Option<f64>,
@@ -118,7 +113,6 @@ pub struct HistogramDelta {
 }
 
 impl HistogramDelta {
-    /// The mean value recorded in between; `None` if nothing was.
     pub fn mean(&self) -> Option<f64> {
         (self.count > 0.0).then(|| self.sum / self.count)
     }
@@ -163,7 +157,6 @@ pub struct Memory {
 }
 
 impl ScenarioResult {
-    /// `scenario`, with no run yet.
     pub fn new(scenario: &Scenario) -> Self {
         let (key, description, path) = (scenario.key, scenario.description, scenario.path);
         let (catalog, runs, failure) = (scenario.catalog.name, Vec::new(), None);
@@ -303,7 +296,6 @@ impl Report {
         }
     }
 
-    /// The passes, the main one first.
     pub fn passes(&self) -> impl Iterator<Item = &Pass> {
         std::iter::once(&self.main).chain(&self.tuned)
     }
@@ -322,35 +314,29 @@ pub(super) mod tests {
 
     /// A run at `c` connections of `requests` in 1 s with this p99, and Catalog's requests per
     /// RPC as (sum, count) if scraped.
-    pub(in crate::bench) fn run(
-        c: u32,
-        requests: u64,
-        p99_us: u64,
-        rpc: Option<(f64, f64)>,
-    ) -> RunResult {
-        let duration_us = 1_000_000;
-        let stats = WrkStats {
-            requests,
-            duration_us,
-            p50_us: p99_us / 2,
-            p99_us,
-            ..Default::default()
-        };
-        let delta = rpc.map(|(sum, count)| HistogramDelta { sum, count });
-        let rpcs = RpcMetrics {
-            catalog_requests_per_rpc: delta,
-            ..Default::default()
-        };
+    pub(in crate::bench) fn run(c: u32, n: u64, p99_us: u64, rpc: Option<(f64, f64)>) -> RunResult {
+        let (mut stats, mut rpcs) = (WrkStats::default(), RpcMetrics::default());
+        (
+            stats.requests,
+            stats.duration_us,
+            stats.p50_us,
+            stats.p99_us,
+        ) = (n, 1_000_000, p99_us / 2, p99_us);
+        rpcs.catalog_requests_per_rpc = rpc.map(|(sum, count)| HistogramDelta { sum, count });
         RunResult::new(c, 2, stats, rpcs)
     }
 
-    /// Scenario `key` with `runs`.
     pub(in crate::bench) fn scenario(key: &str, runs: Vec<RunResult>) -> ScenarioResult {
-        let scenario = SCENARIOS.iter().find(|s| s.key == key).unwrap();
-        ScenarioResult {
-            runs,
-            ..ScenarioResult::new(scenario)
-        }
+        let mut result = ScenarioResult::new(SCENARIOS.iter().find(|s| s.key == key).unwrap());
+        result.runs = runs;
+        result
+    }
+
+    /// The peak memory of `process`, in MiB.
+    pub(in crate::bench) fn memory(process: &str, mib: u64) -> Memory {
+        let mut memory = Memory::of((process.into(), 0));
+        memory.vm_hwm_kib = Some(mib * 1024);
+        memory
     }
 
     /// A smoke report with `args` as on the command line: A and B ran at 32 connections, D
@@ -360,41 +346,23 @@ pub(super) mod tests {
         failed.failure = Some("catalog-service does not accept --products".into());
         let a = scenario("A", vec![run(32, 1234, 2500, Some((0.0, 0.0)))]);
         let b = scenario("B", vec![run(32, 617, 5000, Some((900.0, 300.0)))]);
-        let discount = Memory {
-            process: "discount-service".into(),
-            pid: 1,
-            vm_hwm_kib: Some(10240),
-        };
-        let main = Pass::new(
-            passes(args).0,
-            vec![a, b, failed],
-            vec![discount],
-            None,
-            &[32],
-        );
+        let (scenarios, memory) = (vec![a, b, failed], vec![memory("discount-service", 10)]);
+        let main = Pass::new(passes(args).0, scenarios, memory, None, &[32]);
         Report::new(&self::args(args), 0, "wrk 4.1.0".into(), main, None)
     }
 
     #[test]
     fn ratios_compare_b_and_c_with_a_at_each_concurrency() {
-        let scenarios = vec![
-            scenario(
-                "A",
-                vec![run(1, 1000, 100, None), run(32, 4000, 1000, None)],
-            ),
-            scenario("B", vec![run(1, 500, 200, None), run(32, 1000, 4000, None)]),
-            scenario("C", vec![run(1, 800, 150, None)]),
-        ];
-        let r = Pass::new(passes(&[]).0, scenarios, vec![], None, &[1, 32, 128]).ratios;
-        let at_1 = [
-            r[0].b_over_a_throughput,
-            r[0].c_over_a_throughput,
-            r[0].b_over_a_p99,
-        ];
-        assert_eq!(at_1, [Some(0.5), Some(0.8), Some(2.0)], "{r:?}");
-        assert_eq!(r[1].b_over_a_throughput, Some(0.25), "{r:?}");
-        assert_eq!(r[1].c_over_a_throughput, None, "C did not run at 32");
-        assert_eq!(r[2].b_over_a_throughput, None, "nobody ran at 128");
+        let a = scenario(
+            "A",
+            vec![run(1, 1000, 100, None), run(32, 4000, 1000, None)],
+        );
+        let b = scenario("B", vec![run(1, 500, 200, None), run(32, 1000, 4000, None)]);
+        let c = scenario("C", vec![run(1, 800, 150, None)]);
+        let pass = Pass::new(passes(&[]).0, vec![a, b, c], vec![], None, &[1, 32, 128]);
+        let ratios = serde_json::to_string(&pass.ratios).unwrap();
+        let want = r#"[{"connections":1,"b_over_a_throughput":0.5,"c_over_a_throughput":0.8,"b_over_a_p99":2.0,"c_over_a_p99":1.4999999999999998},{"connections":32,"b_over_a_throughput":0.25,"c_over_a_throughput":null,"b_over_a_p99":4.0,"c_over_a_p99":null},{"connections":128,"b_over_a_throughput":null,"c_over_a_throughput":null,"b_over_a_p99":null,"c_over_a_p99":null}]"#;
+        assert_eq!(ratios, want);
         assert_eq!(ratio(Some(1.0), Some(0.0)), None);
     }
 
@@ -405,67 +373,52 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn problems_name_failed_scenarios_runs_with_errors_and_passes_that_did_not_run() {
+    fn problems_name_failed_scenarios_runs_with_errors_passes_that_did_not_run_and_spans_missing() {
         let mut report = report(&[]);
         let mut with_errors = scenario("B", vec![run(32, 1000, 2000, None)]);
         (with_errors.runs[0].errors, with_errors.runs[0].wrk.degraded) = (3, 3);
         let tuned = passes(&[]).1.unwrap().0;
         report.tuned = Some(Pass::new(tuned, vec![with_errors], vec![], None, &[32]));
-        let problems = report.problems();
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(
-            problems[0].starts_with("scenario D (default) did not run"),
-            "{problems:?}"
-        );
-        let errors = "scenario B (tuned) at 32 connections: 3 errors (SocketErrors { connect: 0, \
-                      read: 0, write: 0, status: 0, timeout: 0 }, non-2xx 0, full-price fallback 3)";
-        assert_eq!(problems[1], errors);
+        let want = "scenario D (default) did not run: catalog-service does not accept --products\nscenario B (tuned) at 32 connections: 3 errors (SocketErrors { connect: 0, read: 0, write: 0, status: 0, timeout: 0 }, non-2xx 0, full-price fallback 3)";
+        assert_eq!(report.problems().join("\n"), want);
         report.tuned.as_mut().unwrap().failure = Some("no Discount".into());
         assert_eq!(
             report.problems()[1],
             "the tuned pass did not run: no Discount"
         );
-    }
 
-    #[test]
-    fn a_traced_pass_needs_spans_received() {
-        let mut report = report(&["--traced", "--tuned", "none"]);
-        report.main.scenarios.truncate(2);
-        let missing = report.problems();
-        assert!(
-            missing[0].contains("traced pass was traced but"),
-            "{missing:?}"
-        );
-        report.main.traces = Some(TracesReceived {
+        let mut traced = self::report(&["--traced", "--tuned", "none"]);
+        traced.main.scenarios.truncate(2);
+        let missing =
+            "the traced pass was traced but the otlp-receiver's count is missing (see its log)";
+        assert_eq!(traced.problems(), [missing]);
+        traced.main.traces = Some(TracesReceived {
             spans: 0,
             exports: 0,
         });
-        assert!(report.problems()[0].ends_with("got no span"));
-        report.main.traces = Some(TracesReceived {
+        assert_eq!(
+            traced.problems(),
+            ["the traced pass was traced but the otlp-receiver got no span"]
+        );
+        traced.main.traces = Some(TracesReceived {
             spans: 9,
             exports: 1,
         });
-        assert!(report.problems().is_empty());
+        assert!(traced.problems().is_empty());
     }
 
     #[test]
     fn the_json_has_the_main_pass_at_the_top_and_the_means_of_each_run() {
-        let json = serde_json::to_value(report(&[])).unwrap();
+        let report = report(&[]);
+        let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["settings"]["name"], "default");
         assert_eq!(json["ratios"][0]["b_over_a_throughput"], 0.5);
         assert!(
             json["tuned"].is_null() && json.get("failure").is_none(),
             "{json}"
         );
-        let b = &json["scenarios"][1]["runs"][0];
-        assert_eq!(
-            (
-                b["requests_per_rpc"].as_f64(),
-                b["wrk"]["requests"].as_u64()
-            ),
-            (Some(3.0), Some(617))
-        );
-        assert!(b["groups_per_rpc"].is_null());
-        assert_eq!(b["rpc_metrics"]["catalog_requests_per_rpc"]["count"], 300.0);
+        let b = serde_json::to_string(&report.main.scenarios[1].runs[0]).unwrap();
+        let want = r#"{"connections":32,"wrk_threads":2,"requests_per_sec":617.0,"p50_ms":2.5,"p99_ms":5.0,"errors":0,"requests_per_rpc":3.0,"groups_per_rpc":null,"rpc_metrics":{"catalog_requests_per_rpc":{"sum":900.0,"count":300.0},"discount_groups_per_rpc":null,"discount_rpcs":null,"catalog_log_lines_dropped":null,"discount_log_lines_dropped":null,"catalog_spans_dropped":null,"discount_spans_dropped":null},"wrk":{"requests":617,"duration_us":1000000,"bytes":0,"p50_us":2500,"p90_us":0,"p99_us":5000,"max_us":0,"mean_us":0.0,"errors":{"connect":0,"read":0,"write":0,"status":0,"timeout":0},"non2xx":0,"degraded":0}}"#;
+        assert_eq!(b, want);
     }
 }

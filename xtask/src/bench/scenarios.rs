@@ -85,7 +85,6 @@ pub struct PassSettings {
     /// `default` (the services' defaults), `main` (the main pass with `--discount-threads`) or
     /// `tuned`; `traced`, `main-traced` and `tuned-traced` with `--traced`.
     pub name: &'static str,
-    /// Both services' `RUST_LOG`.
     pub rust_log: &'static str,
     /// Discount's `--worker-threads`; `None`: not passed (one per core).
     pub discount_worker_threads: Option<u16>,
@@ -138,7 +137,6 @@ impl PassSettings {
         }
     }
 
-    /// The settings in words, for results.md.
     pub fn describe(&self) -> String {
         let access = if self.rust_log == DEFAULT_RUST_LOG {
             "on"
@@ -200,7 +198,6 @@ const LARGE: Catalog = Catalog {
 /// Every Catalog process, in the order they start.
 pub(super) const CATALOGS: [Catalog; 3] = [SPEC, CUSTOMERS, LARGE];
 
-/// One scenario.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Scenario {
     pub(super) key: &'static str,
@@ -285,75 +282,60 @@ pub(super) mod tests {
         (PassSettings::new(false, &args), args.tuned_pass().map(keys))
     }
 
+    /// Each pass's name, `RUST_LOG`, Discount's and each Catalog's flags, whether traced, and
+    /// scenarios, for `cargo xtask bench ARGS`.
+    fn summary(args: &[&str]) -> String {
+        let (main, tuned) = passes(args);
+        let summary = |p: &PassSettings, keys: &[&str]| {
+            let (discount, catalog) = (p.discount_args.join(" "), p.catalog_args.join(" "));
+            let keys = keys.join(",");
+            format!(
+                "{} {}: `{discount}` `{catalog}` {} {keys}",
+                p.name, p.rust_log, p.traced
+            )
+        };
+        let tuned = tuned.map_or("none".into(), |(p, keys)| summary(&p, &keys));
+        summary(&main, &["all"]) + " / " + &tuned
+    }
+
+    /// Asserts that `text` holds every one of `parts`.
+    pub(in crate::bench) fn assert_has(text: &str, parts: &[&str]) {
+        for part in parts {
+            assert!(text.contains(part), "no {part:?} in:\n{text}");
+        }
+    }
+
     #[test]
     fn the_main_pass_runs_the_services_on_their_defaults_and_the_tuned_pass_a_and_b_tuned() {
+        let want = "default info: `--metrics-listen 127.0.0.1:0` `` false all / tuned info,access=off: `--metrics-listen 127.0.0.1:0 --worker-threads 1` `` false A,B";
+        assert_eq!(summary(&[]), want);
         let (main, tuned) = passes(&[]);
-        assert_eq!(
-            (main.name, main.rust_log, main.discount_worker_threads),
-            ("default", "info", None)
-        );
-        assert_eq!(main.discount_args, ["--metrics-listen", "127.0.0.1:0"]);
-        assert!(main.catalog_args.is_empty() && main.is_defaults());
-        assert!(
-            main.describe()
-                .ends_with("; tracing off (no `OTEL_*` variable)")
-        );
+        assert!(main.is_defaults() && !tuned.unwrap().0.is_defaults());
+        let want = "`RUST_LOG=info` (access log on); Discount `--metrics-listen 127.0.0.1:0` (worker threads: its default, one per core); Catalog on its defaults; tracing off (no `OTEL_*` variable)";
+        assert_eq!(main.describe(), want);
         assert_eq!(args(&[]).connections, [1, 32, 128]);
-        let (tuned, keys) = tuned.unwrap();
-        assert_eq!(
-            (tuned.name, tuned.rust_log, keys),
-            ("tuned", "info,access=off", vec!["A", "B"])
-        );
-        assert_eq!(tuned.discount_worker_threads, Some(1));
-        assert!(
-            tuned.describe().contains("access log off"),
-            "{}",
-            tuned.describe()
-        );
+        assert_eq!(args(&["--smoke"]).connections, [32]);
     }
 
     #[test]
-    fn discount_threads_and_tracing_apply_to_both_passes_which_are_then_not_the_defaults() {
-        let (main, tuned) = passes(&["--discount-threads", "3", "--tuned", "d,b"]);
-        assert_eq!((main.name, main.discount_worker_threads), ("main", Some(3)));
-        assert!(!main.is_defaults());
-        let (tuned, keys) = tuned.unwrap();
-        assert_eq!(
-            (tuned.discount_worker_threads, keys),
-            (Some(3), vec!["B", "D"]),
-            "in scenario order"
-        );
-
-        let (main, tuned) = passes(&["--smoke", "--traced"]);
-        assert_eq!(
-            (main.name, main.traced, main.is_defaults()),
-            ("traced", true, false)
-        );
-        let on = "tracing on: every request's spans (`OTEL_TRACES_SAMPLER=always_on`)";
-        assert!(main.describe().contains(on), "{}", main.describe());
-        assert_eq!(tuned.unwrap().0.name, "tuned-traced");
-        assert_eq!(
-            passes(&["--traced", "--discount-threads", "2"]).0.name,
-            "main-traced"
-        );
-    }
-
-    #[test]
-    fn the_tuned_pass_takes_extra_flags_or_can_be_left_out() {
-        let extra = ["--tuned-catalog-arg", "--discount-rpcs-in-flight=4"];
-        let smoke = ["--smoke", "--tuned-discount-arg=--handshake-timeout-secs=5"];
-        assert_eq!(args(&smoke).connections, [32]);
-        let (main, tuned) = passes(&[&smoke[..], &extra].concat());
-        assert!(main.catalog_args.is_empty(), "only the tuned pass");
-        let (tuned, _) = tuned.unwrap();
-        assert_eq!(tuned.catalog_args, ["--discount-rpcs-in-flight=4"]);
-        let last = tuned.discount_args.last().map(String::as_str);
-        assert_eq!(last, Some("--handshake-timeout-secs=5"));
-        assert!(passes(&["--tuned", "none"]).1.is_none());
-        assert_eq!(
-            passes(&["--tuned", "all"]).1.unwrap().1,
-            ["A", "B", "C", "D"]
-        );
+    fn discount_threads_tracing_and_extra_flags_change_the_passes_as_asked() {
+        let threads = summary(&["--discount-threads", "3", "--tuned", "d,b"]);
+        let want = "main info: `--metrics-listen 127.0.0.1:0 --worker-threads 3` `` false all / tuned info,access=off: `--metrics-listen 127.0.0.1:0 --worker-threads 3` `` false B,D";
+        assert_eq!(threads, want);
+        let traced = summary(&["--smoke", "--traced", "--tuned", "all"]);
+        let want = "traced info: `--metrics-listen 127.0.0.1:0` `` true all / tuned-traced info,access=off: `--metrics-listen 127.0.0.1:0 --worker-threads 1` `` true A,B,C,D";
+        assert_eq!(traced, want);
+        let want = "; tracing on: every request's spans (`OTEL_TRACES_SAMPLER=always_on`) exported over OTLP/gRPC to a local `otlp-receiver`";
+        assert!(passes(&["--traced"]).0.describe().ends_with(want));
+        assert!(summary(&["--traced", "--discount-threads", "2"]).starts_with("main-traced "));
+        let extra = summary(&[
+            "--tuned-catalog-arg",
+            "--rpcs=4",
+            "--tuned-discount-arg=--x=5",
+        ]);
+        let want = "default info: `--metrics-listen 127.0.0.1:0` `` false all / tuned info,access=off: `--metrics-listen 127.0.0.1:0 --worker-threads 1 --x=5` `--rpcs=4` false A,B";
+        assert_eq!(extra, want);
+        assert!(summary(&["--tuned", "none"]).ends_with(" / none"));
         let parse = |tuned| Cli::try_parse_from(["bench", "--tuned", tuned]).map(|_| ());
         assert!(parse("A,Z").is_err());
     }

@@ -1,12 +1,9 @@
 //! Driving [wrk](https://github.com/wg/wrk), the HTTP load generator (Debian package `wrk`):
-//! finding or installing it, writing its Lua scripts, running it, and reading back the one
-//! JSON line its `done()` hook prints.
-//!
-//! Every script counts, per wrk thread, responses that are not 2xx and responses carrying
-//! Catalog's `x-discount-unavailable` header (full prices because Discount could not be
-//! asked): such a run measured something else, so both are reported as errors. Defining a
-//! `response()` hook makes wrk hand every response to Lua, which costs the load generator a
-//! little CPU; it costs every scenario alike.
+//! finding or installing it, running it with a script ([`COUNTS`] and a scenario's requests),
+//! and reading back the one JSON line the script prints. A response that is not 2xx, or that
+//! carries Catalog's `x-discount-unavailable` (full prices), counts as an error: such a run
+//! measured something else. (Handing every response to Lua costs wrk a little CPU, alike in
+//! every scenario.)
 
 use std::io::{ErrorKind, Read, Seek};
 use std::path::Path;
@@ -40,10 +37,8 @@ pub fn ensure(stop: &StopSignal) -> anyhow::Result<Wrk> {
                     .spawn()
                     .context("wrk is not installed and apt-get cannot be run: install wrk")?;
                 let what = format!("apt-get {}", args.join(" "));
-                let status = wait_child(&mut child, &what, stop, Duration::from_secs(900))?;
-                if !status.success() {
-                    bail!("{what} failed ({status}): install wrk by hand and run again");
-                }
+                wait_child(&mut child, &what, stop, Duration::from_secs(900))
+                    .context("install wrk by hand and run again")?;
             }
             version().context("apt-get installed wrk but it cannot be run")?
         }
@@ -56,12 +51,8 @@ pub fn ensure(stop: &StopSignal) -> anyhow::Result<Wrk> {
     };
     let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
     let first_line = text.lines().next().unwrap_or("wrk");
-    Ok(Wrk(first_line
-        .split(" Copyright")
-        .next()
-        .unwrap_or("wrk")
-        .trim()
-        .to_owned()))
+    let version = first_line.split(" Copyright").next().unwrap_or(first_line);
+    Ok(Wrk(version.trim().to_owned()))
 }
 
 /// The Lua every script starts with: it counts non-2xx and full-price responses and prints
@@ -98,13 +89,11 @@ impl Wrk {
             .spawn()
             .context("cannot run wrk")?;
         let what = format!("wrk -c {connections}");
-        let status = wait_child(&mut child, &what, stop, duration + Duration::from_secs(30))?;
+        let done = wait_child(&mut child, &what, stop, duration + Duration::from_secs(30));
         let mut out = String::new();
         output.rewind()?;
         output.read_to_string(&mut out)?;
-        if !status.success() {
-            bail!("{what} failed ({status}): {}", out.trim());
-        }
+        done.with_context(|| out.trim().to_owned())?;
         parse_output(&out).with_context(|| format!("unexpected output from {what}:\n{out}"))
     }
 }
