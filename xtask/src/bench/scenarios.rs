@@ -163,12 +163,6 @@ impl PassSettings {
             self.discount_args.join(" ")
         )
     }
-
-    /// Whether the pass runs both services as a user does (the operations port Discount
-    /// opens for the bench's scrapes aside).
-    pub fn is_defaults(&self) -> bool {
-        self.name == "default"
-    }
 }
 
 /// A Catalog process: its name in messages and results, its log file, and its products file
@@ -309,8 +303,7 @@ pub(super) mod tests {
     fn the_main_pass_runs_the_services_on_their_defaults_and_the_tuned_pass_a_and_b_tuned() {
         let want = "default info: `--metrics-listen 127.0.0.1:0` `` false all / tuned info,access=off: `--metrics-listen 127.0.0.1:0 --worker-threads 1` `` false A,B";
         assert_eq!(summary(&[]), want);
-        let (main, tuned) = passes(&[]);
-        assert!(main.is_defaults() && !tuned.unwrap().0.is_defaults());
+        let main = passes(&[]).0;
         let want = "`RUST_LOG=info` (access log on); Discount `--metrics-listen 127.0.0.1:0` (worker threads: its default, one per core); Catalog on its defaults; tracing off (no `OTEL_*` variable)";
         assert_eq!(main.describe(), want);
         assert_eq!(args(&[]).connections, [1, 32, 128]);

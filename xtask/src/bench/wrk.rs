@@ -93,7 +93,11 @@ impl Wrk {
         let mut out = String::new();
         output.rewind()?;
         output.read_to_string(&mut out)?;
-        done.with_context(|| out.trim().to_owned())?;
+        match done {
+            // wrk's own words say why it failed; an interruption needs none.
+            Err(err) if !stop.requested() => return Err(err.context(out)),
+            done => done?,
+        }
         parse_output(&out).with_context(|| format!("unexpected output from {what}:\n{out}"))
     }
 }
