@@ -89,10 +89,10 @@ pub(super) fn start(
             },
         ));
     }
-    let (services, catalogs) = (up.services, started);
+    let services = up.services;
     Ok(Started {
         services,
-        catalogs,
+        catalogs: started,
         receiver_log,
     })
 }
@@ -136,14 +136,14 @@ impl<'a> Launcher<'a> {
     /// Starts `cmd` as `name`, its output in `log` in the logs folder.
     fn spawn(&mut self, name: &str, log: &str, cmd: &mut Command) -> anyhow::Result<()> {
         let log = self.logs.join(log);
-        let file =
-            File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
+        let file = File::create(&log);
+        let file = file.with_context(|| format!("cannot create {}", log.display()))?;
+        cmd.stdin(Stdio::null())
             .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn();
-        let child = child.with_context(|| format!("cannot start {name}"))?;
+            .stderr(file);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
         self.services.push(name, child, Some(log));
         Ok(())
     }
@@ -169,9 +169,8 @@ impl<'a> Launcher<'a> {
                 "nothing logged that it listens (\"{marker}\" in {log}) within {secs} s: {tail}"
             )
         };
-        let found = self
-            .services
-            .wait_until(self.stop, self.timeout, listening, not_up)?;
+        let (stop, timeout) = (self.stop, self.timeout);
+        let found = self.services.wait_until(stop, timeout, listening, not_up)?;
         found.context("interrupted")
     }
 }
@@ -180,13 +179,11 @@ fn received(log: &str) -> Option<TracesReceived> {
     let line = log
         .lines()
         .rev()
-        .find_map(|line| line.trim().strip_prefix("received "))?;
-    let (spans, rest) = line.split_once(" spans in ")?;
-    let exports = rest.strip_suffix(" exports")?.parse().ok()?;
-    Some(TracesReceived {
-        spans: spans.parse().ok()?,
-        exports,
-    })
+        .find_map(|l| l.trim().strip_prefix("received "))?;
+    let (spans, exports) = line.split_once(" spans in ")?;
+    let exports = exports.strip_suffix(" exports")?.parse().ok()?;
+    let spans = spans.parse().ok()?;
+    Some(TracesReceived { spans, exports })
 }
 
 /// The variables that make a service export every span (not only those of sampled callers)
