@@ -1,13 +1,14 @@
-//! What the process tests of both services do alike when they run a service's real binary as a
-//! child process: read its stderr in the background and wait for a line ([`Log`]), learn the
-//! addresses it logs ([`addr_in`]), stop it with SIGTERM and wait for its exit within a bound
+//! What the process tests of both services, and `cargo xtask bench`, do alike when they run a
+//! service's real binary as a child process: read its stderr in the background and wait for a
+//! line ([`Log`], [`whole_line_with`]), learn the addresses it logs ([`addr_in`],
+//! [`addr_field`]), stop it with SIGTERM and wait for its exit within a bound
 //! ([`sigterm`], [`exit_within`]), check that a failed start-up says one line
 //! ([`single_error_line`]), read its Prometheus `/metrics` ([`metrics_of`], [`metric`],
 //! [`assert_families_described`]), check that its operations port answers as every
 //! service's does ([`assert_operations_port`]) or is not there ([`listening_ports`]), and wait
 //! with a deadline for what can only be polled ([`poll_until`]).
 //!
-//! A dev-dependency only: the services' tests share it so each helper is written once. It knows
+//! The services' tests and the benchmark share it so each helper is written once. It knows
 //! nothing of Catalog or Discount beyond the shape of their log lines and metrics.
 
 mod exit;
@@ -17,7 +18,7 @@ mod poll;
 mod prometheus;
 
 pub use exit::{exit_within, sigterm, single_error_line};
-pub use log::{LOG_GUARD, Log, addr_in};
+pub use log::{LOG_GUARD, Log, addr_field, addr_in, whole_line_with};
 pub use ops::{Answer, ask, assert_operations_port, listening_ports};
 pub use poll::poll_until;
 pub use prometheus::{assert_families_described, families_and_help, metric, metrics_of};

@@ -1,5 +1,6 @@
 //! A child's stderr, read in the background as it comes and kept, for a test to wait until a
-//! line is logged; and the `addr` field of a log line, in the text and JSON formats.
+//! line is logged; the first whole line with some text in a log; and an address field of a log
+//! line, in the text and JSON formats.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -46,13 +47,7 @@ impl Log {
     /// If the child closes its stderr (exits) first, or after [`LOG_GUARD`]; the message holds
     /// the log so far.
     pub async fn line_with(&self, needle: &str) -> String {
-        let find = |log: &str| {
-            let whole = &log[..log.rfind('\n').map_or(0, |end| end + 1)];
-            whole
-                .lines()
-                .find(|line| line.contains(needle))
-                .map(str::to_owned)
-        };
+        let find = |log: &str| whole_line_with(log, needle).map(str::to_owned);
         let mut log = self.0.clone();
         let seen = tokio::time::timeout(LOG_GUARD, log.wait_for(|log| find(log).is_some()))
             .await
@@ -77,6 +72,13 @@ impl Log {
     }
 }
 
+/// The first whole line (one that its newline ends) of `log` containing `needle`.
+pub fn whole_line_with<'a>(log: &'a str, needle: &str) -> Option<&'a str> {
+    log[..log.rfind('\n').map_or(0, |end| end + 1)]
+        .lines()
+        .find(|line| line.contains(needle))
+}
+
 /// The `addr` field of a log line (its line end included or not): `addr=127.0.0.1:1` in the
 /// text format, `"addr":"127.0.0.1:1"` in JSON.
 ///
@@ -84,14 +86,20 @@ impl Log {
 ///
 /// If the line has no `addr` field that is a socket address.
 pub fn addr_in(line: &str) -> SocketAddr {
+    addr_field(line, "addr").unwrap_or_else(|| panic!("no addr in {line:?}"))
+}
+
+/// The socket address in field `name` of a log line: `name=127.0.0.1:1` in the text format,
+/// `"name":"127.0.0.1:1"` in JSON; `None` if there is no such field, or it is no address.
+pub fn addr_field(line: &str, name: &str) -> Option<SocketAddr> {
+    let (text, json) = (format!("{name}="), format!("\"{name}\":\""));
     line.split(|c: char| c.is_whitespace() || c == ',')
         .find_map(|field| {
             field
-                .strip_prefix("addr=")
-                .or_else(|| field.strip_prefix(r#""addr":""#)?.strip_suffix('"'))
+                .strip_prefix(text.as_str())
+                .or_else(|| field.strip_prefix(json.as_str())?.strip_suffix('"'))
         })
         .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no addr in {line:?}"))
 }
 
 #[cfg(test)]
@@ -109,6 +117,18 @@ mod tests {
             ),
             addr
         );
+        let receiver = "otlp-receiver listening grpc=127.0.0.1:1 http=127.0.0.1:2";
+        assert_eq!(addr_field(receiver, "http"), "127.0.0.1:2".parse().ok());
+        assert_eq!(addr_field(receiver, "addr"), None);
+        assert_eq!(addr_field("listening grpc=nowhere", "grpc"), None);
+    }
+
+    #[test]
+    fn only_a_whole_line_is_found() {
+        let log = "INFO starting\nINFO Discount listening addr=127.0.0.1:1\nINFO Catalog listen";
+        let found = whole_line_with(log, "listening");
+        assert_eq!(found, Some("INFO Discount listening addr=127.0.0.1:1"));
+        assert_eq!(whole_line_with(log, "Catalog"), None, "still being written");
     }
 
     #[test]

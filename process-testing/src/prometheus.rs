@@ -1,5 +1,6 @@
-//! A service's Prometheus text exposition, as its tests read it: fetched from its operations
-//! port, one series' value looked up, and every family checked for a `# HELP` line.
+//! A service's Prometheus text exposition, as its tests and the benchmark read it: fetched from
+//! its operations port, a series' value (or a metric's, summed over its label sets) looked up,
+//! and every family checked for a `# HELP` line.
 
 use std::net::SocketAddr;
 
@@ -17,12 +18,22 @@ pub async fn metrics_of(ops: SocketAddr) -> String {
         .expect("the body of /metrics is read")
 }
 
-/// The value of the Prometheus series whose line starts with `series` (name and labels).
+/// The value of `series` in a Prometheus text exposition: a whole series (`name{labels}`), or
+/// a metric's name, whose series are then added up across their label sets; `None` if absent.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(series))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
+    let values = text.lines().filter_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        let rest = match rest.strip_prefix('{') {
+            Some(labels) => &labels[labels.rfind('}')? + 1..],
+            None => rest,
+        };
+        rest.strip_prefix(' ')?
+            .split(' ')
+            .next()?
+            .parse::<f64>()
+            .ok()
+    });
+    values.reduce(|sum, value| sum + value)
 }
 
 /// The metric families in a Prometheus text exposition that have a `# TYPE` line, each with
@@ -76,12 +87,19 @@ mod tests {
                         a_total{kind=\"x\"} 3\n\
                         # HELP b_open \n\
                         # TYPE b_open gauge\n\
-                        b_open 1.5\n";
+                        b_open 1.5\n\
+                        b_open_total 9\n\
+                        a_total{kind=\"y\",note=\"} \"} 4 1700000000000\n";
 
     #[test]
     fn a_series_value_is_looked_up_by_its_line_start() {
         assert_eq!(metric(TEXT, r#"a_total{kind="x"}"#), Some(3.0));
-        assert_eq!(metric(TEXT, "b_open"), Some(1.5));
+        assert_eq!(metric(TEXT, "b_open"), Some(1.5), "not b_open_total");
+        assert_eq!(
+            metric(TEXT, "a_total"),
+            Some(7.0),
+            "summed over its label sets"
+        );
         assert_eq!(metric(TEXT, "c_total"), None);
     }
 

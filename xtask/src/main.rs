@@ -3,15 +3,15 @@
 mod bench;
 mod services;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode};
+use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pki::certs_dir::{self, GenCerts};
-use services::{Services, Startup, StopSignal, target_dir};
+use services::{Services, StopSignal};
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "Project automation")]
@@ -25,93 +25,78 @@ enum Cmd {
     /// Create the private CA and the Discount and Catalog certificates.
     ///
     /// An existing CA is kept (only the service certificates are re-issued) unless --force.
-    GenCerts {
-        /// Output folder [default: certs/ at the workspace root].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Validity of new certificates, in days.
-        #[arg(long, default_value_t = 365)]
-        days: u32,
-        /// Replace an existing CA (everything it signed stops being trusted).
-        #[arg(long)]
-        force: bool,
-        /// Make the service certificates valid for this many hours instead (short-lived
-        /// certificates, to exercise rotation).
-        #[arg(long, value_name = "N")]
-        hours: Option<u32>,
-        /// Issue a client certificate for this service only (repeatable), e.g. `--service
-        /// reports` writes reports.pem and reports.key with identity
-        /// spiffe://shop.local/reports.
-        #[arg(long = "service", value_name = "NAME")]
-        services: Vec<String>,
-    },
+    GenCerts(GenCertsArgs),
     /// Build and start Discount and Catalog on loopback (creating certificates if missing);
     /// Ctrl-C stops both.
-    Up {
-        /// Certificate folder [default: certs/ at the workspace root].
-        #[arg(long)]
-        certs: Option<PathBuf>,
-        /// Build and run optimised binaries.
-        #[arg(long)]
-        release: bool,
-        /// Catalog's HTTP port.
-        #[arg(long, default_value_t = 11080)]
-        catalog_port: u16,
-        /// Discount's gRPC port.
-        #[arg(long, default_value_t = 11443)]
-        discount_port: u16,
-    },
-    /// Load-test Catalog and Discount (release builds, on loopback ports the system picks) with wrk and
-    /// write results.md, results.json and plot.svg to target/bench/.
+    Up(UpArgs),
+    /// Load-test Catalog and Discount (release builds, on loopback) with wrk and write
+    /// results.md, results.json and plot.svg to target/bench/.
     ///
     /// Scenarios: A GET /products; B with X-USER-ID: 1; C a mix of customers; D 100 of
     /// 10,000 products for customer 1; each at 1, 32 and 128 connections, with both services on
     /// their defaults; then A and B again in a tuned pass (access log off, one Discount worker
-    /// thread), shown beside them. Needs wrk (installed with apt-get when missing and running
-    /// as root).
+    /// thread). Needs wrk (installed with apt-get when missing and running as root).
     Bench(bench::BenchArgs),
 }
 
-fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+#[derive(Debug, clap::Args)]
+struct GenCertsArgs {
+    /// Output folder [default: certs/ at the workspace root].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Validity of new certificates, in days.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Replace an existing CA (everything it signed stops being trusted).
+    #[arg(long)]
+    force: bool,
+    /// Make the service certificates valid for this many hours instead (short-lived
+    /// certificates, to exercise rotation).
+    #[arg(long, value_name = "N")]
+    hours: Option<u32>,
+    /// Issue a client certificate for this service only (repeatable), e.g. `--service
+    /// reports` writes reports.pem and reports.key with identity
+    /// spiffe://shop.local/reports.
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Cmd::GenCerts {
-            out,
-            days,
-            force,
-            hours,
-            services,
-        } => {
-            let dir = out.unwrap_or_else(default_certs_dir);
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Certificate folder [default: certs/ at the workspace root].
+    #[arg(long)]
+    certs: Option<PathBuf>,
+    /// Build and run optimised binaries.
+    #[arg(long)]
+    release: bool,
+    /// Catalog's HTTP port.
+    #[arg(long, default_value_t = 11080)]
+    catalog_port: u16,
+    /// Discount's gRPC port.
+    #[arg(long, default_value_t = 11443)]
+    discount_port: u16,
+}
+
+fn main() -> ExitCode {
+    let done = match Cli::parse().command {
+        Cmd::GenCerts(args) => {
+            let dir = args.out.unwrap_or_else(default_certs_dir);
+            let (force, leaf_hours, services) = (args.force, args.hours, args.services);
             gen_certs(&GenCerts {
                 force,
-                leaf_hours: hours,
+                leaf_hours,
                 services,
-                ..GenCerts::new(dir, days)
+                ..GenCerts::new(dir, args.days)
             })
         }
-        Cmd::Up {
-            certs,
-            release,
-            catalog_port,
-            discount_port,
-        } => up(
-            &certs.unwrap_or_else(default_certs_dir),
-            release,
-            catalog_port,
-            discount_port,
-        ),
+        Cmd::Up(args) => up(args),
         Cmd::Bench(args) => bench::run(args),
+    };
+    if let Err(err) = done {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
 }
 
 /// The workspace root, whatever the caller's working directory.
@@ -127,22 +112,16 @@ fn default_certs_dir() -> PathBuf {
 fn gen_certs(opts: &GenCerts) -> anyhow::Result<()> {
     for w in certs_dir::gen_certs(opts)? {
         let action = if w.reused { "kept " } else { "wrote" };
-        println!(
-            "{action} {} + {}  {} (expires {})",
-            w.cert_path.display(),
-            w.key_path
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            w.what,
-            w.not_after.date()
-        );
+        let key = w.key_path.file_name().unwrap_or_default().to_string_lossy();
+        let (cert, what, expires) = (w.cert_path.display(), w.what, w.not_after.date());
+        println!("{action} {cert} + {key}  {what} (expires {expires})");
     }
     Ok(())
 }
 
-fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> anyhow::Result<()> {
+fn up(args: UpArgs) -> anyhow::Result<()> {
     let stop = StopSignal::install()?;
-
+    let certs = &args.certs.unwrap_or_else(default_certs_dir);
     if certs_dir::is_complete(certs) {
         println!("using the certificates in {}", certs.display());
     } else {
@@ -150,77 +129,41 @@ fn up(certs: &Path, release: bool, catalog_port: u16, discount_port: u16) -> any
         gen_certs(&GenCerts::new(certs, 365))?;
     }
 
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(&cargo);
-    build.args([
-        "build",
-        "--quiet",
-        "-p",
-        "discount-service",
-        "-p",
-        "catalog-service",
-    ]);
-    if release {
-        build.arg("--release");
-    }
-    println!("building discount-service and catalog-service...");
-    let status = build
-        .current_dir(workspace_root())
-        .status()
-        .context("cannot run cargo build")?;
-    if !status.success() {
-        bail!("cargo build failed ({status})");
-    }
-    let bin_dir = target_dir().join(if release { "release" } else { "debug" });
+    let services = ["discount-service", "catalog-service"];
+    let bin_dir = services::cargo_build(&services, args.release, &stop)?;
 
-    let discount_addr = format!("127.0.0.1:{discount_port}");
-    let catalog_addr: SocketAddr = ([127, 0, 0, 1], catalog_port).into();
-    let mut services = Services::new();
-    let spawn = |name: &'static str, args: &[&str]| -> anyhow::Result<(&'static str, Child)> {
-        let child = Command::new(bin_dir.join(name))
-            .args(args)
-            .arg("--certs-dir")
-            .arg(certs)
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        Ok((name, child))
+    // Catalog is given the address Discount binds, not `localhost`: where `localhost` also
+    // resolves to `::1`, Catalog would see a second replica that never answers.
+    let (catalog_port, discount_port) = (args.catalog_port, args.discount_port);
+    let discount_addr = SocketAddr::from(([127, 0, 0, 1], discount_port)).to_string();
+    let catalog_addr = SocketAddr::from(([127, 0, 0, 1], catalog_port));
+    let spawn = |name: &str, args: &[&str]| {
+        let mut cmd = Command::new(bin_dir.join(name));
+        let child = cmd.args(args).arg("--certs-dir").arg(certs).spawn();
+        child.with_context(|| format!("cannot start {name}"))
     };
-    let (name, child) = spawn("discount-service", &["--listen", &discount_addr])?;
-    services.push(name, child);
-    let (name, child) = spawn(
+    let mut services = Services::default();
+    let discount = spawn("discount-service", &["--listen", &discount_addr])?;
+    services.push("discount-service", discount, None);
+    let catalog = catalog_addr.to_string();
+    let catalog = spawn(
         "catalog-service",
-        &[
-            "--listen",
-            &catalog_addr.to_string(),
-            "--discount-addr",
-            // The address Discount binds, not `localhost`: where `localhost` also resolves to
-            // `::1`, Catalog would see a second replica that never answers.
-            &format!("127.0.0.1:{discount_port}"),
-        ],
+        &["--listen", &catalog, "--discount-addr", &discount_addr],
     )?;
-    services.push(name, child);
+    services.push("catalog-service", catalog, None);
 
-    // Wait for Catalog to accept connections, or for a service to fail at start-up.
-    match services.wait_listening(catalog_addr, &stop, Duration::from_secs(60), "Catalog")? {
-        Startup::Listening(()) => {}
-        Startup::Exited(name, status) => {
-            bail!("{name} exited during start-up ({status}); see its error above")
-        }
-        Startup::Stopped => return Ok(()),
+    let connect = || TcpStream::connect_timeout(&catalog_addr, Duration::from_millis(200));
+    let not_up = || format!("Catalog did not start listening on {catalog_addr} within 60 s");
+    let limit = Duration::from_secs(60);
+    let up = services.wait_until(&stop, limit, || Ok(connect().ok()), not_up)?;
+    if up.is_none() {
+        return Ok(());
     }
-    println!();
-    println!("Catalog is up on http://{catalog_addr}, Discount on {discount_addr} (mutual TLS).");
+    println!("\nCatalog is up on http://{catalog_addr}, Discount on {discount_addr} (mutual TLS).");
     println!("Try:  curl -H 'X-USER-ID: 1' localhost:{catalog_port}/products");
-    println!("Press Ctrl-C to stop both.");
-    println!();
-
-    loop {
-        if let Some((name, status)) = services.exited() {
-            bail!("{name} stopped unexpectedly ({status})");
-        }
-        if stop.wait(Duration::from_millis(200)) {
-            break;
-        }
+    println!("Press Ctrl-C to stop both.\n");
+    while !stop.wait(Duration::from_millis(200)) {
+        services.exited()?;
     }
     services.stop();
     Ok(())

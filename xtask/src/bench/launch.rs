@@ -1,8 +1,8 @@
-//! Getting the services up for the benchmark: the release build, each service's command
-//! (certificates, a log file, the pass's `RUST_LOG` and flags, none of the caller's service
-//! or `OTEL_*` settings), and starting one Discount (with its operations port) and the Catalog
-//! processes a pass needs on port 0, reading the address each one bound from the line it logs
-//! when it listens; in a traced pass, the OTLP receiver first, and both services pointed at it.
+//! Getting a pass's processes up, each on port 0 with its output in a log file: in a traced
+//! pass the OTLP receiver (`otlp-receiver`, a collector that counts spans and keeps none) first,
+//! then one Discount and the Catalogs the pass needs, with their certificates, the pass's
+//! `RUST_LOG` and flags, and none of the caller's service or `OTEL_*` settings. The address each
+//! binds is read from the line it logs.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -11,236 +11,207 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use process_testing::{addr_field, whole_line_with};
 
-use crate::services::{Services, Startup, StopSignal, target_dir, wait_child};
+use super::measure::Endpoints;
+use super::results::TracesReceived;
+use super::scenarios::{Catalog, PassSettings};
+use super::{Env, data};
+use crate::services::{Services, StopSignal, log_tail};
 
-use super::data::DataFiles;
-use super::logline::{log_tail, logged_addr};
-use super::otlp;
-use super::scenarios::{CatalogKind, PassSettings};
-
-/// How long each service has to log that it listens.
+/// How long each process has to log that it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The OTLP receiver's binary, and its log.
+pub(super) const RECEIVER: &str = "otlp-receiver";
+const RECEIVER_LOG: &str = "otlp-receiver.log";
 
-/// What one pass has running.
 #[derive(Debug)]
 pub(super) struct Started {
-    /// Every process started (stopped when dropped).
+    /// Every process started, the OTLP receiver first, so that it is stopped last (when dropped
+    /// too) and counts the services' last spans.
     pub(super) services: Services,
-    /// Each Catalog's public HTTP address and its operations port (`/metrics`).
-    pub(super) catalogs: Vec<(CatalogKind, CatalogAddrs)>,
-    /// Discount's operations port (`/metrics`).
-    pub(super) discount_metrics: SocketAddr,
-    /// The OTLP receiver of a traced pass; after `services`, so that it is stopped after them
-    /// when dropped.
-    pub(super) receiver: Option<otlp::Receiver>,
+    /// Where each Catalog, its operations port and Discount's answer.
+    pub(super) catalogs: Vec<(Catalog, Endpoints)>,
+    receiver_log: Option<PathBuf>,
 }
 
-/// Where one Catalog process answers.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct CatalogAddrs {
-    /// The public port (`/products`).
-    pub(super) public: SocketAddr,
-    /// The operations port (`/metrics`).
-    pub(super) ops: SocketAddr,
-}
-
-/// Starts one Discount, then the Catalog processes of `kinds` pointed at it (their logs in
-/// `logs`), run as `settings` says, each listening on a port the system picks, and waits until
-/// every one has logged the address it listens on. A traced pass starts the OTLP receiver
-/// before them.
-pub(super) fn start_services(
-    bin_dir: &Path,
-    certs: &Path,
-    files: &DataFiles,
-    logs: &Path,
+/// Starts, as `settings` says and with their logs in `logs`: the OTLP receiver if traced, one
+/// Discount, then `catalogs` pointed at it; and waits until each has logged where it listens.
+pub(super) fn start(
+    env: &Env<'_>,
     settings: &PassSettings,
-    kinds: &[CatalogKind],
-    stop: &StopSignal,
+    catalogs: &[Catalog],
+    logs: &Path,
 ) -> anyhow::Result<Started> {
-    // Declared first, so dropped (stopped) after the services on an early return.
-    let receiver = if settings.traced {
-        Some(otlp::start(bin_dir, logs, stop)?)
-    } else {
-        None
+    let mut up = Launcher::new(logs, env.stop, START_TIMEOUT);
+    let mut otel_env = Vec::new();
+    let receiver_log = settings.traced.then(|| logs.join(RECEIVER_LOG));
+    if settings.traced {
+        let mut receiver = Command::new(env.bin_dir.join(RECEIVER));
+        up.spawn(RECEIVER, RECEIVER_LOG, &mut receiver)?;
+        let grpc = up.addr(RECEIVER_LOG, "otlp-receiver listening", "grpc")?;
+        println!("{RECEIVER} listening for OTLP/gRPC on {grpc}");
+        otel_env = service_env(grpc).to_vec();
+    }
+    let service = |binary: &str| {
+        let binary = env.bin_dir.join(binary);
+        service_command(&binary, env.certs, settings.rust_log, &otel_env)
     };
-    let otel_env: Vec<(&str, String)> = receiver
-        .iter()
-        .flat_map(otlp::Receiver::service_env)
-        .collect();
-    let mut services = Services::new();
-    let discount_log = logs.join("discount.log");
-    let mut discount = service_command(
-        &bin_dir.join("discount-service"),
-        certs,
-        &discount_log,
-        settings.rust_log,
-        &otel_env,
-    )?;
-    discount
-        .args(["--listen", "127.0.0.1:0"])
-        .args(&settings.discount_args);
-    services.push(
-        "discount-service",
-        discount.spawn().context("cannot start discount-service")?,
-    );
-    let mut wait_discount = |marker| {
-        wait_logged_addr(
-            &mut services,
-            "discount-service",
-            &discount_log,
-            marker,
-            logs,
-            stop,
-            START_TIMEOUT,
-        )
-    };
-    let discount_addr = wait_discount("Discount listening")?;
-    let discount_metrics = wait_discount("Discount operations port listening")?;
 
-    // Start every Catalog, then wait for each in turn.
-    for &kind in kinds {
-        let mut cmd = service_command(
-            &bin_dir.join("catalog-service"),
-            certs,
-            &logs.join(kind.log_name()),
-            settings.rust_log,
-            &otel_env,
-        )?;
-        cmd.args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
-            .args(["--discount-addr", &discount_addr.to_string()]);
-        match kind {
-            CatalogKind::Spec => {}
-            CatalogKind::Customers => {
-                cmd.arg("--products").arg(&files.spec_products);
-                cmd.arg("--customers").arg(&files.customers);
-            }
-            CatalogKind::Large => {
-                cmd.arg("--products").arg(&files.large_products);
-                cmd.arg("--customers").arg(&files.customers);
-            }
+    let mut discount = service("discount-service");
+    discount.args(["--listen", "127.0.0.1:0"]);
+    discount.args(&settings.discount_args);
+    up.spawn("discount-service", "discount.log", &mut discount)?;
+    let discount_addr = up.addr("discount.log", "Discount listening", "addr")?;
+    let discount_ops = up.addr("discount.log", "Discount operations port listening", "addr")?;
+
+    for catalog in catalogs {
+        let mut cmd = service("catalog-service");
+        cmd.args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]);
+        cmd.arg("--discount-addr").arg(discount_addr.to_string());
+        if let Some(products) = catalog.products {
+            cmd.arg("--products").arg(env.data.join(products));
+            cmd.arg("--customers").arg(env.data.join(data::CUSTOMERS));
         }
-        cmd.args(&settings.catalog_args);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", kind.process_name()))?;
-        services.push(kind.process_name(), child);
+        up.spawn(catalog.name, catalog.log, cmd.args(&settings.catalog_args))?;
     }
-    let mut catalogs: Vec<(CatalogKind, CatalogAddrs)> = Vec::new();
-    for &kind in kinds {
-        let mut wait_catalog = |marker| {
-            wait_logged_addr(
-                &mut services,
-                kind.process_name(),
-                &logs.join(kind.log_name()),
-                marker,
-                logs,
-                stop,
-                START_TIMEOUT,
-            )
-        };
-        let public = wait_catalog("Catalog listening")?;
-        let ops = wait_catalog("Catalog operations port listening")?;
-        catalogs.push((kind, CatalogAddrs { public, ops }));
+    let mut started = Vec::new();
+    for &catalog in catalogs {
+        let public = up.addr(catalog.log, "Catalog listening", "addr")?;
+        let ops = up.addr(catalog.log, "Catalog operations port listening", "addr")?;
+        started.push((
+            catalog,
+            Endpoints {
+                catalog: public,
+                catalog_ops: ops,
+                discount_ops,
+            },
+        ));
     }
+    let services = up.services;
     Ok(Started {
         services,
-        catalogs,
-        discount_metrics,
-        receiver,
+        catalogs: started,
+        receiver_log,
     })
 }
 
-/// Waits until `name` writes a line containing `marker` to `log`, and returns the address in
-/// it. Fails, with the end of the log concerned, if a service exits first or no such line
-/// comes within `timeout`; fails too on Ctrl-C or SIGTERM. `logs` holds every service's log.
-fn wait_logged_addr(
-    services: &mut Services,
-    name: &str,
-    log: &Path,
-    marker: &str,
-    logs: &Path,
-    stop: &StopSignal,
-    timeout: Duration,
-) -> anyhow::Result<SocketAddr> {
-    let listening = || {
-        let text = fs::read(log).with_context(|| format!("cannot read {}", log.display()))?;
-        logged_addr(&String::from_utf8_lossy(&text), marker)
-            .with_context(|| format!("{name}'s log {}", log.display()))
-    };
-    let not_up = || {
-        format!(
-            "{name} did not log that it listens (\"{marker}\" in {}) within {} s: {}",
-            log.display(),
-            timeout.as_secs_f64(),
-            log_tail(log)
-        )
-    };
-    match services.wait_until(stop, timeout, listening, not_up)? {
-        Startup::Listening(addr) => Ok(addr),
-        Startup::Stopped => bail!("interrupted"),
-        Startup::Exited(who, status) => {
-            let log = CatalogKind::ALL
-                .into_iter()
-                .find(|k| k.process_name() == who)
-                .map_or_else(|| logs.join("discount.log"), |k| logs.join(k.log_name()));
-            bail!(
-                "{who} exited during start-up ({status}): {}",
-                log_tail(&log)
-            );
+impl Started {
+    /// Stops every process, and returns what the OTLP receiver of a traced pass said it got as
+    /// it exited (`received N spans in M exports`, in its log); `None`, with a warning, if it
+    /// did not say.
+    pub(super) fn stop(mut self) -> Option<TracesReceived> {
+        self.services.stop();
+        let log = self.receiver_log.take()?;
+        let received = received(&fs::read_to_string(&log).unwrap_or_default());
+        if received.is_none() {
+            let log = log.display();
+            eprintln!("warning: {RECEIVER} did not say how many spans it got (see {log})");
         }
+        received
     }
 }
 
-/// `cargo build --release` of both services, and of the OTLP receiver if `traced`; returns
-/// the folder holding the binaries.
-pub(super) fn build_release(stop: &StopSignal, traced: bool) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut packages = vec!["discount-service", "catalog-service"];
-    if traced {
-        packages.push(otlp::BINARY);
+/// Starts processes with their output in log files in one folder, and waits for each to log
+/// where it listens.
+struct Launcher<'a> {
+    services: Services,
+    logs: &'a Path,
+    stop: &'a StopSignal,
+    /// How long each process has to log where it listens.
+    timeout: Duration,
+}
+
+impl<'a> Launcher<'a> {
+    fn new(logs: &'a Path, stop: &'a StopSignal, timeout: Duration) -> Self {
+        Self {
+            services: Services::default(),
+            logs,
+            stop,
+            timeout,
+        }
     }
-    println!("building {} (release)...", packages.join(", "));
-    let mut child = Command::new(&cargo)
-        .args(["build", "--release"])
-        .args(packages.iter().flat_map(|p| ["-p", p]))
-        .current_dir(crate::workspace_root())
-        .spawn()
-        .context("cannot run cargo build")?;
-    let status = wait_child(&mut child, "cargo build", stop, Duration::from_secs(3600))?;
-    if !status.success() {
-        bail!("cargo build --release failed ({status})");
+
+    /// Starts `cmd` as `name`, its output in `log` in the logs folder.
+    fn spawn(&mut self, name: &str, log: &str, cmd: &mut Command) -> anyhow::Result<()> {
+        let log = self.logs.join(log);
+        let file = File::create(&log);
+        let file = file.with_context(|| format!("cannot create {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        self.services.push(name, child, Some(log));
+        Ok(())
     }
-    Ok(target_dir().join("release"))
+
+    /// Waits until a whole line containing `marker` is in `log`, and returns the address in
+    /// that line's field `field`. Fails, with the end of the log concerned, if a process exits
+    /// first, if the line has no such address, or if none comes in time; fails too on Ctrl-C.
+    fn addr(&mut self, log: &str, marker: &str, field: &str) -> anyhow::Result<SocketAddr> {
+        let log = self.logs.join(log);
+        let listening = || {
+            let text = fs::read_to_string(&log)
+                .with_context(|| format!("cannot read {}", log.display()))?;
+            let Some(line) = whole_line_with(&text, marker) else {
+                return Ok(None);
+            };
+            let addr = addr_field(line, field).map(Some);
+            addr.with_context(|| format!("no address {field}= in {line:?} ({})", log.display()))
+        };
+        let not_up = || {
+            let (secs, tail) = (self.timeout.as_secs_f64(), log_tail(&log));
+            let log = log.display();
+            format!(
+                "nothing logged that it listens (\"{marker}\" in {log}) within {secs} s: {tail}"
+            )
+        };
+        let (stop, timeout) = (self.stop, self.timeout);
+        let found = self.services.wait_until(stop, timeout, listening, not_up)?;
+        found.context("interrupted")
+    }
+}
+
+fn received(log: &str) -> Option<TracesReceived> {
+    let line = log
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("received "))?;
+    let (spans, exports) = line.split_once(" spans in ")?;
+    let exports = exports.strip_suffix(" exports")?.parse().ok()?;
+    let spans = spans.parse().ok()?;
+    Some(TracesReceived { spans, exports })
+}
+
+/// The variables that make a service export every span (not only those of sampled callers)
+/// over gRPC to the receiver whose gRPC port is `grpc`.
+fn service_env(grpc: SocketAddr) -> [(&'static str, String); 3] {
+    [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{grpc}")),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
+    ]
 }
 
 /// A service command with its certificates, `RUST_LOG=rust_log`, the OpenTelemetry variables
-/// `otel_env` (none: tracing off), its output appended to `log`, and none of the services'
-/// environment variables, nor any `OTEL_*` one, from the caller's shell (so every run is
-/// configured alike, and a shell cannot turn tracing on).
+/// `otel_env` (none: tracing off), and none of the services' environment variables, nor any
+/// `OTEL_*` one, from the caller's shell (so every run is configured alike, and a shell cannot
+/// turn tracing on).
 fn service_command(
     binary: &Path,
     certs: &Path,
-    log: &Path,
     rust_log: &str,
-    otel_env: &[(&str, String)],
-) -> anyhow::Result<Command> {
-    let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let file2 = file
-        .try_clone()
-        .with_context(|| format!("cannot reopen {}", log.display()))?;
+    otel: &[(&str, String)],
+) -> Command {
     let mut cmd = Command::new(binary);
     remove_service_vars(&mut cmd, std::env::vars_os().map(|(key, _)| key));
-    cmd.envs(otel_env.iter().map(|(key, value)| (key, value)))
-        .env("RUST_LOG", rust_log)
-        .env("NO_COLOR", "1")
-        .arg("--certs-dir")
-        .arg(certs)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(file))
-        .stderr(Stdio::from(file2));
-    Ok(cmd)
+    cmd.envs(otel.iter().map(|(key, value)| (key, value)));
+    cmd.env("RUST_LOG", rust_log).env("NO_COLOR", "1");
+    cmd.arg("--certs-dir").arg(certs);
+    cmd
 }
 
 /// Removes from `cmd`'s environment each of `inherited` that configures a service: its own
@@ -248,12 +219,10 @@ fn service_command(
 fn remove_service_vars(cmd: &mut Command, inherited: impl IntoIterator<Item = OsString>) {
     for key in inherited {
         let text = key.to_string_lossy();
-        if ["CATALOG_", "DISCOUNT_", "OTEL_"]
+        let prefixed = ["CATALOG_", "DISCOUNT_", "OTEL_"]
             .iter()
-            .any(|prefix| text.starts_with(prefix))
-            || text == "CERTS_DIR"
-            || text == "LOG_FORMAT"
-        {
+            .any(|p| text.starts_with(p));
+        if prefixed || text == "CERTS_DIR" || text == "LOG_FORMAT" {
             cmd.env_remove(&key);
         }
     }
@@ -263,121 +232,82 @@ fn remove_service_vars(cmd: &mut Command, inherited: impl IntoIterator<Item = Os
 mod tests {
     use super::*;
 
-    /// Runs `script` in `sh` as a service called `name` whose output goes to `log`.
-    fn fake_service(services: &mut Services, name: &str, log: &Path, script: &str) {
-        let file = File::create(log).unwrap();
-        let child = Command::new("sh")
-            .args(["-c", script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap();
-        services.push(name, child);
-    }
-
-    /// Waits as the benchmark does for the fake Discount, for at most `timeout`.
-    fn wait_for_discount(script: &str, timeout: Duration) -> anyhow::Result<SocketAddr> {
+    /// Waits as the benchmark does, at most `timeout`, for a fake Discount: `script` run by `sh`.
+    fn wait_for_discount(script: &str, timeout: Duration) -> String {
         let logs = tempfile::tempdir().unwrap();
-        let log = logs.path().join("discount.log");
-        let mut services = Services::new();
-        fake_service(&mut services, "discount-service", &log, script);
-        let stop = StopSignal::never();
-        wait_logged_addr(
-            &mut services,
-            "discount-service",
-            &log,
-            "Discount listening",
-            logs.path(),
-            &stop,
-            timeout,
-        )
+        let stop = StopSignal::default();
+        let mut up = Launcher::new(logs.path(), &stop, timeout);
+        let mut sh = Command::new("sh");
+        up.spawn("discount-service", "discount.log", sh.args(["-c", script]))
+            .unwrap();
+        let addr = up.addr("discount.log", "Discount listening", "addr");
+        addr.map_or_else(|err| format!("{err:#}"), |addr| addr.to_string())
     }
 
     #[test]
-    fn waits_for_the_line_and_reads_its_address() {
-        let addr = wait_for_discount(
-            "echo starting; sleep 0.3; \
-             echo 'INFO x: Discount listening (gRPC) addr=127.0.0.1:4242'; exec sleep 30",
-            Duration::from_secs(20),
-        )
-        .unwrap();
-        assert_eq!(addr, "127.0.0.1:4242".parse().unwrap());
-    }
-
-    #[test]
-    fn a_service_that_exits_is_named_with_the_end_of_its_log() {
-        let err = wait_for_discount(
-            "echo 'ERROR --listen: cannot bind'; exit 3",
-            Duration::from_secs(20),
-        )
-        .unwrap_err();
-        let err = format!("{err:#}");
+    fn waits_for_the_line_and_reads_its_address_or_says_why_not_with_the_end_of_the_log() {
+        let secs = Duration::from_secs(20);
+        let listening = "echo starting; sleep 0.3; \
+            echo 'INFO x: Discount listening (gRPC) addr=127.0.0.1:4242'; exec sleep 30";
+        assert_eq!(wait_for_discount(listening, secs), "127.0.0.1:4242");
+        let err = wait_for_discount("echo 'ERROR --listen: cannot bind'; exit 3", secs);
         assert!(
-            err.contains("discount-service exited during start-up"),
+            err.starts_with("discount-service exited (exit status: 3): ERROR --listen"),
             "{err}"
         );
-        assert!(err.contains("cannot bind"), "{err}");
-    }
-
-    #[test]
-    fn no_line_in_time_is_an_error_with_the_end_of_the_log() {
-        let err = wait_for_discount(
-            "echo 'INFO still loading'; exec sleep 30",
-            Duration::from_millis(500),
-        )
-        .unwrap_err();
-        let err = format!("{err:#}");
-        assert!(err.contains("did not log that it listens"), "{err}");
+        let silent = "echo 'INFO still loading'; exec sleep 30";
+        let err = wait_for_discount(silent, Duration::from_millis(500));
+        assert!(err.contains("nothing logged that it listens"), "{err}");
         assert!(err.contains("still loading"), "{err}");
+        let nowhere = "echo 'INFO Discount listening addr=nowhere'; exec sleep 30";
+        let err = wait_for_discount(nowhere, secs);
+        assert!(
+            err.starts_with("no address addr= in \"INFO Discount"),
+            "{err}"
+        );
     }
 
-    /// `cmd`'s environment changes: each variable with its value, `None` if removed.
-    fn env_of(cmd: &Command) -> Vec<(String, Option<String>)> {
+    /// `cmd`'s environment changes: `KEY=value`, or `KEY` if removed, then a space each.
+    fn env_of(cmd: &Command) -> String {
         let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+        let value = |v: Option<_>| v.map(|v| format!("={}", text(v))).unwrap_or_default();
         cmd.get_envs()
-            .map(|(k, v)| (text(k), v.map(text)))
+            .map(|(k, v)| text(k) + &value(v) + " ")
             .collect()
     }
 
     #[test]
-    fn services_inherit_no_otel_or_service_variable() {
+    fn services_inherit_no_otel_or_service_variable_and_are_traced_only_when_asked() {
         let mut cmd = Command::new("true");
-        let inherited = [
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "OTEL_SDK_DISABLED",
-            "CATALOG_LISTEN",
-            "DISCOUNT_LISTEN",
-            "CERTS_DIR",
-            "LOG_FORMAT",
-            "PATH",
-            "MY_OTEL_THING",
-        ];
-        remove_service_vars(&mut cmd, inherited.map(OsString::from));
-        let removed: Vec<String> = env_of(&cmd).into_iter().map(|(k, _)| k).collect();
-        let mut expected = inherited[..6].to_vec();
-        expected.sort_unstable();
-        assert_eq!(removed, expected, "{:?}", env_of(&cmd));
-        assert!(env_of(&cmd).iter().all(|(_, v)| v.is_none()));
+        let inherited =
+            "OTEL_SDK_DISABLED CATALOG_LISTEN DISCOUNT_LISTEN CERTS_DIR LOG_FORMAT PATH";
+        let inherited = inherited.split(' ').chain(["MY_OTEL"]).map(OsString::from);
+        remove_service_vars(&mut cmd, inherited);
+        let removed = "CATALOG_LISTEN CERTS_DIR DISCOUNT_LISTEN LOG_FORMAT OTEL_SDK_DISABLED ";
+        assert_eq!(env_of(&cmd), removed);
+
+        let service = |otel| service_command("true".as_ref(), "certs".as_ref(), "info", otel);
+        let plain = env_of(&service(&[]));
+        let otel_set = |var: &str| var.starts_with("OTEL_") && var.contains('=');
+        assert!(
+            plain.contains("RUST_LOG=info ") && !plain.split(' ').any(otel_set),
+            "{plain}"
+        );
+        let traced = env_of(&service(&service_env("127.0.0.1:4317".parse().unwrap())));
+        let endpoint = "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 ";
+        assert!(traced.contains(endpoint), "{traced}");
+        assert!(
+            traced.contains("OTEL_TRACES_SAMPLER=always_on "),
+            "{traced}"
+        );
     }
 
     #[test]
-    fn a_service_command_sets_otel_variables_only_when_traced() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("service.log");
-        let plain = service_command(Path::new("true"), dir.path(), &log, "info", &[]).unwrap();
-        let env = env_of(&plain);
-        assert!(
-            env.iter()
-                .all(|(k, v)| !k.starts_with("OTEL_") || v.is_none()),
-            "{env:?}"
-        );
-        assert!(env.contains(&("RUST_LOG".into(), Some("info".into()))));
-        let otel = otlp::service_env("127.0.0.1:4317".parse().unwrap());
-        let traced = service_command(Path::new("true"), dir.path(), &log, "info", &otel).unwrap();
-        let env = env_of(&traced);
-        for (key, value) in otel {
-            assert!(env.contains(&(key.into(), Some(value))), "{env:?}");
-        }
+    fn reads_what_the_receiver_got_from_its_last_line() {
+        let log = "otlp-receiver listening grpc=127.0.0.1:1 http=127.0.0.1:2\n\
+                   received 12345 spans in 67 exports\n";
+        let got = received(log).map(|r| (r.spans, r.exports));
+        assert_eq!(got, Some((12345, 67)));
+        assert_eq!(received("received many spans in 3 exports\n"), None);
     }
 }

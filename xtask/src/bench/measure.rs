@@ -1,99 +1,75 @@
-//! Measuring one scenario against its running Catalog: probe until the answer is the one the
-//! scenario means to measure, warm up with wrk, then one wrk run per concurrency, reading
-//! Catalog's and Discount's `/metrics` just before and just after each run.
+//! Measuring one scenario against its running Catalog: ask until the answer is the one the
+//! scenario means to measure (the right products, discounted or not, not the full-price
+//! fallback), warm up with wrk, then one wrk run per concurrency, reading Catalog's and
+//! Discount's `/metrics` just before and just after each run.
 
-use std::fs;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use process_testing::metric;
+use reqwest::blocking::Client;
 
-use crate::services::StopSignal;
+use super::results::{HistogramDelta, RpcMetrics, RunResult, ScenarioResult};
+use super::scenarios::Scenario;
+use super::{Env, wrk};
 
-use super::probe::{self, Expect};
-use super::report::{RpcMetrics, RunResult, ScenarioResult};
-use super::scenarios::{Plan, Scenario};
-use super::scrape::{self, Scrape};
-use super::wrk::{self, Wrk};
-
-/// Where a scenario's services answer.
+/// Where a scenario's services answer: its Catalog (HTTP), Catalog's operations port and
+/// Discount's (`/metrics`).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Endpoints {
-    /// The scenario's Catalog (HTTP).
     pub(super) catalog: SocketAddr,
-    /// Its operations port (`/metrics`).
-    pub(super) catalog_metrics: SocketAddr,
-    /// Discount's operations port (`/metrics`).
-    pub(super) discount_metrics: SocketAddr,
+    pub(super) catalog_ops: SocketAddr,
+    pub(super) discount_ops: SocketAddr,
 }
 
-/// Probes, warms up and measures one scenario at each concurrency, appending to `result`.
+/// Checks, warms up and measures one scenario at each concurrency, appending to `result`.
 pub(super) fn run_scenario(
+    env: &Env<'_>,
     scenario: &Scenario,
-    endpoints: Endpoints,
-    plan: &Plan,
-    wrk: &Wrk,
-    scripts: &Path,
-    stop: &StopSignal,
+    at: Endpoints,
     result: &mut ScenarioResult,
 ) -> anyhow::Result<()> {
-    println!();
-    println!("scenario {}: {}", scenario.key, scenario.description);
-    let addr = endpoints.catalog;
-    // Catalog connects to Discount on first use: give it a few seconds to get there.
-    for &(user, expect) in scenario.probes {
-        probe_until_ok(addr, scenario.path, user, expect, stop).with_context(|| {
-            format!(
-                "GET {} with X-USER-ID {} does not get the expected answer",
-                scenario.path,
-                user.unwrap_or("(none)")
-            )
-        })?;
+    println!("\nscenario {}: {}", scenario.key, scenario.description);
+    let url = format!("http://{}{}", at.catalog, scenario.path);
+    // Catalog serves full prices until its lazy channel to Discount is up: ask for up to 10 s.
+    for &(user, products, discounted) in scenario.probes {
+        let started = Instant::now();
+        while let Err(err) = ask(env.http, &url, user, (products, discounted)) {
+            if started.elapsed() > Duration::from_secs(10) {
+                let (path, user) = (scenario.path, user.unwrap_or("(none)"));
+                bail!("GET {path} with X-USER-ID {user} does not get the expected answer: {err:#}");
+            }
+            if env.stop.wait(Duration::from_millis(250)) {
+                bail!("interrupted");
+            }
+        }
     }
 
-    let script = scripts.join(format!("{}.lua", scenario.key));
-    fs::write(&script, wrk::script(scenario.requests))
+    let script = env.scripts.join(format!("{}.lua", scenario.key));
+    std::fs::write(&script, [wrk::COUNTS, scenario.requests].concat())
         .with_context(|| format!("cannot write {}", script.display()))?;
-    let url = format!("http://{addr}{}", scenario.path);
-    let max_connections = plan.connections.iter().copied().max().unwrap_or(1);
-    println!(
-        "  warm-up: {} s at {max_connections} connections",
-        plan.warmup.as_secs()
-    );
-    wrk.run(
-        wrk::Run {
-            script: &script,
-            url: &url,
-            connections: max_connections,
-            duration: plan.warmup,
-        },
-        stop,
-    )
-    .context("warm-up")?;
+    let (args, stop) = (env.args, env.stop);
+    let wrk = |c, secs| {
+        env.wrk
+            .run(&script, &url, c, Duration::from_secs(secs), stop)
+    };
+    let most = args.connections.iter().copied().max().unwrap_or(1);
+    println!("  warm-up: {} s at {most} connections", args.warmup);
+    wrk(most, args.warmup).context("warm-up")?;
 
-    for &connections in &plan.connections {
-        let before = Snapshot::take(endpoints);
-        let stats = wrk
-            .run(
-                wrk::Run {
-                    script: &script,
-                    url: &url,
-                    connections,
-                    duration: plan.duration,
-                },
-                stop,
-            )
-            .with_context(|| format!("run at {connections} connections"))?;
-        let rpcs = Snapshot::take(endpoints).growth_since(&before);
+    for &connections in &args.connections {
+        let before = scrape(env.http, at);
+        let stats = wrk(connections, args.duration);
+        let stats = stats.with_context(|| format!("run at {connections} connections"))?;
+        let rpcs = growth(&before, &scrape(env.http, at));
         let run = RunResult::new(connections, wrk::threads_for(connections), stats, rpcs);
-        let per_rpc = run
-            .requests_per_rpc
-            .map_or_else(|| "-".to_owned(), |m| format!("{m:.2}"));
+        let (rps, p50, p99, errors) = (run.requests_per_sec, run.p50_ms, run.p99_ms, run.errors);
+        let per_rpc = run.requests_per_rpc.map(|m| format!("{m:.2}"));
+        let per_rpc = per_rpc.as_deref().unwrap_or("-");
         println!(
-            "  {:>4} connections: {:>9.0} requests/s, p50 {:.3} ms, p99 {:.3} ms, {} errors, \
-             {per_rpc} requests/RPC",
-            run.connections, run.requests_per_sec, run.p50_ms, run.p99_ms, run.errors
+            "  {connections:>4} connections: {rps:>9.0} requests/s, p50 {p50:.3} ms, \
+             p99 {p99:.3} ms, {errors} errors, {per_rpc} requests/RPC"
         );
         result.runs.push(run);
         if stop.requested() {
@@ -103,68 +79,125 @@ pub(super) fn run_scenario(
     Ok(())
 }
 
-/// Both services' metrics at one moment; `None` where a scrape failed (with a warning: the
-/// run is still measured, its per-RPC figures are then unknown).
-struct Snapshot {
-    catalog: Option<Scrape>,
-    discount: Option<Scrape>,
+/// `GET url` (with `X-USER-ID: user`), and checks the answer: status 200, not the full-price
+/// fallback, the products expected.
+fn ask(http: &Client, url: &str, user: Option<&str>, expect: (usize, bool)) -> anyhow::Result<()> {
+    let reply = match user {
+        Some(user) => http.get(url).header("X-USER-ID", user),
+        None => http.get(url),
+    }
+    .send()?;
+    let fallback = reply.headers().get("x-discount-unavailable").cloned();
+    let status = reply.status();
+    let body = reply.text().context("cannot read the answer")?;
+    if status != reqwest::StatusCode::OK {
+        bail!("status {status} ({body})");
+    }
+    if let Some(reason) = fallback {
+        bail!("Catalog served full prices because Discount could not be asked ({reason:?})");
+    }
+    check_products(&body, expect)
 }
 
-impl Snapshot {
-    fn take(endpoints: Endpoints) -> Self {
-        let get = |addr, who: &str| {
-            scrape::get(addr)
-                .map_err(|err| eprintln!("warning: cannot read {who}'s /metrics: {err:#}"))
-                .ok()
-        };
-        Self {
-            catalog: get(endpoints.catalog_metrics, "Catalog"),
-            discount: get(endpoints.discount_metrics, "Discount"),
+/// Checks that `body` holds the number of products expected, discounted where expected.
+fn check_products(body: &str, (count, discounted): (usize, bool)) -> anyhow::Result<()> {
+    let products: Vec<serde_json::Value> =
+        serde_json::from_str(body).context("the body is not a JSON array")?;
+    let found = products.len();
+    if found != count {
+        bail!("{found} products in the answer, expected {count}");
+    }
+    for p in &products {
+        let priced = p["price_in_cents"].as_i64().unwrap_or_default() > 0;
+        let has_discount = p.get("discount_value").is_some();
+        if has_discount != (discounted && priced) {
+            let has = if has_discount { "has" } else { "lacks" };
+            bail!("product {} {has} a discount_value", p["id"]);
         }
     }
+    Ok(())
+}
 
-    /// What the metrics gained since `before`.
-    fn growth_since(&self, before: &Self) -> RpcMetrics {
-        let catalog = self.catalog.as_ref().zip(before.catalog.as_ref());
-        let discount = self.discount.as_ref().zip(before.discount.as_ref());
-        // The counters appear with the first line or span dropped: absent counts as none.
-        let dropped = |(now, then): (&Scrape, &Scrape)| now.growth(then, scrape::LOG_LINES_DROPPED);
-        let spans_dropped =
-            |(now, then): (&Scrape, &Scrape)| now.growth(then, scrape::SPANS_DROPPED);
-        RpcMetrics {
-            catalog_requests_per_rpc: catalog
-                .map(|(now, then)| now.histogram_growth(then, scrape::CATALOG_REQUESTS_PER_RPC)),
-            discount_groups_per_rpc: discount
-                .map(|(now, then)| now.histogram_growth(then, scrape::DISCOUNT_GROUPS_PER_RPC)),
-            discount_rpcs: discount.map(|(now, then)| now.growth(then, scrape::DISCOUNT_RPCS)),
-            catalog_log_lines_dropped: catalog.map(dropped),
-            discount_log_lines_dropped: discount.map(dropped),
-            catalog_spans_dropped: catalog.map(spans_dropped),
-            discount_spans_dropped: discount.map(spans_dropped),
-        }
+/// Catalog's and Discount's `/metrics` text at one moment; `None` where a scrape failed (with
+/// a warning: the run is still measured, its per-RPC figures are then unknown).
+fn scrape(http: &Client, at: Endpoints) -> [Option<String>; 2] {
+    [(at.catalog_ops, "Catalog"), (at.discount_ops, "Discount")].map(|(addr, who)| {
+        let text = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .and_then(reqwest::blocking::Response::error_for_status)
+            .and_then(reqwest::blocking::Response::text);
+        text.map_err(|err| eprintln!("warning: cannot read {who}'s /metrics: {err}"))
+            .ok()
+    })
+}
+
+/// What the metrics gained from `before` to `after` (each Catalog's, then Discount's); a
+/// metric not there yet counts as 0.
+fn growth(before: &[Option<String>; 2], after: &[Option<String>; 2]) -> RpcMetrics {
+    let grew = |i: usize, name: &str| {
+        let (then, now) = (before[i].as_deref()?, after[i].as_deref()?);
+        Some(metric(now, name).unwrap_or(0.0) - metric(then, name).unwrap_or(0.0))
+    };
+    let histogram = |i, name: &str| {
+        Some(HistogramDelta {
+            sum: grew(i, &format!("{name}_sum"))?,
+            count: grew(i, &format!("{name}_count"))?,
+        })
+    };
+    RpcMetrics {
+        catalog_requests_per_rpc: histogram(0, "catalog_discount_requests_per_rpc"),
+        discount_groups_per_rpc: histogram(1, "discount_groups_per_rpc"),
+        discount_rpcs: grew(1, "discount_rpc_requests_total"),
+        catalog_log_lines_dropped: grew(0, "log_lines_dropped_total"),
+        discount_log_lines_dropped: grew(1, "log_lines_dropped_total"),
+        catalog_spans_dropped: grew(0, "trace_spans_dropped_total"),
+        discount_spans_dropped: grew(1, "trace_spans_dropped_total"),
     }
 }
 
-/// Retries a probe for up to 10 s (Catalog serves full prices until its lazy channel to
-/// Discount is up); the last failure is the error.
-fn probe_until_ok(
-    addr: SocketAddr,
-    path: &str,
-    user: Option<&str>,
-    expect: Expect,
-    stop: &StopSignal,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        let outcome = probe::get(addr, path, user).and_then(|reply| probe::check(&reply, expect));
-        match outcome {
-            Ok(()) => return Ok(()),
-            Err(err) if started.elapsed() > Duration::from_secs(10) => return Err(err),
-            Err(_) => {
-                if stop.wait(Duration::from_millis(250)) {
-                    bail!("interrupted");
-                }
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_is_what_each_service_s_metrics_gained_summed_over_labels() {
+        let before = "catalog_discount_requests_per_rpc_sum 10\n\
+                      catalog_discount_requests_per_rpc_count 10\n\
+                      discount_rpc_requests_total{rpc=\"ApplyDiscountBatch\",code=\"OK\"} 7\n";
+        let after = "catalog_discount_requests_per_rpc_sum 55.5\n\
+                     catalog_discount_requests_per_rpc_count 20\n\
+                     discount_rpc_requests_total{rpc=\"ApplyDiscountBatch\",code=\"OK\"} 9\n\
+                     discount_rpc_requests_total{rpc=\"ApplyDiscountGroups\",code=\"OK\"} 8\n";
+        let both = |text: &str| [Some(text.to_owned()), Some(text.to_owned())];
+        let rpcs = growth(&both(before), &both(after));
+        let delta = rpcs.catalog_requests_per_rpc.unwrap();
+        assert_eq!(
+            (delta.sum, delta.count, delta.mean()),
+            (45.5, 10.0, Some(4.55))
+        );
+        assert_eq!(rpcs.discount_rpcs, Some(10.0));
+        assert_eq!(
+            rpcs.discount_log_lines_dropped,
+            Some(0.0),
+            "absent counts as none"
+        );
+        assert_eq!(rpcs.discount_groups_per_rpc.and_then(|d| d.mean()), None);
+        let unscraped = growth(&[None, Some(before.into())], &both(after));
+        assert_eq!(
+            (unscraped.catalog_requests_per_rpc, unscraped.discount_rpcs),
+            (None, Some(10.0))
+        );
+    }
+
+    #[test]
+    fn the_check_names_what_is_wrong() {
+        let body = r#"[{"id":1,"price_in_cents":10,"discount_value":{"pct":0.1,"value_in_cents":9}},
+                       {"id":2,"price_in_cents":0}]"#;
+        check_products(body, (2, true)).unwrap();
+        let err = check_products(body, (2, false)).unwrap_err().to_string();
+        assert_eq!(err, "product 1 has a discount_value");
+        let err = check_products(body, (100, true)).unwrap_err().to_string();
+        assert_eq!(err, "2 products in the answer, expected 100");
     }
 }
