@@ -1,6 +1,6 @@
 //! The real services, in process: Discount and Catalog (pointed at one Discount, several
 //! replicas, or names; its operations port, `service_runtime::ops` as the binary starts it, in
-//! [`Running::ops`]), each on `127.0.0.1:0` and ready when its spawn function returns (the
+//! [`Running::ops_addr`]), each on `127.0.0.1:0` and ready when its spawn function returns (the
 //! listeners are bound first), so no test waits for them.
 
 use std::net::SocketAddr;
@@ -138,7 +138,7 @@ pub(crate) fn catalog_settings(
 }
 
 /// Builds Catalog with `settings` on a fresh loopback listener and runs it in a task, with its
-/// operations port on another ([`Running::ops`]), closed after its drain as in the binary;
+/// operations port on another ([`Running::ops_addr`]), closed after its drain as in the binary;
 /// `inspect` sees the application first.
 pub(crate) async fn run_catalog<T>(
     settings: Settings,
