@@ -118,7 +118,7 @@ pub struct Gate {
 
 struct Shared {
     limits: Limits,
-    metrics: MetricNames,
+    metrics: Recorded,
     state: Mutex<State>,
     idle_clock: AtomicU64,
     /// The listener's address, for the log lines (set by the accept loop).
@@ -144,7 +144,7 @@ impl Gate {
         Self {
             shared: Arc::new(Shared {
                 limits,
-                metrics,
+                metrics: Recorded::new(metrics),
                 state: Mutex::default(),
                 idle_clock: AtomicU64::new(0),
                 listener,
@@ -166,6 +166,7 @@ impl Gate {
         Counts {
             open: state.open.len(),
             unproven: state.unproven.len(),
+            idle: state.open.values().filter(|c| c.phase() == IDLE).count(),
             ..state.counts
         }
     }
@@ -213,8 +214,8 @@ impl Gate {
         }
         match admitted {
             Ok(conn) => {
-                if let Some(open) = self.shared.metrics.open {
-                    metrics::gauge!(open).increment(1.0);
+                if let Some(open) = &self.shared.metrics.open {
+                    open.increment(1.0);
                 }
                 Ok(Slot {
                     handle: Handle {
@@ -236,8 +237,8 @@ impl Gate {
     }
 
     fn record(&self, reason: &'static str, peer: SocketAddr) {
-        if let Some(dropped) = self.shared.metrics.dropped {
-            metrics::counter!(dropped, "reason" => reason).increment(1);
+        if let Some(dropped) = self.shared.metrics.dropped(reason) {
+            dropped.increment(1);
         }
         self.shared.log.record(reason, || peer.to_string());
     }
@@ -246,6 +247,38 @@ impl Gate {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The gate's metrics, their handles taken once from the process's recorder (so it must be
+/// installed before the gate is made): a connection then costs an atomic operation or two, not
+/// a look-up by name.
+struct Recorded {
+    open: Option<metrics::Gauge>,
+    /// One counter per reason, in the order of [`Recorded::REASONS`].
+    dropped: Option<[metrics::Counter; 4]>,
+}
+
+impl Recorded {
+    const REASONS: [&'static str; 4] = [
+        Dropped::UnprovenEvicted.label(),
+        Dropped::UnprovenTimeout.label(),
+        Dropped::IdleEvicted.label(),
+        AT_CAPACITY,
+    ];
+
+    fn new(names: MetricNames) -> Self {
+        Self {
+            open: names.open.map(|name| metrics::gauge!(name)),
+            dropped: names.dropped.map(|name| {
+                Self::REASONS.map(|reason| metrics::counter!(name, "reason" => reason))
+            }),
+        }
+    }
+
+    fn dropped(&self, reason: &str) -> Option<&metrics::Counter> {
+        let at = Self::REASONS.iter().position(|known| *known == reason)?;
+        self.dropped.as_ref().map(|counters| &counters[at])
     }
 }
 
@@ -396,8 +429,8 @@ impl Drop for Slot {
                 _ => {}
             }
         }
-        if let Some(open) = shared.metrics.open {
-            metrics::gauge!(open).decrement(1.0);
+        if let Some(open) = &shared.metrics.open {
+            open.decrement(1.0);
         }
     }
 }

@@ -54,7 +54,8 @@ impl Limits {
 }
 
 /// The names of the metrics a gate records (`None`: not recorded). The caller names them, so
-/// each service keeps its own metric names.
+/// each service keeps its own metric names. The gate takes their handles when it is made: the
+/// process's metrics recorder must be installed by then.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MetricNames {
     /// A gauge of the connections open (holding a slot).
@@ -78,7 +79,7 @@ pub enum Dropped {
 
 impl Dropped {
     /// Its `reason` label in metrics and logs.
-    pub fn label(self) -> &'static str {
+    pub const fn label(self) -> &'static str {
         match self {
             Dropped::UnprovenEvicted => "unproven_evicted",
             Dropped::UnprovenTimeout => "unproven_timeout",
@@ -131,4 +132,6 @@ pub struct Counts {
     pub open: usize,
     /// Unproven connections now.
     pub unproven: usize,
+    /// Proven connections idle now (between requests).
+    pub idle: usize,
 }
