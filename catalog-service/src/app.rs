@@ -55,6 +55,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     limits: HttpLimits,
+    admission: admission::Gate,
     ops_listener: TcpListener,
     ops_router: axum::Router,
     drain_timeout: Duration,
@@ -109,6 +110,7 @@ impl Application {
             listener,
             router: router(state.clone(), settings.http.max_concurrent_requests),
             limits: settings.http,
+            admission: settings.http.gate(),
             ops_listener,
             ops_router: ops_router(state),
             drain_timeout: settings.drain_timeout,
@@ -121,6 +123,11 @@ impl Application {
     /// The certificate reloader (it reloads only material that came from files).
     pub fn tls_reloader(&self) -> Arc<TlsReloader<rustls::ClientConfig>> {
         self.reloader.clone()
+    }
+
+    /// The gate admitting connections to the public port: its limits, and what it has done.
+    pub fn admission(&self) -> admission::Gate {
+        self.admission.clone()
     }
 
     /// The Discount client its handlers use (shared: it sees their coalescing queue).
@@ -150,6 +157,7 @@ impl Application {
             tracing::info!(
                 %addr,
                 max_connections = limits.max_connections,
+                max_unproven_connections = limits.max_unproven,
                 header_timeout = ?limits.header_timeout,
                 idle_timeout = ?limits.idle_timeout,
                 max_concurrent_requests = limits.max_concurrent_requests,
@@ -171,7 +179,8 @@ impl Application {
         let (public_done, ops_stop) = tokio::sync::oneshot::channel::<()>();
         let served = runtime::serve_with_drain(shutdown, self.drain_timeout, |signal| async move {
             let public = async move {
-                server::serve(self.listener, self.router, self.limits, signal).await;
+                let (listener, router) = (self.listener, self.router);
+                server::serve(listener, router, self.limits, self.admission, signal).await;
                 let _ = public_done.send(());
             };
             let ops_listener = self.ops_listener.tap_io(|tcp| {
