@@ -150,8 +150,11 @@ impl ThrottledLog {
                         pending.flush_scheduled = true;
                         let inner = self.inner.clone();
                         runtime.spawn(async move {
-                            tokio::time::sleep_until(due).await;
-                            inner.flush();
+                            let mut due = due;
+                            while let Some(later) = inner.flush(due) {
+                                due = later;
+                                tokio::time::sleep_until(due).await;
+                            }
                         });
                     }
                 }
@@ -170,16 +173,28 @@ impl Inner {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes what has come since the last line, if anything.
-    fn flush(&self) {
-        let mut pending = self.lock();
-        pending.flush_scheduled = false;
-        if pending.summary.counts.is_empty() {
-            return;
+    /// At `due` or later, writes what has come since the last line, if anything. `Some(when)`
+    /// if it is too early for a line (one was written since this flush was scheduled, by an
+    /// event that found the interval over): the flush waits until then.
+    fn flush(&self, due: Instant) -> Option<Instant> {
+        let now = Instant::now();
+        if now < due {
+            return Some(due);
         }
-        let summary = pending.take(Instant::now());
+        let mut pending = self.lock();
+        if pending.summary.counts.is_empty() {
+            pending.flush_scheduled = false;
+            return None;
+        }
+        let next = pending.last_line.map(|last| last + self.interval);
+        if let Some(next) = next.filter(|next| now < *next) {
+            return Some(next);
+        }
+        pending.flush_scheduled = false;
+        let summary = pending.take(now);
         drop(pending);
         (self.emit)(&summary);
+        None
     }
 }
 
@@ -235,6 +250,30 @@ mod tests {
             lines[1].firsts().to_string(),
             "closed: peer 0: closed; unknown_ca: peer 2: not our CA"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flush_that_finds_a_line_just_written_waits_a_whole_interval() {
+        let interval = Duration::from_secs(10);
+        let start = Instant::now();
+        let (log, lines) = capturing(interval);
+        log.count("a");
+        tokio::time::advance(interval).await;
+        // The interval is over: this event writes a line at once; the next waits.
+        log.count("a");
+        log.count("a");
+        assert_eq!(lines.lock().unwrap().len(), 2);
+        // A flush due at the end of the first interval (one that lost the race to the line
+        // above) writes nothing, and waits for the end of the second.
+        assert_eq!(
+            log.inner.flush(start + interval),
+            Some(start + interval * 2)
+        );
+        assert_eq!(lines.lock().unwrap().len(), 2);
+        tokio::time::advance(interval).await;
+        tokio::task::yield_now().await;
+        assert_eq!(lines.lock().unwrap().len(), 3);
+        assert_eq!(lines.lock().unwrap()[2].count("a"), 1);
     }
 
     #[tokio::test(start_paused = true)]
