@@ -7,36 +7,19 @@
 
 use std::time::{Duration, Instant};
 
-use catalog_service::discount::CoalesceSettings;
 use catalog_service::server::HttpLimits;
 use e2e_tests::{
-    CatalogOptions, CountingDiscount, PARTIAL_CLIENT_HELLO, PARTIAL_REQUEST_HEAD, grpc_client,
-    service_pki, spawn_catalog, spawn_counting_discount, spawn_discount, spawn_discount_configured,
-    status_chain, tls_connect,
+    CatalogOptions, CountingDiscount, PARTIAL_CLIENT_HELLO, PARTIAL_REQUEST_HEAD, Running,
+    grpc_client, service_pki, spawn_catalog, spawn_counting_discount, spawn_discount,
+    spawn_discount_configured, status_chain, tls_connect,
 };
-use ecommerce_proto::pb::{Customer, DiscountRequest, Product};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tonic::Code;
 
-use crate::catalog_limits::read_to_close;
+use crate::catalog_limits::{read_response, read_to_close};
+use crate::limits::one_product;
 use crate::{get_products, until};
-
-/// A small, valid request.
-fn one_product() -> DiscountRequest {
-    DiscountRequest {
-        customer: Some(Customer {
-            id: 1,
-            first_name: "John".into(),
-            last_name: "Snow".into(),
-        }),
-        product: Some(Product {
-            id: 1,
-            price_in_cents: 99_999,
-            ..Product::default()
-        }),
-    }
-}
 
 /// A connection to `addr` that sends `first` and then nothing.
 async fn squatter(addr: std::net::SocketAddr, first: &[u8]) -> TcpStream {
@@ -45,30 +28,39 @@ async fn squatter(addr: std::net::SocketAddr, first: &[u8]) -> TcpStream {
     tcp
 }
 
-#[tokio::test]
-async fn on_discount_a_real_client_takes_the_place_of_the_oldest_unfinished_handshake() {
-    let pki = service_pki();
-    let discount = spawn_discount_configured(&pki, |settings| settings.max_connections = 2).await;
-    let gate = discount.admission();
-    let mut silent = squatter(discount.addr, b"").await;
-    let mut stalled = squatter(discount.addr, PARTIAL_CLIENT_HELLO).await;
+/// Two squatters on `server`, admitted: one silent, then one stalled after `stalled_after`.
+async fn two_squatters(server: &Running, stalled_after: &[u8]) -> (TcpStream, TcpStream) {
+    let silent = squatter(server.addr, b"").await;
+    let stalled = squatter(server.addr, stalled_after).await;
+    let gate = server.admission();
     until("both squatters admitted", || gate.counts().unproven == 2).await;
+    (silent, stalled)
+}
 
-    let mut client = grpc_client(discount.addr, &pki.ca, Some(&pki.catalog));
-    client.apply_discount(one_product()).await.unwrap();
-    assert_eq!(
-        read_to_close(&mut silent).await,
-        b"",
-        "the oldest made room"
-    );
-    let counts = gate.counts();
+/// The silent squatter was closed to make room (the only eviction), and the stalled one is
+/// still open.
+async fn the_oldest_made_room(server: &Running, silent: &mut TcpStream, stalled: &mut TcpStream) {
+    assert_eq!(read_to_close(silent).await, b"", "the oldest made room");
+    let counts = server.admission().counts();
     assert_eq!(
         (counts.unproven_evicted, counts.proven, counts.unproven),
         (1, 1, 1),
         "{counts:?}"
     );
-    // The stalled one is still there, and the client keeps being served.
-    assert!(stalled.write_all(b"\x00").await.is_ok());
+    assert!(
+        stalled.write_all(b"\x00").await.is_ok(),
+        "the stalled one stays"
+    );
+}
+
+#[tokio::test]
+async fn on_discount_a_real_client_takes_the_place_of_the_oldest_unfinished_handshake() {
+    let pki = service_pki();
+    let discount = spawn_discount_configured(&pki, |settings| settings.max_connections = 2).await;
+    let (mut silent, mut stalled) = two_squatters(&discount, PARTIAL_CLIENT_HELLO).await;
+    let mut client = grpc_client(discount.addr, &pki.ca, Some(&pki.catalog));
+    client.apply_discount(one_product()).await.unwrap();
+    the_oldest_made_room(&discount, &mut silent, &mut stalled).await;
     client.apply_discount(one_product()).await.unwrap();
 }
 
@@ -154,26 +146,8 @@ async fn request_on(conn: &mut TcpStream) -> String {
     conn.write_all(b"GET /products HTTP/1.1\r\nHost: catalog\r\n\r\n")
         .await
         .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length: usize = text[..end]
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length: "))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            if got.len() >= end + 4 + length {
-                return text.lines().next().unwrap().to_owned();
-            }
-        }
-        let n = conn.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed mid-response: {text:?}");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let response = read_response(conn).await;
+    response.lines().next().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -181,27 +155,9 @@ async fn on_catalog_a_real_client_takes_the_place_of_the_oldest_connection_witho
     let pki = service_pki();
     let discount = spawn_discount(&pki).await;
     let catalog = spawn_catalog(&pki, discount.addr, catalog_of(2)).await;
-    let gate = catalog.admission();
-    let mut silent = squatter(catalog.addr, b"").await;
-    let mut stalled = squatter(catalog.addr, PARTIAL_REQUEST_HEAD).await;
-    until("both squatters admitted", || gate.counts().unproven == 2).await;
-
+    let (mut silent, mut stalled) = two_squatters(&catalog, PARTIAL_REQUEST_HEAD).await;
     assert_eq!(get_products(catalog.addr, Some("1")).await.status(), 200);
-    assert_eq!(
-        read_to_close(&mut silent).await,
-        b"",
-        "the oldest made room"
-    );
-    let counts = gate.counts();
-    assert_eq!(
-        (counts.unproven_evicted, counts.proven),
-        (1, 1),
-        "{counts:?}"
-    );
-    assert!(
-        stalled.write_all(b"a").await.is_ok(),
-        "the stalled one stays"
-    );
+    the_oldest_made_room(&catalog, &mut silent, &mut stalled).await;
 }
 
 #[tokio::test]
@@ -232,10 +188,6 @@ async fn on_catalog_with_every_connection_in_use_a_new_one_is_closed_at_once_unt
     let discount = spawn_counting_discount(&pki, counting.clone()).await;
     let options = CatalogOptions {
         discount_timeout: Duration::from_secs(30),
-        coalescing: CoalesceSettings {
-            rpcs_in_flight: 1,
-            ..CoalesceSettings::default()
-        },
         ..catalog_of(2)
     };
     let catalog = spawn_catalog(&pki, discount.addr, options).await;

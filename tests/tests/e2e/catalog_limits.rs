@@ -46,7 +46,7 @@ pub(crate) async fn read_to_close(stream: &mut (impl AsyncRead + Unpin)) -> Vec<
 }
 
 /// Reads one whole response (head, then a `content-length` body) and returns it as text.
-async fn read_response(stream: &mut TcpStream) -> String {
+pub(crate) async fn read_response(stream: &mut TcpStream) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

@@ -33,7 +33,7 @@ fn customer(id: i32) -> Option<Customer> {
 }
 
 /// A small, valid request.
-fn one_product() -> DiscountRequest {
+pub(crate) fn one_product() -> DiscountRequest {
     DiscountRequest {
         customer: customer(1),
         product: Some(Product {
