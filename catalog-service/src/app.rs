@@ -54,6 +54,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     limits: HttpLimits,
+    admission: admission::Gate,
     drain_timeout: Duration,
     shutting_down: Arc<AtomicBool>,
     reloader: Arc<TlsReloader<rustls::ClientConfig>>,
@@ -101,6 +102,7 @@ impl Application {
             listener,
             router: router(state, settings.http.max_concurrent_requests),
             limits: settings.http,
+            admission: settings.http.gate(),
             drain_timeout: settings.drain_timeout,
             shutting_down,
             reloader,
@@ -111,6 +113,11 @@ impl Application {
     /// The certificate reloader (it reloads only material that came from files).
     pub fn tls_reloader(&self) -> Arc<TlsReloader<rustls::ClientConfig>> {
         self.reloader.clone()
+    }
+
+    /// The gate admitting connections to the public port: its limits, and what it has done.
+    pub fn admission(&self) -> admission::Gate {
+        self.admission.clone()
     }
 
     /// The Discount client its handlers use (shared: it sees their coalescing queue).
@@ -144,6 +151,7 @@ impl Application {
             tracing::info!(
                 %addr,
                 max_connections = limits.max_connections,
+                max_unproven_connections = limits.max_unproven,
                 header_timeout = ?limits.header_timeout,
                 idle_timeout = ?limits.idle_timeout,
                 max_concurrent_requests = limits.max_concurrent_requests,
@@ -157,7 +165,13 @@ impl Application {
             tracing::info!("shutting down: no new connections, draining in-flight requests");
         };
         runtime::serve_with_drain(shutdown, self.drain_timeout, |signal| {
-            server::serve(self.listener, self.router, self.limits, signal)
+            server::serve(
+                self.listener,
+                self.router,
+                self.limits,
+                self.admission,
+                signal,
+            )
         })
         .await;
         tracing::info!("Catalog stopped");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mtls::TlsFileError;
-use service_runtime::flags::{OpsFlags, ProcessFlags, TlsFlags};
+use service_runtime::flags::{ConnectionFlags, OpsFlags, ProcessFlags, TlsFlags};
 
 use crate::app::{self, Settings};
 use crate::balancer::ReplicaSettings;
@@ -16,11 +16,14 @@ use crate::discount::{CoalesceSettings, DiscountAddr, DiscountSettings, Fallback
 use crate::server::HttpLimits;
 
 service_runtime::service_names!(
-    /// Catalog's file names (`catalog.pem`, `catalog.key`) and variables (`CATALOG_...`).
+    /// Catalog's file names (`catalog.pem`, `catalog.key`) and variables (`CATALOG_...`); its
+    /// connection flags are its HTTP port's (`--http-max-connections`, `CATALOG_HTTP_...`).
     pub CatalogNames,
     "catalog",
     "CATALOG",
-    ops_listen = "127.0.0.1:9465"
+    ops_listen = "127.0.0.1:9465",
+    port: "http-",
+    "CATALOG_HTTP"
 );
 
 /// A setting that stops start-up.
@@ -61,14 +64,14 @@ pub struct Cli {
     #[command(flatten)]
     pub ops: OpsFlags<CatalogNames>,
 
-    /// Most HTTP connections open at once on --listen; beyond it new connections are closed
-    /// at once. Keep it below the open-file limit (ulimit -n).
-    #[arg(long, env = "CATALOG_HTTP_MAX_CONNECTIONS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub http_max_connections: u32,
+    // The caps on connections open and not yet proven (first request head not whole):
+    // `--http-max-connections`, `--http-max-unproven-connections`.
+    #[command(flatten)]
+    pub connections: ConnectionFlags<CatalogNames>,
 
-    /// Milliseconds a request's headers may take to arrive, from the connection's start or
-    /// from the first byte of a later request; slower connections are cut (slowloris).
+    /// Milliseconds a request's headers may take to arrive, from the connection's acceptance
+    /// (the first request) or from the first byte of a later request; slower connections are
+    /// cut (slowloris).
     #[arg(long, env = "CATALOG_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub http_header_timeout_ms: u64,
@@ -229,9 +232,12 @@ impl Cli {
 
     /// The public HTTP server's limits.
     pub fn http_limits(&self) -> HttpLimits {
+        let header_timeout = Duration::from_millis(self.http_header_timeout_ms);
+        let admission = self.connections.limits(header_timeout);
         HttpLimits {
-            max_connections: self.http_max_connections as usize,
-            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            max_connections: admission.max_connections,
+            max_unproven: admission.max_unproven,
+            header_timeout,
             idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
             max_concurrent_requests: self.http_max_concurrent_requests as usize,
         }
@@ -292,6 +298,7 @@ mod tests {
             &["--discount-fallback-max-in-flight", "0"],
             &["--ops-listen", "9465"],
             &["--http-max-connections", "0"],
+            &["--http-max-unproven-connections", "0"],
             &["--http-header-timeout-ms", "0"],
             &["--http-idle-timeout-ms", "forever"],
             &["--http-max-concurrent-requests", "0"],
@@ -368,6 +375,7 @@ mod tests {
             HttpLimits::default(),
             HttpLimits {
                 max_connections: 1000,
+                max_unproven: 500,
                 header_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(90),
                 max_concurrent_requests: 512,
@@ -375,17 +383,27 @@ mod tests {
         );
         let tuned = HttpLimits {
             max_connections: 7,
+            max_unproven: 5,
             header_timeout: Duration::from_millis(1500),
             idle_timeout: Duration::from_millis(2500),
             max_concurrent_requests: 3,
         };
         let flags = limits(&[
             "--http-max-connections=7",
+            "--http-max-unproven-connections=5",
             "--http-header-timeout-ms=1500",
             "--http-idle-timeout-ms=2500",
             "--http-max-concurrent-requests=3",
         ]);
         assert_eq!(flags, tuned);
+        assert_eq!(
+            tuned.admission(),
+            admission::Limits {
+                max_connections: 7,
+                max_unproven: 5,
+                unproven_timeout: Duration::from_millis(1500),
+            }
+        );
         // Each flag's variable, as a container sets them.
         let command = Cli::command();
         let vars: std::collections::HashMap<&str, &str> = command
@@ -393,7 +411,11 @@ mod tests {
             .filter_map(|arg| Some((arg.get_id().as_str(), arg.get_env()?.to_str()?)))
             .collect();
         assert_eq!(vars["ops_listen"], "CATALOG_OPS_LISTEN");
-        assert_eq!(vars["http_max_connections"], "CATALOG_HTTP_MAX_CONNECTIONS");
+        assert_eq!(vars["max_connections"], "CATALOG_HTTP_MAX_CONNECTIONS");
+        assert_eq!(
+            vars["max_unproven_connections"],
+            "CATALOG_HTTP_MAX_UNPROVEN_CONNECTIONS"
+        );
         assert_eq!(
             vars["http_header_timeout_ms"],
             "CATALOG_HTTP_HEADER_TIMEOUT_MS"

@@ -1,11 +1,19 @@
 //! The `# HELP` text and unit of every metric Catalog exports, given to the process's recorder
-//! once, at start ([`describe_metrics`]); the metrics every service shares are described by
+//! once, at start ([`describe_metrics`]), and the names of the metrics the admission gate
+//! records for Catalog's public port; the metrics every service shares are described by
 //! service-runtime.
 
 use std::sync::Once;
 
 use metrics::Unit;
 use service_runtime::metrics::{Description, Kind};
+
+/// The gauge of connections open on the public port.
+pub const CONNECTIONS_OPEN_METRIC: &str = "catalog_http_connections_open";
+
+/// The counter of connections to the public port the admission gate dropped or refused,
+/// labelled `reason`.
+pub const CONNECTIONS_DROPPED_METRIC: &str = "catalog_http_connections_dropped_total";
 
 /// Catalog's own metrics (the shared ones are in [`service_runtime::metrics::SHARED_METRICS`]).
 pub const METRICS: &[Description] = &[
@@ -31,24 +39,30 @@ pub const METRICS: &[Description] = &[
                in progress (also counted in catalog_http_requests_total); no labels.",
     },
     Description {
-        name: "catalog_http_connections_open",
+        name: CONNECTIONS_OPEN_METRIC,
         kind: Kind::Gauge,
         unit: Unit::Count,
-        help: "HTTP connections open on the public port; no labels.",
+        help: "HTTP connections open on the public port, those whose first request has not \
+               arrived included; no labels.",
     },
     Description {
-        name: "catalog_http_connections_refused_total",
+        name: CONNECTIONS_DROPPED_METRIC,
         kind: Kind::Counter,
         unit: Unit::Count,
-        help: "Connections to the public port closed at once because --http-max-connections \
-               were open; no labels.",
+        help: "Connections to the public port closed by the admission rules, labelled reason: \
+               unproven_evicted (no whole request head yet, the oldest such, to make room), \
+               unproven_timeout (no whole first request head within --http-header-timeout-ms), \
+               idle_evicted (kept alive between requests, the longest idle, to make room), \
+               at_capacity (every one of --http-max-connections in use: closed at once).",
     },
     Description {
         name: "catalog_http_header_timeouts_total",
         kind: Kind::Counter,
         unit: Unit::Count,
-        help: "Connections closed because a request's headers did not arrive within \
-               --http-header-timeout-ms; no labels.",
+        help: "Kept-alive connections closed because a later request's headers did not arrive \
+               within --http-header-timeout-ms of its first byte (a first request's are \
+               catalog_http_connections_dropped_total{reason=\"unproven_timeout\"}); no \
+               labels.",
     },
     Description {
         name: "catalog_discount_calls_total",
@@ -121,7 +135,10 @@ mod tests {
     #[test]
     fn every_metric_recorded_in_the_source_is_described_once_as_what_it_is() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let recorded = metrics_recorded_in(&src).unwrap();
+        let mut recorded = metrics_recorded_in(&src).unwrap();
+        // The admission gate records these under the names Catalog gives it.
+        recorded.push((Kind::Gauge, CONNECTIONS_OPEN_METRIC.to_owned()));
+        recorded.push((Kind::Counter, CONNECTIONS_DROPPED_METRIC.to_owned()));
         assert_recorded_metrics_described(&recorded, METRICS);
     }
 

@@ -78,6 +78,7 @@ async fn every_metric_catalog_exports_has_help_text() {
         "catalog_http_requests_total",
         "catalog_http_request_duration_seconds",
         "catalog_http_connections_open",
+        "catalog_http_connections_dropped_total",
         "catalog_discount_calls_total",
         "catalog_discount_requests_per_rpc",
         "tls_certificate_expiry_timestamp_seconds",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mtls::TlsFileError;
-use service_runtime::flags::{OpsFlags, OpsListen, ProcessFlags, TlsFlags};
+use service_runtime::flags::{ConnectionFlags, OpsFlags, OpsListen, ProcessFlags, TlsFlags};
 
 use crate::authz::{AllowList, RuleError};
 use crate::limits::{DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_MESSAGE_BYTES};
@@ -77,18 +77,16 @@ pub struct Cli {
     #[command(flatten)]
     pub tls: TlsFlags<DiscountNames>,
 
-    /// Seconds a client may take to complete the TLS handshake.
+    /// Seconds a client may take to complete the TLS handshake, counted from its connection's
+    /// acceptance; an unfinished one is closed (counted as unproven_timeout).
     #[arg(long, env = "DISCOUNT_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub handshake_timeout_secs: u64,
 
-    /// Connections open at once (handshakes included). Past it, a new connection is closed
-    /// before its TLS handshake (the client sees UNAVAILABLE and can try another replica) while
-    /// open ones keep being served; counted in discount_connections_refused_total. Keep it
-    /// below the process's file-descriptor limit (`ulimit -n`).
-    #[arg(long, env = "DISCOUNT_MAX_CONNECTIONS", default_value_t = mtls::DEFAULT_MAX_CONNECTIONS as u64,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_connections: u64,
+    // The caps on connections open and not yet proven (handshake not done): `--max-connections`,
+    // `--max-unproven-connections`.
+    #[command(flatten)]
+    pub connections: ConnectionFlags<DiscountNames>,
 
     /// RPCs in progress at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
     /// Clients are told; a stock client queues calls beyond it until one ends, and a stream
@@ -127,9 +125,10 @@ impl Cli {
             allow,
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
             drain_timeout: self.process.drain_timeout(),
-            // Both ranges fit in `usize` on every target Discount builds for (32 bits and up).
-            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            max_connections: self.connections.max_connections as usize,
+            max_unproven_connections: self.connections.max_unproven_connections as usize,
             max_concurrent_streams: self.max_concurrent_streams,
+            // Its range fits in `usize` on every target Discount builds for (32 bits and up).
             max_message_bytes: usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX),
             ..ServerSettings::new(tls)
         })
@@ -210,6 +209,8 @@ mod tests {
         let cli = Cli::try_parse_from(["discount-service", "--certs-dir", dir]).unwrap();
         let settings = cli.settings().unwrap();
         assert_eq!(settings.max_connections, 1000);
+        assert_eq!(settings.max_unproven_connections, 500);
+        assert_eq!(settings.handshake_timeout, Duration::from_secs(10));
         assert_eq!(settings.max_concurrent_streams, 200);
         assert_eq!(settings.max_message_bytes, 4 * 1024 * 1024);
 
@@ -219,6 +220,10 @@ mod tests {
             dir,
             "--max-connections",
             "7",
+            "--max-unproven-connections",
+            "5",
+            "--handshake-timeout-secs",
+            "2",
             "--max-concurrent-streams",
             "8",
             "--max-message-bytes",
@@ -227,6 +232,14 @@ mod tests {
         .unwrap();
         let settings = cli.settings().unwrap();
         assert_eq!(settings.max_connections, 7);
+        assert_eq!(
+            settings.connection_limits(),
+            admission::Limits {
+                max_connections: 7,
+                max_unproven: 5,
+                unproven_timeout: Duration::from_secs(2),
+            }
+        );
         assert_eq!(settings.max_concurrent_streams, 8);
         assert_eq!(settings.max_message_bytes, 9000);
     }
@@ -236,6 +249,9 @@ mod tests {
         for (flag, value) in [
             ("--max-connections", "0"),
             ("--max-connections", "many"),
+            ("--max-unproven-connections", "0"),
+            ("--handshake-timeout-secs", "0"),
+            ("--handshake-timeout-secs", "601"),
             ("--max-concurrent-streams", "0"),
             ("--max-concurrent-streams", "100001"),
             ("--max-message-bytes", "1023"),
@@ -255,6 +271,16 @@ mod tests {
             .to_string();
         for (flag, variable, default) in [
             ("--max-connections", "DISCOUNT_MAX_CONNECTIONS", "1000"),
+            (
+                "--max-unproven-connections",
+                "DISCOUNT_MAX_UNPROVEN_CONNECTIONS",
+                "500",
+            ),
+            (
+                "--handshake-timeout-secs",
+                "DISCOUNT_HANDSHAKE_TIMEOUT_SECS",
+                "10",
+            ),
             (
                 "--max-concurrent-streams",
                 "DISCOUNT_MAX_CONCURRENT_STREAMS",

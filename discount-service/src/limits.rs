@@ -2,8 +2,9 @@
 //! answers a request message over the size limit with `RESOURCE_EXHAUSTED`, the code gRPC
 //! clients in other languages expect for it, where tonic answers `OUT_OF_RANGE`.
 //!
-//! The limit on connections open at once lives in the accept loop (`mtls::AcceptSettings`),
-//! since a connection past it is closed before its TLS handshake, long before tonic sees it.
+//! The limits on connections (open, in their handshake, and the handshake's deadline) are the
+//! accept loop's (the `admission` crate, through `mtls::AcceptSettings`), since they act before
+//! the TLS handshake is done, long before tonic sees a connection.
 
 use std::future::Future;
 use std::pin::Pin;

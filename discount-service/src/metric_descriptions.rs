@@ -1,6 +1,7 @@
 //! The `# HELP` text and unit of every metric Discount exports, given to the process's recorder
-//! once, at start ([`describe_metrics`]), and the names of the counters the mTLS accept loop
-//! records for Discount; the metrics every service shares are described by service-runtime.
+//! once, at start ([`describe_metrics`]), and the names of the metrics the accept loop (mtls
+//! and admission) records for Discount; the metrics every service shares are described by
+//! service-runtime.
 
 use std::sync::Once;
 
@@ -10,8 +11,11 @@ use service_runtime::metrics::{Description, Kind};
 /// The counter of refused TLS handshakes, labelled `reason`.
 pub const HANDSHAKE_FAILURES_METRIC: &str = "discount_tls_handshake_failures_total";
 
-/// The counter of connections closed at once because `max_connections` were open.
-pub const CONNECTIONS_REFUSED_METRIC: &str = "discount_connections_refused_total";
+/// The gauge of connections open on the gRPC port.
+pub const CONNECTIONS_OPEN_METRIC: &str = "discount_connections_open";
+
+/// The counter of connections the admission gate dropped or refused, labelled `reason`.
+pub const CONNECTIONS_DROPPED_METRIC: &str = "discount_connections_dropped_total";
 
 /// Discount's own metrics (the shared ones are in [`service_runtime::metrics::SHARED_METRICS`]).
 pub const METRICS: &[Description] = &[
@@ -47,14 +51,25 @@ pub const METRICS: &[Description] = &[
         kind: Kind::Counter,
         unit: Unit::Count,
         help: "TLS handshakes refused, labelled reason (no_client_certificate, unknown_ca, \
-               expired, not_yet_valid, bad_certificate, not_tls, incompatible, timeout, io).",
+               expired, not_yet_valid, bad_certificate, not_tls, incompatible, closed, io); \
+               those too slow are in discount_connections_dropped_total.",
     },
     Description {
-        name: CONNECTIONS_REFUSED_METRIC,
+        name: CONNECTIONS_OPEN_METRIC,
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help: "Connections open on the gRPC port, those still in their TLS handshake included; \
+               no labels.",
+    },
+    Description {
+        name: CONNECTIONS_DROPPED_METRIC,
         kind: Kind::Counter,
         unit: Unit::Count,
-        help: "Connections closed before the TLS handshake because --max-connections were \
-               open; no labels.",
+        help: "Connections to the gRPC port closed by the admission rules, labelled reason: \
+               unproven_evicted (still in its handshake, the oldest such, to make room), \
+               unproven_timeout (handshake not done within --handshake-timeout-secs), \
+               at_capacity (every one of --max-connections had completed its handshake: \
+               closed before it).",
     },
 ];
 
@@ -80,9 +95,10 @@ mod tests {
     fn every_metric_recorded_in_the_source_is_described_once_as_what_it_is() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut recorded = metrics_recorded_in(&src).unwrap();
-        // The accept loop (in mtls) records these under the names Discount gives it.
+        // The accept loop (mtls and admission) records these under the names Discount gives it.
         recorded.push((Kind::Counter, HANDSHAKE_FAILURES_METRIC.to_owned()));
-        recorded.push((Kind::Counter, CONNECTIONS_REFUSED_METRIC.to_owned()));
+        recorded.push((Kind::Gauge, CONNECTIONS_OPEN_METRIC.to_owned()));
+        recorded.push((Kind::Counter, CONNECTIONS_DROPPED_METRIC.to_owned()));
         assert_recorded_metrics_described(&recorded, METRICS);
     }
 

@@ -18,7 +18,9 @@ use crate::authz::AllowList;
 use crate::limits::{
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_MESSAGE_BYTES, OversizedAsExhaustedLayer,
 };
-pub use crate::metric_descriptions::{CONNECTIONS_REFUSED_METRIC, HANDSHAKE_FAILURES_METRIC};
+pub use crate::metric_descriptions::{
+    CONNECTIONS_DROPPED_METRIC, CONNECTIONS_OPEN_METRIC, HANDSHAKE_FAILURES_METRIC,
+};
 use crate::service::DiscountService;
 
 /// Everything the server needs, already loaded and validated.
@@ -27,16 +29,22 @@ pub struct ServerSettings {
     /// The server's certificate chain and key, and the CA(s) a client certificate must chain
     /// to: in memory, or files that are reloaded when they change.
     pub tls: TlsSource,
-    /// How long a client may take to complete the TLS handshake.
+    /// How long a client may take to complete the TLS handshake, from its connection's
+    /// acceptance (the admission gate's deadline for unproven connections).
     pub handshake_timeout: Duration,
     /// After shutdown is requested, how long in-flight RPCs may take before the server stops
     /// anyway.
     pub drain_timeout: Duration,
     /// Which caller identities may call which RPC.
     pub allow: AllowList,
-    /// Connections open at once; past it, a new connection is closed before its TLS
-    /// handshake (counted in [`CONNECTIONS_REFUSED_METRIC`]) while open ones keep being served.
+    /// Connections open at once, handshakes in progress included. When all are taken, a new
+    /// connection takes the place of the oldest one still in its handshake; only when every
+    /// one has completed its handshake is the new one closed before it (see the `admission`
+    /// crate; counted in [`CONNECTIONS_DROPPED_METRIC`] by reason).
     pub max_connections: usize,
+    /// Connections in their handshake at once; past it, a new connection takes the place of
+    /// the oldest of them.
+    pub max_unproven_connections: usize,
     /// HTTP/2 streams (RPCs in progress) per connection, advertised to clients
     /// (SETTINGS_MAX_CONCURRENT_STREAMS): a stock client queues calls beyond it on its side; a
     /// stream opened beyond it anyway is refused (REFUSED_STREAM, which clients surface as
@@ -53,13 +61,24 @@ impl ServerSettings {
     pub fn new(tls: TlsSource) -> Self {
         Self {
             tls,
-            handshake_timeout: mtls::DEFAULT_HANDSHAKE_TIMEOUT,
+            handshake_timeout: admission::DEFAULT_UNPROVEN_TIMEOUT,
             drain_timeout: Duration::from_secs(10),
             allow: AllowList::default(),
-            max_connections: mtls::DEFAULT_MAX_CONNECTIONS,
+            max_connections: admission::DEFAULT_MAX_CONNECTIONS,
+            max_unproven_connections: admission::DEFAULT_MAX_UNPROVEN,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             tracer: service_runtime::otel::Tracer::default(),
+        }
+    }
+
+    /// The rules connections are admitted by: the caps, and the handshake timeout as the
+    /// deadline for a connection to prove itself.
+    pub fn connection_limits(&self) -> admission::Limits {
+        admission::Limits {
+            max_connections: self.max_connections,
+            max_unproven: self.max_unproven_connections,
+            unproven_timeout: self.handshake_timeout,
         }
     }
 }
@@ -98,6 +117,7 @@ impl Serving {
 #[derive(Debug)]
 pub struct DiscountServer {
     listener: TcpListener,
+    admission: admission::Gate,
     serving: Serving,
     tls: Arc<Reloadable<rustls::ServerConfig>>,
     reloader: Arc<TlsReloader<rustls::ServerConfig>>,
@@ -120,8 +140,16 @@ impl DiscountServer {
         let tls = reloader.config();
         // RPC and handshake metrics go to the process's registry from the first connection on.
         runtime::prometheus();
+        let admission = admission::Gate::new(
+            settings.connection_limits(),
+            admission::MetricNames {
+                open: Some(CONNECTIONS_OPEN_METRIC),
+                dropped: Some(CONNECTIONS_DROPPED_METRIC),
+            },
+        );
         Ok(Self {
             listener,
+            admission,
             serving: Serving::default(),
             tls,
             reloader,
@@ -132,6 +160,11 @@ impl DiscountServer {
     /// Follows whether this server accepts RPCs (for the operations port's `/readyz`).
     pub fn serving(&self) -> Serving {
         self.serving.clone()
+    }
+
+    /// The gate admitting connections: its limits, and what it has done so far.
+    pub fn admission(&self) -> admission::Gate {
+        self.admission.clone()
     }
 
     /// The certificate reloader (it reloads only material that came from files).
@@ -152,6 +185,7 @@ impl DiscountServer {
     {
         let Self {
             listener,
+            admission,
             serving,
             tls,
             reloader,
@@ -159,15 +193,13 @@ impl DiscountServer {
         } = self;
         reloader.spawn();
         let addr = listener.local_addr();
+        let limits = admission.limits();
         // Closes the listener when shutdown starts (tonic keeps the stream of connections
         // until every open one has drained, so it cannot be the trigger).
         let (stop_accepting, stopped_accepting) = tokio::sync::oneshot::channel::<()>();
         let accept = AcceptSettings {
-            handshake_timeout: settings.handshake_timeout,
+            gate: admission,
             failure_counter: Some(HANDSHAKE_FAILURES_METRIC),
-            max_connections: settings.max_connections,
-            refused_counter: Some(CONNECTIONS_REFUSED_METRIC),
-            ..AcceptSettings::default()
         };
         let incoming = mtls::tls_incoming(listener, tls, accept, async move {
             let _ = stopped_accepting.await;
@@ -179,7 +211,13 @@ impl DiscountServer {
         serving.set(true);
         // Logged once ready: whoever waits for this line finds `/readyz` answering 200.
         if let Ok(addr) = addr {
-            tracing::info!(%addr, "Discount listening (gRPC over mutual TLS 1.3)");
+            tracing::info!(
+                %addr,
+                max_connections = limits.max_connections,
+                max_unproven_connections = limits.max_unproven,
+                handshake_timeout = ?limits.unproven_timeout,
+                "Discount listening (gRPC over mutual TLS 1.3)"
+            );
         }
         // Reflection in both versions: v1, and v1alpha, which many stock clients still speak
         // (Python's grpcio-reflection, older grpcurl, Postman, grpcui).

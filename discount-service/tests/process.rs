@@ -117,32 +117,44 @@ fn no_products() -> BatchDiscountRequest {
 }
 
 #[tokio::test]
-async fn connections_past_the_maximum_are_closed_counted_and_logged() {
+async fn connections_past_the_caps_make_room_or_are_closed_counted_and_logged() {
     let certs = certs();
     let dir = certs.path().to_str().unwrap();
-    // A connection that is not closed at once waits for its handshake far longer than the test.
+    // A connection not dropped by a cap waits for its handshake far longer than the test.
     let discount = start_with_ops_port_and(
         dir,
         &["--max-connections", "1", "--handshake-timeout-secs", "600"],
     )
     .await;
+    // The one connection allowed, silent: a real client takes its place.
+    let mut silent = tokio::net::TcpStream::connect(discount.grpc).await.unwrap();
     let mut first = grpc_client(discount.grpc, certs.path(), true);
     first.apply_discount_batch(no_products()).await.unwrap();
-
-    // The one connection allowed is open: the next is closed without a byte of TLS.
-    let mut extra = tokio::net::TcpStream::connect(discount.grpc).await.unwrap();
     let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(LOG_GUARD, silent.read(&mut buf))
+        .await
+        .expect("closed to make room");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let line = discount.log.line_with("had not proved themselves").await;
+    assert!(line.contains("unproven_evicted=1"), "{line}");
+
+    // Now the one connection allowed has done its handshake: the next is closed without a
+    // byte of TLS.
+    let mut extra = tokio::net::TcpStream::connect(discount.grpc).await.unwrap();
     let read = tokio::time::timeout(LOG_GUARD, extra.read(&mut buf))
         .await
         .expect("closed at once");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 
-    let line = discount.log.line_with("at the connection limit").await;
-    assert!(line.contains("max_connections=1"), "{line}");
-    assert!(line.contains("refused=1"), "{line}");
     let text = metrics_of(discount.ops).await;
+    let dropped = |reason: &str| {
+        let series = format!("discount_connections_dropped_total{{reason=\"{reason}\"}}");
+        metric(&text, &series)
+    };
+    assert_eq!(dropped("unproven_evicted"), Some(1.0), "{text}");
+    assert_eq!(dropped("at_capacity"), Some(1.0), "{text}");
     assert_eq!(
-        metric(&text, "discount_connections_refused_total"),
+        metric(&text, "discount_connections_open"),
         Some(1.0),
         "{text}"
     );
@@ -186,6 +198,8 @@ async fn every_metric_discount_exports_has_help_text() {
         "discount_groups_per_rpc",
         "discount_authz_denied_total",
         "discount_tls_handshake_failures_total",
+        "discount_connections_open",
+        "discount_connections_dropped_total",
         "tls_certificate_expiry_timestamp_seconds",
     ];
     assert_families_described(&text, &made);

@@ -1,7 +1,9 @@
-//! The server side: an accept loop that runs each mutual-TLS handshake in its own task, under a
-//! deadline and a cap on handshakes in flight, and hands only authenticated connections (with
-//! the caller's identity, [`PeerInfo`]) to tonic. It also caps the connections open at once:
-//! past the cap, a new connection is closed as soon as it is accepted, before any TLS work.
+//! The server side: Discount's accept loop, through [`admission`]'s (the same caps, deadline
+//! and eviction as every server of the workspace): each admitted connection runs its
+//! mutual-TLS handshake in its own task under the gate's guard, and only connections whose
+//! handshake succeeded, client certificate included, are proven and handed to tonic, with the
+//! caller's identity ([`PeerInfo`]). Refused handshakes are counted by reason and logged as one
+//! line per interval with the counts and the first of each reason in detail.
 
 use std::future::Future;
 use std::io;
@@ -9,12 +11,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
+use admission::{Gate, Slot, ThrottledLog};
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
@@ -23,50 +25,29 @@ use crate::failure::HandshakeFailure;
 use crate::material::uri_sans;
 use crate::reloadable::Reloadable;
 
-/// Most TLS handshakes a server runs at once, by default.
-pub const MAX_CONCURRENT_HANDSHAKES: usize = 1024;
-
-/// How long a peer may take to finish the TLS handshake before its connection is dropped, by
-/// default.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Most connections a server keeps open at once, by default: below the common soft limit of
-/// 1024 file descriptors, leaving room for the process's other descriptors.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
-
-/// At most one log line per this long about connections closed at the limit (each carries the
-/// number closed since the previous one); the counter counts every one.
-pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// The accept loop's limits, and where it counts refused handshakes and connections.
+/// Where the accept loop admits connections, and where it counts refused handshakes.
 #[derive(Debug, Clone)]
 pub struct AcceptSettings {
-    /// How long a peer may take to finish the handshake.
-    pub handshake_timeout: Duration,
-    /// Handshakes in progress at once; past this, accepting waits (a flood of idle connections
-    /// cannot exhaust file descriptors or memory).
-    pub max_concurrent_handshakes: usize,
+    /// The caps on open and unproven connections, the handshake deadline (the gate's
+    /// `unproven_timeout`) and the connection metrics ([`admission::Gate`]). A connection is
+    /// proven once its handshake has succeeded, client certificate included; proven
+    /// connections (authenticated callers) are never evicted.
+    pub gate: Gate,
     /// The counter each refused handshake increments, labelled `reason`
     /// ([`HandshakeFailure::label`]); `None`: not counted. The caller names it, so each service
     /// keeps its own metric names.
     pub failure_counter: Option<&'static str>,
-    /// Connections open at once, handshakes in progress included; past this, a new connection
-    /// is closed as soon as it is accepted, before the TLS handshake, while the open ones keep
-    /// being served. At least 1 (0 is taken as 1).
-    pub max_connections: usize,
-    /// The counter each connection closed at the limit increments; `None`: not counted. The
-    /// caller names it, like `failure_counter`.
-    pub refused_counter: Option<&'static str>,
 }
 
 impl Default for AcceptSettings {
+    /// The default limits, no metrics.
     fn default() -> Self {
         Self {
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            max_concurrent_handshakes: MAX_CONCURRENT_HANDSHAKES,
+            gate: Gate::new(
+                admission::Limits::default(),
+                admission::MetricNames::default(),
+            ),
             failure_counter: None,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            refused_counter: None,
         }
     }
 }
@@ -94,13 +75,12 @@ impl PeerInfo {
 }
 
 /// A server-side connection whose TLS handshake, client certificate included, has succeeded.
-/// It holds one of the server's connection slots ([`AcceptSettings::max_connections`]) until
-/// it is dropped.
+/// It holds one of the gate's connection slots ([`AcceptSettings::gate`]) until it is dropped.
 #[derive(Debug)]
 pub struct TlsConn {
     // Declared first, so dropped first: the slot is free again before the socket is closed,
     // and a peer that sees the close can count on the slot being free.
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
     stream: tokio_rustls::server::TlsStream<TcpStream>,
     peer: PeerInfo,
 }
@@ -153,48 +133,16 @@ impl AsyncWrite for TlsConn {
     }
 }
 
-/// When to log that connections are being closed at the limit: the first time, then at most
-/// once per interval, each line with the number closed since the previous line, so that a flood
-/// costs a few log lines rather than one per connection.
-#[derive(Debug)]
-struct RefusalLog {
-    interval: Duration,
-    last_line: Option<Instant>,
-    unlogged: u64,
-}
-
-impl RefusalLog {
-    fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last_line: None,
-            unlogged: 0,
-        }
-    }
-
-    /// Records one refusal at `now`; `Some(n)` when a line is due, `n` being the refusals since
-    /// the previous line, this one included.
-    fn refused(&mut self, now: Instant) -> Option<u64> {
-        self.unlogged += 1;
-        let due = self
-            .last_line
-            .is_none_or(|last| now.saturating_duration_since(last) >= self.interval);
-        if !due {
-            return None;
-        }
-        self.last_line = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
-    }
-}
-
-/// Accepts TCP connections on `listener` and yields those whose mutual-TLS handshake succeeds,
-/// ready for tonic's `serve_with_incoming_shutdown`.
+/// Accepts TCP connections on `listener`, admitted by [`AcceptSettings::gate`], and yields those
+/// whose mutual-TLS handshake succeeds, ready for tonic's `serve_with_incoming_shutdown`.
 ///
-/// Each handshake runs in its own task with a deadline, so a slow or hostile client cannot hold
-/// up the others. Refused handshakes are logged with their reason and never reach tonic. At
-/// [`AcceptSettings::max_connections`] open connections, a new one is closed at once (counted,
-/// and logged at most once per [`REFUSAL_LOG_INTERVAL`]). The accept task ends when the returned
-/// stream is dropped (when the server stops).
+/// Each handshake runs in its own task under the gate's guard: it is cut at the gate's
+/// deadline, or when the gate evicts it to make room (an unproven connection, the oldest
+/// first), so a slow or hostile client cannot hold up the others. Refused handshakes never
+/// reach tonic; they are counted and logged at most once per [`admission::LOG_INTERVAL`], with
+/// the count of each reason and the first of each in detail (peer and cause), so that a flood
+/// costs a few lines and a client with a bad certificate still shows up. The accept loop ends
+/// when `stop_accepting` completes or the returned stream is dropped (when the server stops).
 pub fn tls_incoming(
     listener: TcpListener,
     config: Arc<Reloadable<ServerConfig>>,
@@ -203,126 +151,118 @@ pub fn tls_incoming(
 ) -> ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(128);
     let AcceptSettings {
-        handshake_timeout,
-        max_concurrent_handshakes,
+        gate,
         failure_counter,
-        max_connections,
-        refused_counter,
     } = settings;
-    let handshakes = Arc::new(Semaphore::new(max_concurrent_handshakes));
-    let max_connections = max_connections.max(1);
-    let connections = Arc::new(Semaphore::new(max_connections));
-    tokio::spawn(async move {
-        let mut stop_accepting = std::pin::pin!(stop_accepting);
-        let mut refusals = RefusalLog::new(REFUSAL_LOG_INTERVAL);
-        loop {
-            let Ok(permit) = handshakes.clone().acquire_owned().await else {
-                break;
-            };
-            let accepted = tokio::select! {
-                () = tx.closed() => break,
-                // Shutdown: the listener closes now, while tonic drains open connections.
-                () = &mut stop_accepting => break,
-                accepted = listener.accept() => accepted,
-            };
-            let (tcp, remote_addr) = match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // Typically out of file descriptors: back off instead of spinning.
-                    tracing::error!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            // Held by the connection for its whole life (handshake, then inside `TlsConn`).
-            let Ok(slot) = connections.clone().try_acquire_owned() else {
-                // Closed before reading anything: the peer's TLS handshake fails at once
-                // (reset or end of stream), and it can try elsewhere.
-                drop(tcp);
-                if let Some(counter) = refused_counter {
-                    metrics::counter!(counter).increment(1);
-                }
-                if let Some(refused) = refusals.refused(Instant::now()) {
-                    tracing::warn!(
-                        max_connections,
-                        refused,
-                        peer = %remote_addr,
-                        "at the connection limit: closing new connections before the TLS \
-                         handshake (`refused` counts them since the last such line)"
-                    );
-                }
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
+    let refused = Refused::new(listener.local_addr().ok(), failure_counter);
+    let receiver_gone = tx.clone();
+    // Shutdown: the listener closes now, while tonic drains open connections.
+    let stop = async move {
+        tokio::select! {
+            () = stop_accepting => {}
+            () = receiver_gone.closed() => {}
+        }
+    };
+    tokio::spawn(admission::accept_loop(
+        listener,
+        gate,
+        stop,
+        move |tcp, remote_addr, slot| {
             // The configuration of the moment: a rotated certificate applies from the next
             // connection on, while open ones keep theirs.
-            let (tx, acceptor) = (tx.clone(), TlsAcceptor::from(config.current()));
-            tokio::spawn(async move {
-                let _permit = permit;
-                let failure =
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let identity = stream
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|chain| chain.first())
-                                .and_then(|leaf| uri_sans(leaf).into_iter().next())
-                                .map(Arc::from);
-                            let peer = PeerInfo {
-                                remote_addr,
-                                identity,
-                            };
-                            tracing::debug!(
-                                peer = %remote_addr,
-                                identity = peer.identity_or_unknown(),
-                                "mTLS connection established"
-                            );
-                            let conn = TlsConn {
-                                _slot: slot,
-                                stream,
-                                peer,
-                            };
-                            let _ = tx.send(Ok(conn)).await;
-                            return;
-                        }
-                        Ok(Err(err)) => HandshakeFailure::from_io(&err),
-                        Err(_) => HandshakeFailure::Timeout,
-                    };
-                if let Some(counter) = failure_counter {
-                    metrics::counter!(counter, "reason" => failure.label()).increment(1);
-                }
-                tracing::warn!(
-                    peer = %remote_addr,
-                    reason = failure.label(),
-                    "TLS handshake refused: {failure}"
-                );
-            });
-        }
-    });
+            let acceptor = TlsAcceptor::from(config.current());
+            let (tx, refused) = (tx.clone(), refused.clone());
+            tokio::spawn(handshake(acceptor, tcp, remote_addr, slot, tx, refused));
+        },
+    ));
     ReceiverStream::new(rx)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_are_logged_once_then_once_per_interval_with_the_count() {
-        let interval = Duration::from_secs(10);
-        let start = Instant::now();
-        let mut log = RefusalLog::new(interval);
-        assert_eq!(log.refused(start), Some(1), "the first refusal is logged");
-        for i in 1..=4 {
-            let now = start + Duration::from_secs(i);
-            assert_eq!(log.refused(now), None, "within the interval: silent");
+/// One connection's handshake, under its slot's guard; a success goes to tonic, proven.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    remote_addr: SocketAddr,
+    slot: Slot,
+    tx: mpsc::Sender<io::Result<TlsConn>>,
+    refused: Refused,
+) {
+    // No TLS state for a connection until it has sent something: one that stays silent
+    // (the commonest flood) costs a socket and this task, and is cheap to evict; one that
+    // closes without a byte (a TCP probe, a port scan) was no handshake, and is no failure.
+    let handshake = async {
+        if tcp.peek(&mut [0u8; 1]).await? == 0 {
+            return Ok(None);
         }
-        assert_eq!(
-            log.refused(start + interval),
-            Some(5),
-            "4 silent ones and this one"
-        );
-        assert_eq!(log.refused(start + interval), None);
-        assert_eq!(log.refused(start + 3 * interval), Some(2));
+        acceptor.accept(tcp).await.map(Some)
+    };
+    let failure = match slot.guard(handshake).await {
+        // Evicted or out of time: counted and logged by the gate.
+        Err(_dropped) => return,
+        Ok(Ok(None)) => {
+            tracing::debug!(peer = %remote_addr, "connection closed before a byte was sent");
+            return;
+        }
+        Ok(Ok(Some(stream))) => {
+            // Evicted in the moment since the handshake ended: closed all the same.
+            if !slot.prove() {
+                return;
+            }
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| uri_sans(leaf).into_iter().next())
+                .map(Arc::from);
+            let peer = PeerInfo {
+                remote_addr,
+                identity,
+            };
+            tracing::debug!(
+                peer = %remote_addr,
+                identity = peer.identity_or_unknown(),
+                "mTLS connection established"
+            );
+            let conn = TlsConn {
+                _slot: slot,
+                stream,
+                peer,
+            };
+            let _ = tx.send(Ok(conn)).await;
+            return;
+        }
+        Ok(Err(err)) => HandshakeFailure::from_io(&err),
+    };
+    refused.record(&failure, remote_addr);
+}
+
+/// Where refused handshakes go: the caller's counter, and one log line per interval.
+#[derive(Debug, Clone)]
+struct Refused {
+    counter: Option<&'static str>,
+    log: ThrottledLog,
+}
+
+impl Refused {
+    fn new(listener: Option<SocketAddr>, counter: Option<&'static str>) -> Self {
+        let log = ThrottledLog::new(admission::LOG_INTERVAL, move |summary| {
+            let listener = listener.map(|addr| addr.to_string()).unwrap_or_default();
+            tracing::warn!(
+                %listener,
+                refused = %summary,
+                first = %summary.firsts(),
+                "TLS handshake refused: {summary} (counts by reason since the last such line)"
+            );
+        });
+        Self { counter, log }
+    }
+
+    fn record(&self, failure: &HandshakeFailure, peer: SocketAddr) {
+        if let Some(counter) = self.counter {
+            metrics::counter!(counter, "reason" => failure.label()).increment(1);
+        }
+        self.log
+            .record(failure.label(), || format!("from {peer}, {failure}"));
     }
 }

@@ -23,20 +23,28 @@ pub enum HandshakeFailure {
     NotTls,
     /// The peer speaks TLS but not what we require (TLS 1.3, ALPN h2).
     Incompatible(String),
-    /// The peer did not finish the handshake in time.
-    Timeout,
-    /// The connection closed or failed during the handshake.
+    /// The peer closed the connection (or reset it) before the handshake was done, for
+    /// example before it sent its ClientHello.
+    Closed,
+    /// The connection failed during the handshake for another reason.
     Io(String),
 }
 
 impl HandshakeFailure {
-    /// Classifies the error returned by a rustls handshake.
+    /// Classifies the error returned by a rustls handshake. (A handshake too slow is not a
+    /// failure of its own: the accept loop's gate drops the connection at its deadline.)
     pub fn from_io(err: &io::Error) -> Self {
         let Some(tls) = err
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         else {
-            return HandshakeFailure::Io(err.to_string());
+            return match err.kind() {
+                io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe => HandshakeFailure::Closed,
+                _ => HandshakeFailure::Io(err.to_string()),
+            };
         };
         match tls {
             rustls::Error::NoCertificatesPresented => HandshakeFailure::NoClientCertificate,
@@ -73,7 +81,7 @@ impl HandshakeFailure {
             HandshakeFailure::BadCertificate(_) => "bad_certificate",
             HandshakeFailure::NotTls => "not_tls",
             HandshakeFailure::Incompatible(_) => "incompatible",
-            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Closed => "closed",
             HandshakeFailure::Io(_) => "io",
         }
     }
@@ -93,7 +101,9 @@ impl fmt::Display for HandshakeFailure {
             }
             HandshakeFailure::NotTls => f.write_str("peer does not speak TLS (plaintext?)"),
             HandshakeFailure::Incompatible(why) => write!(f, "peer is incompatible: {why}"),
-            HandshakeFailure::Timeout => f.write_str("handshake timed out"),
+            HandshakeFailure::Closed => {
+                f.write_str("peer closed the connection during the handshake")
+            }
             HandshakeFailure::Io(why) => write!(f, "connection failed during handshake: {why}"),
         }
     }

@@ -16,8 +16,9 @@
 //! # Layout
 //! - [`material`]: PEM to [`Identity`] and [`TrustAnchors`]; [`uri_sans`] reads an identity.
 //! - [`config`]: the TLS 1.3-only server and client configurations (server identity checked).
-//! - [`accept`]: the server's accept loop with handshake deadline and cap, and a cap on open
-//!   connections; [`PeerInfo`].
+//! - [`accept`]: the server's accept loop, [`admission`]'s with each admitted connection's
+//!   handshake under the gate's guard (deadline, eviction) and proven once it succeeds;
+//!   refused handshakes counted and logged once per interval; [`PeerInfo`].
 //! - [`failure`]: why a handshake failed, in an operator's words ([`HandshakeFailure`]).
 //! - [`connect`]: the client's connector for hyper and tonic ([`MtlsConnector`]).
 //! - [`files`]: the CA, certificate and key files ([`TlsFiles`]) and their errors.
@@ -37,10 +38,7 @@ pub mod material;
 pub mod reload;
 pub mod reloadable;
 
-pub use accept::{
-    AcceptSettings, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, MAX_CONCURRENT_HANDSHAKES,
-    PeerInfo, REFUSAL_LOG_INTERVAL, TlsConn, tls_incoming,
-};
+pub use accept::{AcceptSettings, PeerInfo, TlsConn, tls_incoming};
 pub use config::{WrongServerIdentity, client_config, server_config};
 pub use connect::{MtlsConnector, MtlsStream};
 pub use failure::HandshakeFailure;

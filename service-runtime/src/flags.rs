@@ -1,9 +1,11 @@
 //! The flags every service takes, declared once: where its TLS files are and how they are
-//! watched ([`TlsFlags`]), where its operations port listens ([`OpsFlags`]), and how its process
-//! runs ([`ProcessFlags`]). A service flattens them into its own command line
-//! (`#[command(flatten)]`); the environment-variable twins carry the service's prefix
-//! (`CATALOG_TLS_CA`, `DISCOUNT_TLS_CA`...), named by a [`ServiceNames`] type that
-//! [`service_names!`](crate::service_names) declares, with the service's own defaults.
+//! watched ([`TlsFlags`]), where its operations port listens ([`OpsFlags`]), how its process
+//! runs ([`ProcessFlags`]), and the caps on its public port's connections ([`ConnectionFlags`]).
+//! A service flattens them into its own command line (`#[command(flatten)]`); the
+//! environment-variable twins carry the service's prefix (`CATALOG_TLS_CA`,
+//! `DISCOUNT_TLS_CA`...), named by a [`ServiceNames`] type that
+//! [`service_names!`](crate::service_names) declares, with the service's own defaults; it also
+//! names the connection flags (Catalog's keep the `--http-` of its HTTP flags).
 
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -38,17 +40,37 @@ pub trait ServiceNames: Clone + Send + Sync + std::fmt::Debug + 'static {
     const WORKER_THREADS: &'static str;
     /// Variable for `--drain-timeout-secs`.
     const DRAIN_TIMEOUT_SECS: &'static str;
+    /// The flag for the cap on open connections (`max-connections`, with the service's port
+    /// prefix).
+    const MAX_CONNECTIONS_FLAG: &'static str;
+    /// Its variable.
+    const MAX_CONNECTIONS: &'static str;
+    /// The flag for the cap on unproven connections (`max-unproven-connections`, with the
+    /// service's port prefix).
+    const MAX_UNPROVEN_CONNECTIONS_FLAG: &'static str;
+    /// Its variable.
+    const MAX_UNPROVEN_CONNECTIONS: &'static str;
 }
 
 /// Declares a [`ServiceNames`] type:
 /// `service_names!(pub Catalog, "catalog", "CATALOG", ops_listen = "127.0.0.1:9465");` names the
-/// files `catalog.pem`/`catalog.key` and the variables `CATALOG_TLS_CA`, ...,
-/// `CATALOG_OPS_LISTEN`, and gives `--ops-listen` its default.
+/// files `catalog.pem`/`catalog.key`, the variables `CATALOG_TLS_CA`, ..., `CATALOG_OPS_LISTEN`
+/// (and gives `--ops-listen` its default), and the connection flags `--max-connections`
+/// (`CATALOG_MAX_CONNECTIONS`), ...; a trailing `port: "http-", "CATALOG_HTTP"` names them
+/// `--http-max-connections` (`CATALOG_HTTP_MAX_CONNECTIONS`), ... instead.
 #[macro_export]
 macro_rules! service_names {
     (
         $(#[$meta:meta])* $vis:vis $ty:ident, $name:literal, $prefix:literal,
         ops_listen = $ops_listen:literal
+    ) => {
+        $crate::service_names!(
+            $(#[$meta])* $vis $ty, $name, $prefix, ops_listen = $ops_listen, port: "", $prefix
+        );
+    };
+    (
+        $(#[$meta:meta])* $vis:vis $ty:ident, $name:literal, $prefix:literal,
+        ops_listen = $ops_listen:literal, port: $flag_prefix:literal, $port_prefix:literal
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,6 +89,12 @@ macro_rules! service_names {
                 concat!($prefix, "_CERT_EXPIRY_WARNING_HOURS");
             const WORKER_THREADS: &'static str = concat!($prefix, "_WORKER_THREADS");
             const DRAIN_TIMEOUT_SECS: &'static str = concat!($prefix, "_DRAIN_TIMEOUT_SECS");
+            const MAX_CONNECTIONS_FLAG: &'static str = concat!($flag_prefix, "max-connections");
+            const MAX_CONNECTIONS: &'static str = concat!($port_prefix, "_MAX_CONNECTIONS");
+            const MAX_UNPROVEN_CONNECTIONS_FLAG: &'static str =
+                concat!($flag_prefix, "max-unproven-connections");
+            const MAX_UNPROVEN_CONNECTIONS: &'static str =
+                concat!($port_prefix, "_MAX_UNPROVEN_CONNECTIONS");
         }
     };
 }
@@ -223,6 +251,45 @@ impl<S: ServiceNames> ProcessFlags<S> {
     }
 }
 
+/// The caps on the connections to a service's public port, admitted by the rules of the
+/// [`admission`] crate (the deadline to prove itself is each service's own flag: Discount's
+/// handshake timeout, Catalog's header timeout).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionFlags<S: ServiceNames> {
+    /// Most connections open at once on --listen, unproven ones included. When all are taken, a
+    /// new connection takes the place of the oldest unproven one (then, on Catalog, of the
+    /// longest-idle keep-alive connection); only when every one is proven and in use is it
+    /// closed unanswered. Keep it below the open-file limit (ulimit -n).
+    #[arg(long = S::MAX_CONNECTIONS_FLAG, env = S::MAX_CONNECTIONS,
+          default_value_t = admission::DEFAULT_MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Most connections open at once that have not proved themselves yet (Discount: mutual-TLS
+    /// handshake not done; Catalog: first request head not whole). Past it, a new connection
+    /// takes the place of the oldest unproven one, so a flood only evicts itself; a real client
+    /// proves itself long before this many newer connections arrive. At most
+    /// the connection cap (a larger value acts as it).
+    #[arg(long = S::MAX_UNPROVEN_CONNECTIONS_FLAG, env = S::MAX_UNPROVEN_CONNECTIONS,
+          default_value_t = admission::DEFAULT_MAX_UNPROVEN as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_unproven_connections: u32,
+
+    #[arg(skip)]
+    service: PhantomData<S>,
+}
+
+impl<S: ServiceNames> ConnectionFlags<S> {
+    /// The admission rules, with `unproven_timeout` for a connection to prove itself.
+    pub fn limits(&self, unproven_timeout: Duration) -> admission::Limits {
+        admission::Limits {
+            max_connections: self.max_connections as usize,
+            max_unproven: self.max_unproven_connections as usize,
+            unproven_timeout,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -230,6 +297,9 @@ mod tests {
     use super::*;
 
     crate::service_names!(Example, "example", "EXAMPLE", ops_listen = "127.0.0.1:9999");
+    crate::service_names!(
+        WebExample, "web", "WEB", ops_listen = "127.0.0.1:9998", port: "http-", "WEB_HTTP"
+    );
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -239,6 +309,66 @@ mod tests {
         ops: OpsFlags<Example>,
         #[command(flatten)]
         process: ProcessFlags<Example>,
+        #[command(flatten)]
+        connections: ConnectionFlags<Example>,
+    }
+
+    #[derive(Debug, Parser)]
+    struct WebCli {
+        #[command(flatten)]
+        connections: ConnectionFlags<WebExample>,
+    }
+
+    #[test]
+    fn connection_caps_have_defaults_flags_and_variables_named_per_service() {
+        let timeout = Duration::from_secs(3);
+        let cli = Cli::try_parse_from(["example"]).unwrap();
+        assert_eq!(
+            cli.connections.limits(timeout),
+            admission::Limits {
+                max_connections: 1000,
+                max_unproven: 500,
+                unproven_timeout: timeout,
+            }
+        );
+        let cli = Cli::try_parse_from([
+            "example",
+            "--max-connections=7",
+            "--max-unproven-connections=3",
+        ])
+        .unwrap();
+        let limits = cli.connections.limits(timeout);
+        assert_eq!((limits.max_connections, limits.max_unproven), (7, 3));
+        let web = WebCli::try_parse_from([
+            "web",
+            "--http-max-connections=9",
+            "--http-max-unproven-connections=4",
+        ])
+        .unwrap();
+        let limits = web.connections.limits(timeout);
+        assert_eq!((limits.max_connections, limits.max_unproven), (9, 4));
+        assert!(WebCli::try_parse_from(["web", "--max-connections=9"]).is_err());
+        let help = |mut command: clap::Command| command.render_long_help().to_string();
+        let example = help(<Cli as clap::CommandFactory>::command());
+        let web = help(<WebCli as clap::CommandFactory>::command());
+        for (help, var) in [
+            (&example, "EXAMPLE_MAX_CONNECTIONS=]"),
+            (&example, "EXAMPLE_MAX_UNPROVEN_CONNECTIONS=]"),
+            (&web, "WEB_HTTP_MAX_CONNECTIONS=]"),
+            (&web, "WEB_HTTP_MAX_UNPROVEN_CONNECTIONS=]"),
+        ] {
+            assert!(help.contains(&format!("[env: {var}")), "{var}:\n{help}");
+        }
+        for args in [
+            &["--max-connections", "0"][..],
+            &["--max-unproven-connections", "0"],
+            &["--max-unproven-connections", "many"],
+        ] {
+            let err = Cli::try_parse_from(std::iter::once("example").chain(args.iter().copied()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(args[0]), "{err}");
+        }
     }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {

@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`flags`]: the shared flags, declared once and flattened into each service's command line
-//!   with that service's environment-variable names; they resolve to an [`mtls::TlsSource`].
+//!   with that service's environment-variable names; they resolve to an [`mtls::TlsSource`]
+//!   and to [`admission::Limits`].
 //! - [`logging`]: the `tracing` subscriber, text or JSON, through a bounded background writer.
 //! - [`metrics`]: the process's Prometheus recorder, and the `# HELP` descriptions of metrics.
 //! - [`otel`]: OpenTelemetry tracing: spans, W3C Trace Context, OTLP export.

@@ -3,15 +3,14 @@
 
 use crate::logging::{LogFormat, init_tracing};
 
-/// Binds a TCP listener for the setting `flag`; the error names the flag and the address.
+/// Binds a TCP listener for the setting `flag`, with the accept queue of
+/// [`admission::bind`] (deep enough for a flood); the error names the flag and the address.
 pub async fn bind(
     addr: std::net::SocketAddr,
     flag: &str,
 ) -> anyhow::Result<tokio::net::TcpListener> {
     use anyhow::Context;
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("{flag} {addr}: cannot bind"))
+    admission::bind(addr).with_context(|| format!("{flag} {addr}: cannot bind"))
 }
 
 /// Runs a service binary's `main`: sets up logging (`log_format`), builds the Tokio runtime

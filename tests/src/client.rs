@@ -1,11 +1,15 @@
 //! Clients of Discount as a test sees it: gRPC over mutual TLS (with or without a client
-//! certificate), over plaintext, and a status with its whole error chain for assertions.
+//! certificate), over plaintext, a bare mutual-TLS connection, and a status with its whole
+//! error chain for assertions.
 
 use std::net::SocketAddr;
 
 use ecommerce_proto::pb::discount_client::DiscountClient;
 use mtls::{MtlsConnector, Reloadable};
-use pki::{CertificateAuthority, CertifiedKey};
+use pki::{CertificateAuthority, CertifiedKey, ServicePki};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
@@ -47,6 +51,21 @@ pub fn plaintext_grpc_client(addr: SocketAddr) -> DiscountClient<Channel> {
         .unwrap()
         .connect_lazy();
     DiscountClient::new(channel)
+}
+
+/// A mutual-TLS connection to Discount on `addr` with the PKI's Catalog certificate, its
+/// handshake done and nothing sent yet.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    pki: &ServicePki,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let config =
+        mtls::client_config(&anchors(&pki.ca), Some(&identity(&pki.catalog)), None).unwrap();
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
 }
 
 /// A status with its whole source chain, where TLS alerts show up.

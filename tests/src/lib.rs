@@ -16,6 +16,8 @@
 //! - `replica`: a real Discount replica that can be killed like a crashed process and restarted.
 //! - `rotation`: both services serving from certificate files and reloading them.
 //! - `client`: gRPC clients of Discount over mutual TLS or plaintext.
+//! - `flood`: connections that never prove themselves, reopened as soon as they are closed,
+//!   from a thread of their own; and the open-file limit raised for them.
 //!
 //! `net` and `certs` are used by the others, and `rotation` also uses `proxy` and `servers`;
 //! no two modules import each other.
@@ -24,6 +26,7 @@
 mod certs;
 mod client;
 mod fakes;
+mod flood;
 mod net;
 mod proxy;
 mod replica;
@@ -32,8 +35,9 @@ mod rotation;
 mod servers;
 
 pub use certs::{anchors, identity, other_pki, service_pki};
-pub use client::{grpc_client, mtls_channel, plaintext_grpc_client, status_chain};
+pub use client::{grpc_client, mtls_channel, plaintext_grpc_client, status_chain, tls_connect};
 pub use fakes::{CountingDiscount, spawn_black_hole, spawn_counting_discount};
+pub use flood::{Flood, PARTIAL_CLIENT_HELLO, PARTIAL_REQUEST_HEAD, raise_open_file_limit};
 pub use net::{ClosedPort, Running, closed_port};
 pub use pki;
 pub use proxy::{Proxy, spawn_proxy};
@@ -42,5 +46,6 @@ pub use resolver::TestResolver;
 pub use rotation::{RotatingPair, pem_serial, server_serial, spawn_rotating_pair};
 pub use servers::{
     CatalogOptions, generated_catalog, spawn_catalog, spawn_catalog_balancing, spawn_catalog_for,
-    spawn_catalog_watched, spawn_discount, spawn_discount_traced, spawn_discount_with, target,
+    spawn_catalog_watched, spawn_discount, spawn_discount_configured, spawn_discount_traced,
+    spawn_discount_with, target,
 };

@@ -1,5 +1,6 @@
-//! Sockets for the other harness modules: loopback listeners on port 0, a task-run server
-//! handle ([`Running`]) and an address that refuses connections ([`ClosedPort`]).
+//! Sockets for the other harness modules: loopback listeners on port 0 (bound as the services'
+//! binaries bind theirs), a task-run server handle ([`Running`]) and an address that refuses
+//! connections ([`ClosedPort`]).
 
 use std::net::SocketAddr;
 
@@ -7,9 +8,10 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A listener on a port of the system's choosing on loopback.
+/// A listener on a port of the system's choosing on loopback, with the accept queue the
+/// services' binaries give theirs ([`admission::bind`]).
 pub(crate) async fn bind_loopback() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.unwrap()
+    admission::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap()
 }
 
 /// A server running in a task, stopped by [`Running::stop`] (or aborted when dropped).
@@ -19,6 +21,7 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Where its operations port listens, if it has one in the same task (Catalog).
     pub ops_addr: Option<SocketAddr>,
+    admission: Option<admission::Gate>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -33,6 +36,7 @@ impl Running {
         Self {
             addr,
             ops_addr: None,
+            admission: None,
             stop: Some(stop),
             task: Some(tokio::spawn(run(stopped))),
         }
@@ -42,6 +46,20 @@ impl Running {
     pub(crate) fn with_ops(mut self, ops_addr: SocketAddr) -> Self {
         self.ops_addr = Some(ops_addr);
         self
+    }
+
+    /// The same server, admitting connections through `gate`.
+    pub(crate) fn with_admission(mut self, gate: admission::Gate) -> Self {
+        self.admission = Some(gate);
+        self
+    }
+
+    /// The gate admitting connections to its main port (its limits, and what it has done,
+    /// counted for this server alone); panics for a server without one (a fake).
+    pub fn admission(&self) -> &admission::Gate {
+        self.admission
+            .as_ref()
+            .unwrap_or_else(|| panic!("the server on {} has no admission gate", self.addr))
     }
 
     /// Where its operations port listens (`/healthz`, `/readyz`, `/metrics`); panics for a
@@ -116,8 +134,8 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
-        // As the servers under test bind: `TcpListener::bind` sets SO_REUSEADDR.
-        let taken = TcpListener::bind(closed.addr).await.unwrap_err();
+        // As the servers under test bind: with SO_REUSEADDR.
+        let taken = admission::bind(closed.addr).unwrap_err();
         assert_eq!(taken.kind(), ErrorKind::AddrInUse, "{taken}");
     }
 }

@@ -36,16 +36,35 @@ pub async fn spawn_discount_traced(
     client_ca: &CertificateAuthority,
     tracer: Tracer,
 ) -> Running {
-    let listener = bind_loopback().await;
-    let addr = listener.local_addr().unwrap();
     let settings = ServerSettings {
         tracer,
         ..ServerSettings::new(TlsSource::fixed(identity(server_cert), anchors(client_ca)))
     };
+    spawn_discount_settings(settings).await
+}
+
+/// Starts the real Discount service with the PKI's certificates and the settings `configure`
+/// leaves (its limits, say).
+pub async fn spawn_discount_configured(
+    pki: &ServicePki,
+    configure: impl FnOnce(&mut ServerSettings),
+) -> Running {
+    let tls = TlsSource::fixed(identity(&pki.discount), anchors(&pki.ca));
+    let mut settings = ServerSettings::new(tls);
+    configure(&mut settings);
+    spawn_discount_settings(settings).await
+}
+
+/// Starts the real Discount service with `settings`; [`Running::admission`] is its gate.
+async fn spawn_discount_settings(settings: ServerSettings) -> Running {
+    let listener = bind_loopback().await;
+    let addr = listener.local_addr().unwrap();
     let server = DiscountServer::build(settings, listener).unwrap();
+    let admission = server.admission();
     Running::spawn(addr, |stopped| async move {
         server.run_until(shutdown_on(stopped)).await.unwrap();
     })
+    .with_admission(admission)
 }
 
 /// Starts the real Discount service with the PKI's certificates.
@@ -150,11 +169,12 @@ pub(crate) async fn run_catalog<T>(
     let seen = inspect(&app);
     let addr = app.local_addr().unwrap();
     let ops_addr = ops.addr().unwrap();
+    let admission = app.admission();
     let running = Running::spawn(addr, |stopped| async move {
         app.run_until(shutdown_on(stopped)).await;
         ops.stop().await;
     });
-    (running.with_ops(ops_addr), seen)
+    (running.with_ops(ops_addr).with_admission(admission), seen)
 }
 
 /// Starts the real Catalog service pointed at Discount on `discount`, with the PKI's Catalog

@@ -1,13 +1,19 @@
-//! The public HTTP server: an accept loop over hyper-util's connection builder, with the limits
+//! The public HTTP server: [`admission`]'s accept loop (the same caps, deadline and eviction as
+//! every server of the workspace) over hyper-util's connection builder, with the limits
 //! `axum::serve` cannot set ([`HttpLimits`]):
 //!
-//! - **Open connections**: each accepted connection takes a slot; with none free, a new
-//!   connection is closed at once (counted in `catalog_http_connections_refused_total`). The
-//!   slot is freed just before the socket closes. Keep the limit below the process's open-file
-//!   limit, so that the operations port and Discount's connections still get theirs.
-//! - **Header read timeout** (slowloris): a request head must arrive whole within it, counted
-//!   from the connection's start or from the first byte of a later request; else the
-//!   connection is cut (`catalog_http_header_timeouts_total`).
+//! - **Admission** (`--http-max-connections`, `--http-max-unproven-connections`): a connection
+//!   is unproven until a whole first request head has arrived (the service is called). When
+//!   the caps are reached, a new connection takes the place of the oldest unproven one, then of
+//!   the keep-alive connection idle the longest (its client reconnects for its next request, as
+//!   after an idle timeout); only when every connection is proven and in use is a new one
+//!   closed at once. Counted in `catalog_http_connections_dropped_total{reason}`; open ones in
+//!   `catalog_http_connections_open`. Keep the cap below the process's open-file limit, so that
+//!   the operations port and Discount's connections still get theirs.
+//! - **Header read timeout** (slowloris): the first request head must arrive whole within it,
+//!   from the connection's acceptance (the gate's deadline for unproven connections, counted as
+//!   `unproven_timeout`); a later one within it from its first byte (hyper's timer,
+//!   `catalog_http_header_timeouts_total`). Else the connection is cut.
 //! - **Idle keep-alive timeout**: a kept-alive connection with no new request within it is
 //!   closed. hyper has one timer for both waits; `timer` tells them apart.
 //! - **Concurrent requests** are limited in the router (`http`), where a request beyond the
@@ -25,21 +31,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use admission::{Gate, ThrottledLog};
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::metric_descriptions::{CONNECTIONS_DROPPED_METRIC, CONNECTIONS_OPEN_METRIC};
 use timer::{Activity, Expired, HeadTimer, Watched};
 
 /// The limits of the public HTTP server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
-    /// Most connections open at once; beyond it new connections are closed at once.
+    /// Most connections open at once, unproven ones included (see the module's documentation).
     pub max_connections: usize,
-    /// Longest a request head may take to arrive, from the connection's start or from the
+    /// Most connections open at once whose first request head has not arrived whole.
+    pub max_unproven: usize,
+    /// Longest a request head may take to arrive, from the connection's acceptance or from the
     /// first byte of a later request.
     pub header_timeout: Duration,
     /// Longest a kept-alive connection may wait for its next request.
@@ -49,98 +59,116 @@ pub struct HttpLimits {
 }
 
 impl Default for HttpLimits {
-    /// 1000 connections (below the common open-file limit of 1024), 10 s for a request head,
-    /// 90 s idle (longer than the 60 s of common load balancers and proxies, so that they, not
-    /// Catalog, close the idle connections they pool), 512 requests in progress.
+    /// The admission defaults (1000 connections, below the common open-file limit of 1024,
+    /// 500 of them unproven; 10 s for a request head), 90 s idle (longer than the 60 s of
+    /// common load balancers and proxies, so that they, not Catalog, close the idle
+    /// connections they pool), 512 requests in progress.
     fn default() -> Self {
         Self {
-            max_connections: 1000,
-            header_timeout: Duration::from_secs(10),
+            max_connections: admission::DEFAULT_MAX_CONNECTIONS,
+            max_unproven: admission::DEFAULT_MAX_UNPROVEN,
+            header_timeout: admission::DEFAULT_UNPROVEN_TIMEOUT,
             idle_timeout: Duration::from_secs(90),
             max_concurrent_requests: 512,
         }
     }
 }
 
-/// After an accept error that is not about one connection (out of file descriptors), how
-/// long to wait before accepting again, as `axum::serve` does.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+impl HttpLimits {
+    /// The rules connections are admitted by: the caps, and the header timeout as the deadline
+    /// for the first request head.
+    pub fn admission(&self) -> admission::Limits {
+        admission::Limits {
+            max_connections: self.max_connections,
+            max_unproven: self.max_unproven,
+            unproven_timeout: self.header_timeout,
+        }
+    }
 
-/// Serves `router` on `listener` within `limits` until `shutdown` completes; then stops
-/// accepting and returns once every connection has closed (see the module's documentation).
+    /// The gate admitting connections to the public port by these limits, recording Catalog's
+    /// connection metrics.
+    pub fn gate(&self) -> Gate {
+        let metrics = admission::MetricNames {
+            open: Some(CONNECTIONS_OPEN_METRIC),
+            dropped: Some(CONNECTIONS_DROPPED_METRIC),
+        };
+        Gate::new(self.admission(), metrics)
+    }
+}
+
+/// Serves `router` on `listener` within `limits`, admitting connections through `gate` (made by
+/// [`HttpLimits::gate`]), until `shutdown` completes; then stops accepting and returns once
+/// every connection has closed (see the module's documentation).
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: HttpLimits,
+    gate: Gate,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .keep_alive(true)
         .header_read_timeout(limits.header_timeout);
-    let mut refused_in_a_row: u64 = 0;
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) if is_connection_error(&err) => continue,
-            Err(err) => {
-                tracing::error!(%err, pause = ?ACCEPT_ERROR_PAUSE, "cannot accept connections");
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
-                }
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("catalog_http_connections_refused_total").increment(1);
-            if refused_in_a_row == 0 {
-                tracing::warn!(
-                    max = limits.max_connections,
-                    %peer,
-                    "connection limit reached (--http-max-connections): closing new \
-                     connections at once until one ends"
-                );
-            }
-            refused_in_a_row += 1;
-            drop(stream);
-            continue;
-        };
-        if refused_in_a_row > 0 {
-            tracing::info!(
-                refused = refused_in_a_row,
-                "accepting connections again after the connection limit"
-            );
-            refused_in_a_row = 0;
-        }
-        // Small JSON responses: do not let Nagle's algorithm hold them back.
-        let _ = stream.set_nodelay(true);
+    let header_timeouts = header_timeout_log(limits.header_timeout);
+    let (shutting_down, closed) = tokio::sync::watch::channel(false);
+    admission::accept_loop(listener, gate, shutdown, |stream, peer, slot| {
         let activity = Arc::new(Activity::default());
-        let io = TokioIo::new(Watched::new(stream, activity.clone(), Slot::take(permit)));
+        let handle = (*slot).clone();
+        let io = TokioIo::new(Watched::new(stream, activity.clone(), slot));
         let mut builder = builder.clone();
         builder.http1().timer(HeadTimer::new(
             activity.clone(),
+            handle.clone(),
             limits.idle_timeout,
             limits.header_timeout,
         ));
-        let service = TowerToHyperService::new(router.clone());
+        // A whole request head has arrived: the connection has proved itself.
+        let proving = handle.clone();
+        let router = TowerToHyperService::new(router.clone());
+        let service = hyper::service::service_fn(move |request| {
+            proving.prove();
+            router.call(request)
+        });
         let watcher = graceful.watcher();
+        let mut closing = closed.clone();
+        let header_timeouts = header_timeouts.clone();
         tokio::spawn(async move {
-            let connection = builder.serve_connection(io, service);
-            if let Err(err) = watcher.watch(connection).await {
-                ended_with(&*err, activity.expired(), peer, limits);
+            let connection = async {
+                // No HTTP state for a connection until it has sent something: one that stays
+                // silent (the commonest flood) costs a socket and this task. Closed at once on
+                // shutdown, as hyper closes a connection with no request in flight.
+                tokio::select! {
+                    readable = io.inner().socket().readable() => readable?,
+                    _ = closing.wait_for(|closing| *closing) => return Ok(()),
+                }
+                watcher.watch(builder.serve_connection(io, service)).await
+            };
+            // Dropped by the gate (evicted, or no whole head in time): counted and logged there.
+            if let Ok(Err(err)) = handle.guard(connection).await {
+                ended_with(&*err, activity.expired(), peer, &header_timeouts);
             }
         });
-    }
-    drop(listener);
+    })
+    .await;
+    let _ = shutting_down.send(true);
     graceful.shutdown().await;
+}
+
+/// The log of later request heads cut at the header timeout (slowloris on a connection that
+/// has already made a request): one line per interval with their number.
+fn header_timeout_log(timeout: Duration) -> ThrottledLog {
+    ThrottledLog::new(admission::LOG_INTERVAL, move |summary| {
+        tracing::info!(
+            cut = summary.total(),
+            first = %summary.firsts(),
+            ?timeout,
+            "closed connections whose next request's headers did not arrive in time \
+             (--http-header-timeout-ms); count since the last such line"
+        );
+    })
 }
 
 /// Logs (and counts) why a connection ended with an error.
@@ -148,50 +176,14 @@ fn ended_with(
     err: &(dyn std::error::Error + Send + Sync),
     expired: Option<Expired>,
     peer: SocketAddr,
-    limits: HttpLimits,
+    header_timeouts: &ThrottledLog,
 ) {
     match expired {
         Some(Expired::Header) => {
             metrics::counter!("catalog_http_header_timeouts_total").increment(1);
-            tracing::info!(
-                %peer,
-                timeout = ?limits.header_timeout,
-                "closed a connection whose request headers did not arrive in time \
-                 (--http-header-timeout-ms)"
-            );
+            header_timeouts.record("header_timeout", || peer.to_string());
         }
-        Some(Expired::Idle) => {
-            tracing::debug!(%peer, timeout = ?limits.idle_timeout, "closed an idle connection");
-        }
+        Some(Expired::Idle) => tracing::debug!(%peer, "closed an idle connection"),
         None => tracing::debug!(%peer, %err, "connection ended with an error"),
-    }
-}
-
-/// Errors that concern one connection only (the client gave up during the handshake).
-fn is_connection_error(err: &std::io::Error) -> bool {
-    matches!(
-        err.kind(),
-        std::io::ErrorKind::ConnectionRefused
-            | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::ConnectionReset
-    )
-}
-
-/// One of the `--http-max-connections` slots, counted in `catalog_http_connections_open`.
-#[derive(Debug)]
-struct Slot {
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Slot {
-    fn take(permit: OwnedSemaphorePermit) -> Self {
-        metrics::gauge!("catalog_http_connections_open").increment(1.0);
-        Self { _permit: permit }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        metrics::gauge!("catalog_http_connections_open").decrement(1.0);
     }
 }

@@ -4,13 +4,18 @@
 //! the guard against slow headers (slowloris) and the keep-alive idle timeout, and hyper has no
 //! separate idle timeout. [`HeadTimer`] is the timer hyper gets instead of `TokioTimer`:
 //!
-//! - on a fresh connection it is hyper's header timer unchanged: a client that connects and
-//!   sends nothing, or trickles its first request, is cut at the header timeout;
-//! - between requests it waits up to the idle timeout for the first byte of the next request,
-//!   and from that byte on gives the rest of the head the header timeout.
+//! - on a connection that has not proved itself (no whole request head yet) it never runs out:
+//!   the admission gate's deadline for unproven connections, the same header timeout counted
+//!   from the connection's acceptance, cuts a client that sends nothing or trickles its first
+//!   request;
+//! - between requests it marks the connection idle (the gate may then evict it to make room),
+//!   waits up to the idle timeout for the first byte of the next request, and from that byte on
+//!   gives the rest of the head the header timeout.
 //!
-//! [`Watched`] is the socket it watches: it counts the bytes read. Which wait ran out, if one
-//! did, is kept in [`Activity`] so that the server can say why it closed the connection.
+//! [`Watched`] is the socket it watches: it counts the bytes read, marks the connection busy
+//! again from the first byte of a request, and holds the connection's admission slot. Which
+//! wait ran out, if one did, is kept in [`Activity`] so that the server can say why it closed
+//! the connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +24,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use admission::{Handle, Slot};
 use hyper::rt::{Sleep, Timer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -63,28 +69,29 @@ impl Activity {
     }
 }
 
-/// A socket that counts the bytes read from it into [`Activity`], and holds `held` until it is
-/// dropped, just before the socket closes (a connection slot: free once the client sees the
-/// connection closed).
+/// A socket that counts the bytes read from it into [`Activity`], marks its connection busy
+/// when bytes come, and holds the connection's admission slot until it is dropped, just before
+/// the socket closes (free once the client sees the connection closed).
 #[derive(Debug)]
-pub(super) struct Watched<IO, H> {
-    // Fields drop in order: `_held` goes before the socket closes.
-    _held: H,
+pub(super) struct Watched<IO> {
+    // Fields drop in order: the slot goes before the socket closes.
+    slot: Slot,
     io: IO,
     activity: Arc<Activity>,
 }
 
-impl<IO, H> Watched<IO, H> {
-    pub(super) fn new(io: IO, activity: Arc<Activity>, held: H) -> Self {
-        Self {
-            _held: held,
-            io,
-            activity,
-        }
+impl<IO> Watched<IO> {
+    pub(super) fn new(io: IO, activity: Arc<Activity>, slot: Slot) -> Self {
+        Self { slot, io, activity }
+    }
+
+    /// The socket.
+    pub(super) fn socket(&self) -> &IO {
+        &self.io
     }
 }
 
-impl<IO: AsyncRead + Unpin, H: Unpin> AsyncRead for Watched<IO, H> {
+impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -94,12 +101,16 @@ impl<IO: AsyncRead + Unpin, H: Unpin> AsyncRead for Watched<IO, H> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         let read = (buf.filled().len() - before) as u64;
+        if read > 0 {
+            // A request has begun: no longer idle, so no longer evicted to make room.
+            this.slot.busy();
+        }
         this.activity.read.fetch_add(read, Ordering::Relaxed);
         Poll::Ready(Ok(()))
     }
 }
 
-impl<IO: AsyncWrite + Unpin, H: Unpin> AsyncWrite for Watched<IO, H> {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -133,14 +144,21 @@ impl<IO: AsyncWrite + Unpin, H: Unpin> AsyncWrite for Watched<IO, H> {
 #[derive(Debug, Clone)]
 pub(super) struct HeadTimer {
     activity: Arc<Activity>,
+    connection: Handle,
     idle: Duration,
     header: Duration,
 }
 
 impl HeadTimer {
-    pub(super) fn new(activity: Arc<Activity>, idle: Duration, header: Duration) -> Self {
+    pub(super) fn new(
+        activity: Arc<Activity>,
+        connection: Handle,
+        idle: Duration,
+        header: Duration,
+    ) -> Self {
         Self {
             activity,
+            connection,
             idle,
             header,
         }
@@ -153,16 +171,16 @@ impl Timer for HeadTimer {
     }
 
     /// What hyper asks for when the connection starts waiting for a request head, with
-    /// `deadline` = now + the header timeout.
-    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+    /// `deadline` = now + the header timeout (ignored: see the module's documentation).
+    fn sleep_until(&self, _deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        if !self.connection.is_proven() {
+            return Box::pin(GateDeadline);
+        }
+        self.connection.idle();
         let read = self.activity.read();
-        let (wait, until) = if read == 0 {
-            (Wait::Header, tokio::time::Instant::from_std(deadline))
-        } else {
-            (Wait::Idle { read }, tokio::time::Instant::now() + self.idle)
-        };
+        let until = tokio::time::Instant::now() + self.idle;
         Box::pin(HeadSleep {
-            wait,
+            wait: Wait::Idle { read },
             sleep: Box::pin(tokio::time::sleep_until(until)),
             activity: self.activity.clone(),
             header: self.header,
@@ -217,18 +235,53 @@ impl Future for HeadSleep {
 
 impl Sleep for HeadSleep {}
 
+/// The wait for the first request head: never runs out here, as the admission gate's deadline
+/// for unproven connections cuts it.
+#[derive(Debug)]
+struct GateDeadline;
+
+impl Future for GateDeadline {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+impl Sleep for GateDeadline {}
+
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
+
+    use admission::{Gate, Limits, MetricNames};
 
     use super::*;
 
     const IDLE: Duration = Duration::from_secs(60);
     const HEADER: Duration = Duration::from_secs(5);
 
-    fn timer() -> (HeadTimer, Arc<Activity>) {
+    /// A timer for the one connection a gate of one slot holds (proven if `proven`), its
+    /// activity, the gate and the slot.
+    fn timer(proven: bool) -> (HeadTimer, Arc<Activity>, Gate, Slot) {
+        let limits = Limits {
+            max_connections: 1,
+            max_unproven: 1,
+            unproven_timeout: HEADER,
+        };
+        let gate = Gate::new(limits, MetricNames::default());
+        let slot = gate.admit(([127, 0, 0, 1], 1).into()).unwrap();
+        if proven {
+            assert!(slot.prove());
+            // Its first request was read.
+            slot.busy();
+        }
         let activity = Arc::new(Activity::default());
-        (HeadTimer::new(activity.clone(), IDLE, HEADER), activity)
+        if proven {
+            activity.read.fetch_add(100, Ordering::Relaxed);
+        }
+        let timer = HeadTimer::new(activity.clone(), (*slot).clone(), IDLE, HEADER);
+        (timer, activity, gate, slot)
     }
 
     /// Whether `sleep` has run out, polled once.
@@ -242,21 +295,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_fresh_connection_gets_the_header_timeout_from_the_start() {
-        let (timer, activity) = timer();
+    async fn before_the_first_request_hyper_s_timer_leaves_the_deadline_to_the_gate() {
+        let (timer, activity, _gate, _slot) = timer(false);
         let mut sleep = head_wait(&timer);
-        tokio::time::advance(HEADER - Duration::from_millis(1)).await;
-        assert!(!done(&mut sleep).await);
         activity.read.fetch_add(3, Ordering::Relaxed);
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(done(&mut sleep).await);
-        assert_eq!(activity.expired(), Some(Expired::Header));
+        tokio::time::advance(HEADER * 100).await;
+        assert!(!done(&mut sleep).await);
+        assert_eq!(activity.expired(), None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn between_requests_the_idle_timeout_applies_until_a_byte_comes() {
-        let (timer, activity) = timer();
-        activity.read.fetch_add(100, Ordering::Relaxed);
+        let (timer, activity, _gate, _slot) = timer(true);
         let mut sleep = head_wait(&timer);
         // Idle longer than the header timeout: not cut.
         tokio::time::advance(IDLE - Duration::from_millis(1)).await;
@@ -267,10 +317,21 @@ mod tests {
         assert_eq!(activity.expired(), Some(Expired::Idle));
     }
 
+    #[tokio::test]
+    async fn waiting_for_the_next_request_the_connection_is_idle_and_may_make_room() {
+        let (timer, _activity, gate, slot) = timer(true);
+        // Busy: a new connection is refused.
+        assert!(gate.admit(([127, 0, 0, 1], 2).into()).is_err());
+        let _sleep = head_wait(&timer);
+        // Idle: a new connection takes its place.
+        let _newcomer = gate.admit(([127, 0, 0, 1], 3).into()).unwrap();
+        let dropped = slot.guard(std::future::pending::<()>()).await;
+        assert_eq!(dropped, Err(admission::Dropped::IdleEvicted));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn from_the_first_byte_of_the_next_request_the_header_timeout_applies() {
-        let (timer, activity) = timer();
-        activity.read.fetch_add(100, Ordering::Relaxed);
+        let (timer, activity, _gate, _slot) = timer(true);
         let mut sleep = head_wait(&timer);
         tokio::time::advance(Duration::from_secs(30)).await;
         assert!(!done(&mut sleep).await);

@@ -1,49 +1,28 @@
-//! Discount's explicit limits, as clients see them: a request message over the size limit is
-//! answered RESOURCE_EXHAUSTED; streams beyond the per-connection limit are refused, and a stock
-//! client queues its calls instead; connections beyond the maximum are closed before their TLS
-//! handshake while open ones keep being served. After each, the next well-behaved call succeeds.
+//! Discount's explicit limits per connection and per message, as clients see them: a request
+//! message over the size limit is answered RESOURCE_EXHAUSTED; streams beyond the
+//! per-connection limit are refused, and a stock client queues its calls instead. After each,
+//! the next well-behaved call succeeds. (The limits on connections are in `admission`.)
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use discount_service::limits::DEFAULT_MAX_MESSAGE_BYTES;
-use discount_service::server::{DiscountServer, ServerSettings};
 use discount_service::service::{MAX_GROUPS, MAX_GROUPS_PRODUCTS};
-use e2e_tests::pki::ServicePki;
-use e2e_tests::{anchors, grpc_client, identity, mtls_channel, service_pki, status_chain};
+use e2e_tests::{
+    grpc_client, mtls_channel, service_pki, spawn_discount_configured, status_chain, tls_connect,
+};
 use ecommerce_proto::pb::discount_client::DiscountClient;
 use ecommerce_proto::pb::discount_group_result::Result as GroupResult;
 use ecommerce_proto::pb::{
     BatchDiscountRequest, Customer, DiscountGroupsRequest, DiscountRequest, Product,
 };
-use mtls::TlsSource;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::client::TlsStream;
 use tonic::Code;
 use tonic::codegen::{Bytes, http};
 use tower::{Service, ServiceExt};
 
 /// How long a test waits for something the server must do promptly before calling it broken.
 const GUARD: Duration = Duration::from_secs(10);
-
-/// Starts the real Discount with the PKI's certificates and the settings `configure` leaves;
-/// ready when it returns (the listener is bound). It stops with the test's runtime.
-async fn spawn_discount_limited(
-    pki: &ServicePki,
-    configure: impl FnOnce(&mut ServerSettings),
-) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let tls = TlsSource::fixed(identity(&pki.discount), anchors(&pki.ca));
-    let mut settings = ServerSettings::new(tls);
-    configure(&mut settings);
-    let server = DiscountServer::build(settings, listener).unwrap();
-    tokio::spawn(server.run_until(std::future::pending()));
-    addr
-}
 
 fn customer(id: i32) -> Option<Customer> {
     Some(Customer {
@@ -54,7 +33,7 @@ fn customer(id: i32) -> Option<Customer> {
 }
 
 /// A small, valid request.
-fn one_product() -> DiscountRequest {
+pub(crate) fn one_product() -> DiscountRequest {
     DiscountRequest {
         customer: customer(1),
         product: Some(Product {
@@ -85,7 +64,9 @@ fn batch(count: i32) -> BatchDiscountRequest {
 #[tokio::test]
 async fn message_over_the_limit_is_resource_exhausted_and_the_next_call_succeeds() {
     let pki = service_pki();
-    let addr = spawn_discount_limited(&pki, |settings| settings.max_message_bytes = 1024).await;
+    let discount =
+        spawn_discount_configured(&pki, |settings| settings.max_message_bytes = 1024).await;
+    let addr = discount.addr;
     let mut client = grpc_client(addr, &pki.ca, Some(&pki.catalog));
 
     // About 2,200 bytes.
@@ -106,11 +87,11 @@ async fn message_over_the_limit_is_resource_exhausted_and_the_next_call_succeeds
 #[tokio::test]
 async fn half_the_default_message_limit_takes_catalogs_largest_request() {
     let pki = service_pki();
-    let addr = spawn_discount_limited(&pki, |settings| {
+    let discount = spawn_discount_configured(&pki, |settings| {
         settings.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES / 2;
     })
     .await;
-    let mut client = grpc_client(addr, &pki.ca, Some(&pki.catalog));
+    let mut client = grpc_client(discount.addr, &pki.ca, Some(&pki.catalog));
 
     // As Catalog sends it at its bounds: MAX_GROUPS groups, MAX_GROUPS_PRODUCTS products in
     // all, each product its id and price only, both as long as a positive varint gets (5 bytes).
@@ -146,17 +127,6 @@ async fn half_the_default_message_limit_takes_catalogs_largest_request() {
             .iter()
             .all(|result| matches!(result.result, Some(GroupResult::Discounted(_))))
     );
-}
-
-/// A mutual-TLS connection to Discount with Catalog's certificate, nothing sent yet.
-async fn tls_connect(addr: SocketAddr, pki: &ServicePki) -> std::io::Result<TlsStream<TcpStream>> {
-    let config =
-        mtls::client_config(&anchors(&pki.ca), Some(&identity(&pki.catalog)), None).unwrap();
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
 }
 
 // Just enough HTTP/2 (RFC 9113) to open streams the way a client that ignores the server's
@@ -221,7 +191,9 @@ async fn read_frame(io: &mut (impl AsyncRead + Unpin)) -> (u8, u8, u32, Vec<u8>)
 #[tokio::test]
 async fn streams_beyond_the_limit_are_refused_and_the_next_call_succeeds() {
     let pki = service_pki();
-    let addr = spawn_discount_limited(&pki, |settings| settings.max_concurrent_streams = 2).await;
+    let discount =
+        spawn_discount_configured(&pki, |settings| settings.max_concurrent_streams = 2).await;
+    let addr = discount.addr;
 
     // Three calls at once, all sent before the server's SETTINGS are read; their bodies never
     // come, so the first two stay open.
@@ -290,7 +262,9 @@ const QUEUED_WATCH: Duration = Duration::from_millis(300);
 #[tokio::test]
 async fn a_stock_client_queues_calls_beyond_the_limit_until_a_stream_ends() {
     let pki = service_pki();
-    let addr = spawn_discount_limited(&pki, |settings| settings.max_concurrent_streams = 1).await;
+    let discount =
+        spawn_discount_configured(&pki, |settings| settings.max_concurrent_streams = 1).await;
+    let addr = discount.addr;
     let channel = mtls_channel(addr, &pki.ca, Some(&pki.catalog));
     let mut client = DiscountClient::new(channel.clone());
     // Answered: the connection is up and the client has read the server's SETTINGS.
@@ -326,51 +300,4 @@ async fn a_stock_client_queues_calls_beyond_the_limit_until_a_stream_ends() {
     assert!(refused.is_some_and(|status| status.code() != Code::Ok));
     let answered = tokio::time::timeout(GUARD, queued).await.unwrap().unwrap();
     assert!(answered.is_ok(), "{answered:?}");
-}
-
-#[tokio::test]
-async fn connections_beyond_the_maximum_are_closed_and_their_slots_come_back() {
-    let pki = service_pki();
-    let addr = spawn_discount_limited(&pki, |settings| settings.max_connections = 2).await;
-
-    // Two connections open: a gRPC client that has been answered, and a TLS connection whose
-    // handshake is done (the server has accepted both).
-    let mut first = grpc_client(addr, &pki.ca, Some(&pki.catalog));
-    first.apply_discount(one_product()).await.unwrap();
-    let mut second = tls_connect(addr, &pki).await.unwrap();
-
-    // A third is closed before its TLS handshake: no alert, just the end of the connection.
-    let closed = tokio::time::timeout(GUARD, tls_connect(addr, &pki))
-        .await
-        .expect("closed at once")
-        .unwrap_err();
-    assert!(
-        matches!(
-            closed.kind(),
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
-        ),
-        "{closed:?}"
-    );
-    // What a gRPC client sees: UNAVAILABLE.
-    let status = grpc_client(addr, &pki.ca, Some(&pki.catalog))
-        .apply_discount(one_product())
-        .await
-        .unwrap_err();
-    assert_eq!(
-        status.code(),
-        Code::Unavailable,
-        "{}",
-        status_chain(&status)
-    );
-    // The open connections keep being served.
-    first.apply_discount(one_product()).await.unwrap();
-
-    // The second goes away: once the server has closed its end, its slot is free (the server
-    // frees the slot before it closes the socket).
-    second.shutdown().await.unwrap();
-    let mut rest = Vec::new();
-    let closed = tokio::time::timeout(GUARD, second.read_to_end(&mut rest)).await;
-    assert!(closed.is_ok(), "the server closes its end");
-    let mut third = grpc_client(addr, &pki.ca, Some(&pki.catalog));
-    third.apply_discount(one_product()).await.unwrap();
 }

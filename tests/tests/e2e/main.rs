@@ -4,6 +4,7 @@
 //! run in parallel and depend on nothing a previous command made.
 #![allow(clippy::unwrap_used)]
 
+mod admission;
 mod balancing;
 mod catalog_api;
 mod catalog_limits;
