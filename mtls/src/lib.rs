@@ -5,7 +5,8 @@
 //! tonic's own TLS settings cannot restrict the protocol version nor swap certificates at run
 //! time, so both ends use rustls configurations built here and plug them into tonic: the server
 //! through [`tls_incoming`] and `serve_with_incoming_shutdown`, the client through
-//! [`MtlsConnector`] and `Endpoint::connect_with_connector_lazy`.
+//! [`MtlsConnector`], under a hyper client (as Catalog does) or tonic's
+//! `Endpoint::connect_with_connector_lazy`.
 //!
 //! The rules are the same on both ends:
 //! - TLS 1.3 only, ALPN `h2`, one crypto provider (ring) for everything ([`crypto_provider`]);
@@ -26,8 +27,8 @@
 //! - [`reload`]: the source of a service's material ([`TlsSource`]) and its watcher
 //!   ([`TlsReloader`]): files re-read on change or SIGHUP, bad changes refused.
 //!
-//! The graph has no cycles: `material` <- `config`, `files` <- `reload`; `reloadable` <-
-//! `accept`, `connect`, `reload`.
+//! The graph has no cycles: `material` <- `config`, `files`, `accept`, `connect`, `reload`;
+//! `files` <- `reload`; `failure` <- `accept`; `reloadable` <- `accept`, `connect`, `reload`.
 
 pub mod accept;
 pub mod config;
