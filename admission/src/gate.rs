@@ -182,10 +182,21 @@ impl Gate {
                 dropped[0] = state.evict_oldest_unproven();
             }
             let full = state.open.len() - state.closing >= limits.max_connections;
+            // While the unproven have fewer than their share, an idle keep-alive connection
+            // gives way first: otherwise a flood would shrink the unproven pool to the slots
+            // proven connections leave, and a real newcomer would survive fewer arrivals than
+            // `max_unproven` promises. At the unproven cap (evicted just above) or with nothing
+            // idle, the oldest unproven goes.
             let room = !full || {
-                dropped[1] = state
-                    .evict_oldest_unproven()
-                    .or_else(|| state.evict_longest_idle());
+                dropped[1] = if state.unproven.len() < limits.max_unproven {
+                    state
+                        .evict_longest_idle()
+                        .or_else(|| state.evict_oldest_unproven())
+                } else {
+                    state
+                        .evict_oldest_unproven()
+                        .or_else(|| state.evict_longest_idle())
+                };
                 dropped[1].is_some()
             };
             if room {

@@ -17,9 +17,11 @@
 //! - refusing the newcomer instead (what a plain cap does) lets the flood keep every slot and
 //!   shuts real clients out until the squatters' deadlines pass.
 //!
-//! With no unproven connection left, a server that marks its connections idle between requests
-//! (Catalog's HTTP keep-alive) gives up the connection idle the longest: an HTTP client
-//! reconnects for its next request, as it does after an idle timeout. Discount does not:
+//! At the connection cap, while the unproven are under their own cap (or none is left), a
+//! server that marks its connections idle between requests (Catalog's HTTP keep-alive) gives up
+//! the connection idle the longest first: an HTTP client reconnects for its next request, as it
+//! does after an idle timeout, and the unproven keep their share of the slots however many idle
+//! clients hold. With every slot proven and in use, the share shrinks to what is left. Discount does not:
 //! its proven connections are its authenticated callers, each holding one long-lived HTTP/2
 //! connection. Only when every slot is held by a proven connection in use is a new one
 //! refused (closed before a byte is read).

@@ -64,32 +64,35 @@ async fn past_the_unproven_cap_the_oldest_unproven_connection_makes_room() {
 }
 
 #[tokio::test]
-async fn at_the_connection_cap_unproven_go_first_then_the_longest_idle_then_none() {
-    let gate = gate(3, 3);
-    let [a, b, c] = [admit(&gate), admit(&gate), admit(&gate)];
+async fn at_the_connection_cap_the_longest_idle_goes_while_the_unproven_are_under_their_cap() {
+    let gate = gate(4, 2);
+    let [a, b] = [admit(&gate), admit(&gate)];
     assert!(a.prove() && b.prove());
     a.idle();
     b.idle();
-    // Full: the unproven one goes first, though the idle ones are older.
-    let d = admit(&gate);
-    assert_eq!(told(&c).await, Some(Dropped::UnprovenEvicted));
+    let [c, d] = [admit(&gate), admit(&gate)];
     assert!(d.prove());
-    // None unproven: the one idle the longest goes.
+    // Full, with one unproven (c) under the unproven cap of two: the longest idle gives way,
+    // so the unproven keep their share however many slots proven connections hold.
     let e = admit(&gate);
     assert_eq!(told(&a).await, Some(Dropped::IdleEvicted));
+    assert_eq!(told(&c).await, None, "the unproven one stays");
     assert_eq!(told(&b).await, None);
-    assert!(e.prove());
-    // A request begins on b: busy again, it stays, and with every slot proven and in use, a
-    // new connection is refused.
+    // Nothing idle any more (a request begins on b, e proves itself): the oldest unproven goes.
     b.busy();
-    assert_eq!(gate.admit(PEER).err(), Some(AtCapacity));
-    assert_eq!(told(&b).await, None);
-    // Idle again, and now the longest idle (d and e never were): it goes.
-    b.idle();
-    d.idle();
+    assert!(e.prove());
     let f = admit(&gate);
+    assert_eq!(told(&c).await, Some(Dropped::UnprovenEvicted));
+    // Every slot proven and in use: a new connection is refused.
+    assert!(f.prove());
+    assert_eq!(gate.admit(PEER).err(), Some(AtCapacity));
+    for kept in [&b, &d, &e, &f] {
+        assert_eq!(told(kept).await, None);
+    }
+    // b idle again: it goes for the next one.
+    b.idle();
+    let g = admit(&gate);
     assert_eq!(told(&b).await, Some(Dropped::IdleEvicted));
-    assert_eq!(told(&d).await, None);
     let counts = gate.counts();
     assert_eq!(
         (
@@ -99,7 +102,21 @@ async fn at_the_connection_cap_unproven_go_first_then_the_longest_idle_then_none
         ),
         (1, 2, 1)
     );
-    drop(f);
+    drop(g);
+}
+
+#[tokio::test]
+async fn at_both_caps_the_oldest_unproven_goes_before_any_idle_one() {
+    let gate = gate(3, 1);
+    let a = admit(&gate);
+    assert!(a.prove());
+    a.idle();
+    let b = admit(&gate);
+    let c = admit(&gate);
+    // c arrived with b, unproven, at the unproven cap: b went for it; a, idle, stayed.
+    assert_eq!(told(&b).await, Some(Dropped::UnprovenEvicted));
+    assert_eq!(told(&a).await, None);
+    drop(c);
 }
 
 #[tokio::test]

@@ -128,8 +128,11 @@ pub async fn serve(
         // A whole request head has arrived: the connection has proved itself.
         let proving = handle.clone();
         let router = TowerToHyperService::new(router.clone());
+        // Busy as well: a pipelined request is parsed from hyper's buffer with no read that
+        // would have marked it so, and a connection with a request in flight is never evicted.
         let service = hyper::service::service_fn(move |request| {
             proving.prove();
+            proving.busy();
             router.call(request)
         });
         let watcher = graceful.watcher();

@@ -89,6 +89,17 @@ impl<IO> Watched<IO> {
     pub(super) fn socket(&self) -> &IO {
         &self.io
     }
+
+    /// A write the socket could not take yet: the response is still going out. hyper counts
+    /// a connection as waiting for its next request once the response is in its own buffer,
+    /// not once it is on the wire, so the connection is marked busy again until its next
+    /// request is answered: it is not evicted with a response half sent (a slow reader of a
+    /// large page), at the price of not being offered for eviction until then.
+    fn still_writing<T>(&self, written: &Poll<std::io::Result<T>>) {
+        if written.is_pending() {
+            self.slot.busy();
+        }
+    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
@@ -116,7 +127,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.still_writing(&written);
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -132,7 +146,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.still_writing(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -217,3 +217,43 @@ async fn on_catalog_with_every_connection_in_use_a_new_one_is_closed_at_once_unt
     assert_eq!(get_products(catalog.addr, Some("1")).await.status(), 200);
     assert_eq!(gate.counts().at_capacity, 1);
 }
+
+#[tokio::test]
+async fn on_catalog_a_pipelined_request_in_progress_is_never_taken_for_idle() {
+    let pki = service_pki();
+    let (counting, answers) = CountingDiscount::default().gated();
+    let discount = spawn_counting_discount(&pki, counting.clone()).await;
+    let options = CatalogOptions {
+        discount_timeout: Duration::from_secs(30),
+        ..catalog_of(1)
+    };
+    let catalog = spawn_catalog(&pki, discount.addr, options).await;
+    let gate = catalog.admission();
+
+    // Two requests in one write: hyper answers the first and parses the second from what it
+    // has already read, with no new read to say a request has begun.
+    let mut pipelined = TcpStream::connect(catalog.addr).await.unwrap();
+    pipelined
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: c\r\n\r\n\
+              GET /products HTTP/1.1\r\nHost: c\r\nX-USER-ID: 1\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    until("the second request is waiting for Discount", || {
+        counting.calls() == 1
+    })
+    .await;
+
+    // The one slot is in use: a newcomer is closed at once, the pipelined request kept.
+    let mut extra = TcpStream::connect(catalog.addr).await.unwrap();
+    let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: c\r\n\r\n").await;
+    assert_eq!(read_to_close(&mut extra).await, b"");
+    let counts = gate.counts();
+    assert_eq!((counts.at_capacity, counts.idle_evicted), (1, 0));
+
+    answers.add_permits(1000);
+    let answered = String::from_utf8(read_to_close(&mut pipelined).await).unwrap();
+    assert_eq!(answered.matches("HTTP/1.1 200 OK").count(), 2, "{answered}");
+    assert!(answered.contains("discount_value"), "{answered}");
+}
