@@ -37,7 +37,7 @@ pub struct DiscountDoc {
     pub value_in_cents: i32,
 }
 
-/// The body of every 4xx and 5xx answer Catalog writes.
+/// The body of every 4xx and 5xx answer Catalog's router writes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDoc {
     /// What kind of error: stable, for programs.

@@ -68,10 +68,7 @@ async fn connection_caps_and_header_timeout_come_from_the_flags_and_the_variable
     let mut first = TcpStream::connect(catalog.addr).await.unwrap();
     let mut second = TcpStream::connect(catalog.addr).await.unwrap();
     assert_eq!(read_to_close(&mut first).await, b"");
-    assert!(
-        connecting.elapsed() < header_timeout,
-        "evicted, not timed out"
-    );
+    // Evicted, not timed out: the log line says which.
     let line = catalog.log.line_with("had not proved themselves").await;
     assert!(line.contains("unproven_evicted=1"), "{line}");
     // The second is cut at the header timeout. (Timed from before the connection: the
@@ -94,6 +91,7 @@ async fn connection_caps_and_header_timeout_come_from_the_flags_and_the_variable
             break products;
         }
         assert!(Instant::now() < give_up, "never served");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(products.status(), 200);
     assert_eq!(read_to_close(&mut older).await, b"");

@@ -69,7 +69,8 @@ pub const METRICS: &[Description] = &[
                unproven_evicted (still in its handshake, the oldest such, to make room), \
                unproven_timeout (handshake not done within --handshake-timeout-secs), \
                at_capacity (every one of --max-connections had completed its handshake: \
-               closed before it).",
+               closed before it); idle_evicted is always 0 here (Discount never evicts a \
+               connection past its handshake).",
     },
 ];
 

@@ -1,5 +1,5 @@
 //! How answers are written: JSON bodies, the error answers with their status and stable code
-//! ([`ApiError`], the one shape of every 4xx and 5xx Catalog writes), and the header that marks
+//! ([`ApiError`], the one shape of every 4xx and 5xx Catalog's router writes), and the header that marks
 //! full prices.
 
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
