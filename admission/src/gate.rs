@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use tokio::sync::Notify;
@@ -33,6 +33,8 @@ struct Conn {
     idle_since: AtomicU64,
     /// Why it was told to close ([`Dropped::code`]), 0 if it was not.
     dropped: AtomicU8,
+    /// A write the socket has not taken yet ([`Handle::writing`]): not evicted while idle.
+    writing: AtomicBool,
     told: Notify,
 }
 
@@ -83,7 +85,7 @@ impl State {
             let oldest = self
                 .open
                 .values()
-                .filter(|conn| conn.phase() == IDLE)
+                .filter(|conn| conn.phase() == IDLE && !conn.writing.load(Ordering::Acquire))
                 .min_by_key(|conn| conn.idle_since.load(Ordering::Acquire))?
                 .clone();
             // Lost only to a request that has just begun on it: then look again.
@@ -209,6 +211,7 @@ impl Gate {
                     phase: AtomicU8::new(UNPROVEN),
                     idle_since: AtomicU64::new(0),
                     dropped: AtomicU8::new(0),
+                    writing: AtomicBool::new(false),
                     told: Notify::new(),
                 });
                 state.open.insert(id, conn.clone());
@@ -370,6 +373,13 @@ impl Handle {
     /// Whether the connection has proved itself.
     pub fn is_proven(&self) -> bool {
         matches!(self.conn.phase(), BUSY | IDLE)
+    }
+
+    /// Whether the connection has a write the socket has not taken yet: an idle connection
+    /// whose last answer is still going out is not evicted (a server may count itself idle
+    /// once the answer is in its own buffer, before it is on the wire).
+    pub fn writing(&self, pending: bool) {
+        self.conn.writing.store(pending, Ordering::Release);
     }
 
     /// The proven connection waits for its next request: it may be evicted, the longest idle

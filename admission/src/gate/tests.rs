@@ -228,3 +228,23 @@ fn caps_are_at_least_one_and_unproven_at_most_every_connection() {
         (1000, 500, Duration::from_secs(10))
     );
 }
+
+#[tokio::test]
+async fn an_idle_connection_with_a_write_pending_is_not_evicted() {
+    let gate = gate(2, 2);
+    let [a, b] = [admit(&gate), admit(&gate)];
+    assert!(a.prove() && b.prove());
+    a.idle();
+    b.idle();
+    // a idle the longest, but its last answer is still going out: b goes instead.
+    a.writing(true);
+    let c = admit(&gate);
+    assert_eq!(told(&b).await, Some(Dropped::IdleEvicted));
+    assert_eq!(told(&a).await, None);
+    // Written out: a may go now.
+    a.writing(false);
+    assert!(c.prove());
+    let d = admit(&gate);
+    assert_eq!(told(&a).await, Some(Dropped::IdleEvicted));
+    drop(d);
+}

@@ -78,11 +78,18 @@ pub(super) struct Watched<IO> {
     slot: Slot,
     io: IO,
     activity: Arc<Activity>,
+    /// A write is pending (what the gate was last told).
+    writing: bool,
 }
 
 impl<IO> Watched<IO> {
     pub(super) fn new(io: IO, activity: Arc<Activity>, slot: Slot) -> Self {
-        Self { slot, io, activity }
+        Self {
+            slot,
+            io,
+            activity,
+            writing: false,
+        }
     }
 
     /// The socket.
@@ -90,14 +97,15 @@ impl<IO> Watched<IO> {
         &self.io
     }
 
-    /// A write the socket could not take yet: the response is still going out. hyper counts
-    /// a connection as waiting for its next request once the response is in its own buffer,
-    /// not once it is on the wire, so the connection is marked busy again until its next
-    /// request is answered: it is not evicted with a response half sent (a slow reader of a
-    /// large page), at the price of not being offered for eviction until then.
-    fn still_writing<T>(&self, written: &Poll<std::io::Result<T>>) {
-        if written.is_pending() {
-            self.slot.busy();
+    /// Tells the gate whether a write is still pending. hyper counts a connection as waiting
+    /// for its next request once the response is in its own buffer, not once it is on the
+    /// wire, so without this an idle connection could be evicted with a response half sent (a
+    /// slow reader of a large page).
+    fn still_writing<T>(&mut self, written: &Poll<std::io::Result<T>>) {
+        let pending = written.is_pending();
+        if pending != self.writing {
+            self.writing = pending;
+            self.slot.writing(pending);
         }
     }
 }
@@ -134,7 +142,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.io).poll_flush(cx);
+        this.still_writing(&flushed);
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
