@@ -162,3 +162,26 @@ impl tower::Service<http::Uri> for MtlsConnector {
         })
     }
 }
+
+/// A tonic channel to the gRPC server on `addr` over mutual TLS with `config`, the server's
+/// certificate checked for `server_name`; it connects on first use (and again after a
+/// connection is lost).
+pub fn lazy_channel(
+    config: Arc<ClientConfig>,
+    addr: std::net::SocketAddr,
+    server_name: &str,
+) -> Result<tonic::transport::Channel, TlsError> {
+    let connector = MtlsConnector::new(
+        Reloadable::new(config),
+        &addr.ip().to_string(),
+        addr.port(),
+        server_name,
+    )?;
+    let uri = format!("https://{server_name}:{}", addr.port());
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(uri).map_err(|err| TlsError::ServerName {
+            name: server_name.to_owned(),
+            reason: err.to_string(),
+        })?;
+    Ok(endpoint.connect_with_connector_lazy(connector))
+}

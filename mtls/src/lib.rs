@@ -6,7 +6,7 @@
 //! time, so both ends use rustls configurations built here and plug them into tonic: the server
 //! through [`tls_incoming`] and `serve_with_incoming_shutdown`, the client through
 //! [`MtlsConnector`], under a hyper client (as Catalog does) or tonic's
-//! `Endpoint::connect_with_connector_lazy`.
+//! `Endpoint::connect_with_connector_lazy` ([`lazy_channel`]).
 //!
 //! The rules are the same on both ends:
 //! - TLS 1.3 only, ALPN `h2`, one crypto provider (ring) for everything ([`crypto_provider`]);
@@ -21,7 +21,8 @@
 //!   handshake under the gate's guard (deadline, eviction) and proven once it succeeds;
 //!   refused handshakes counted and logged once per interval; [`PeerInfo`].
 //! - [`failure`]: why a handshake failed, in an operator's words ([`HandshakeFailure`]).
-//! - [`connect`]: the client's connector for hyper and tonic ([`MtlsConnector`]).
+//! - [`connect`]: the client's connector for hyper and tonic ([`MtlsConnector`]), and a tonic
+//!   channel over it ([`lazy_channel`]).
 //! - [`files`]: the CA, certificate and key files ([`TlsFiles`]) and their errors.
 //! - [`reloadable`]: a configuration swapped under open connections ([`Reloadable`]).
 //! - [`reload`]: the source of a service's material ([`TlsSource`]) and its watcher
@@ -41,7 +42,7 @@ pub mod reloadable;
 
 pub use accept::{AcceptSettings, PeerInfo, TlsConn, tls_incoming};
 pub use config::{WrongServerIdentity, client_config, server_config};
-pub use connect::{MtlsConnector, MtlsStream};
+pub use connect::{MtlsConnector, MtlsStream, lazy_channel};
 pub use failure::HandshakeFailure;
 pub use files::{TlsFileError, TlsFiles};
 pub use material::{Identity, TlsError, TrustAnchors, crypto_provider, uri_sans};

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 
 use ecommerce_proto::pb::discount_client::DiscountClient;
-use mtls::{MtlsConnector, Reloadable};
 use pki::{CertificateAuthority, CertifiedKey, ServicePki};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -24,16 +23,7 @@ pub fn mtls_channel(
 ) -> Channel {
     let client_identity = client_cert.map(identity);
     let config = mtls::client_config(&anchors(server_ca), client_identity.as_ref(), None).unwrap();
-    let connector = MtlsConnector::new(
-        Reloadable::new(config),
-        "127.0.0.1",
-        addr.port(),
-        "localhost",
-    )
-    .unwrap();
-    Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
-        .unwrap()
-        .connect_with_connector_lazy(connector)
+    mtls::lazy_channel(config, addr, "localhost").unwrap()
 }
 
 /// A Discount client over [`mtls_channel`].

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ecommerce_proto::pb::discount_client::DiscountClient;
 use process_testing::Log;
 use tokio::process::{Child, Command};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A fresh certificate folder, as `cargo xtask gen-certs` writes it.
 pub fn certs() -> tempfile::TempDir {
@@ -93,16 +93,7 @@ pub fn channel(addr: SocketAddr, certs: &Path, with_certificate: bool) -> Channe
     let (identity, anchors) = mtls::TlsFiles::in_dir(certs, "catalog").load().unwrap();
     let identity = with_certificate.then_some(&identity);
     let config = mtls::client_config(&anchors, identity, None).unwrap();
-    let connector = mtls::MtlsConnector::new(
-        mtls::Reloadable::new(config),
-        "127.0.0.1",
-        addr.port(),
-        "localhost",
-    )
-    .unwrap();
-    Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
-        .unwrap()
-        .connect_with_connector_lazy(connector)
+    mtls::lazy_channel(config, addr, "localhost").unwrap()
 }
 
 /// A Discount client over [`channel`].
