@@ -15,19 +15,16 @@ use mtls::{TlsReloader, TlsSource};
 use service_runtime as runtime;
 use tokio::net::TcpListener;
 
-use crate::catalog::{CatalogData, Customers};
+use crate::data::{Data, DataSource};
 use crate::discount::{ClientError, DiscountGateway, DiscountSettings};
 use crate::http::{AppState, router};
 use crate::server::{self, HttpLimits};
-use crate::store::{InMemoryStore, ProductStore};
 
 /// Everything Catalog needs, already loaded and validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Where products live.
-    pub products: Arc<dyn ProductStore>,
-    /// The customers Catalog knows.
-    pub customers: Customers,
+    /// Where the catalog (products and customers) comes from.
+    pub data: DataSource,
     /// How to reach Discount.
     pub discount: DiscountSettings,
     /// Catalog's client certificate and key, shown to Discount, and the CA(s) Discount's
@@ -43,11 +40,6 @@ pub struct Settings {
     pub tracer: runtime::otel::Tracer,
 }
 
-/// The in-memory store and customer list for `data`, as [`Settings`] takes them.
-pub fn in_memory(data: CatalogData) -> (Arc<dyn ProductStore>, Customers) {
-    (Arc::new(InMemoryStore::new(data.products)), data.customers)
-}
-
 /// The Catalog service, bound and ready to run.
 #[derive(Debug)]
 pub struct Application {
@@ -59,6 +51,7 @@ pub struct Application {
     shutting_down: Arc<AtomicBool>,
     reloader: Arc<TlsReloader<rustls::ClientConfig>>,
     discounts: DiscountGateway,
+    data: Data,
 }
 
 /// The gauge of the certificate's expiry time, labelled `service`.
@@ -92,9 +85,9 @@ impl Application {
             "Discount client ready (mutual TLS 1.3, balanced over the replicas, connects on first use)"
         );
         let shutting_down = Arc::new(AtomicBool::new(false));
+        let data = settings.data.start();
         let state = AppState {
-            products: settings.products,
-            customers: Arc::new(settings.customers),
+            data: data.clone(),
             discounts: discounts.clone(),
             tracer: settings.tracer,
         };
@@ -107,7 +100,13 @@ impl Application {
             shutting_down,
             reloader,
             discounts,
+            data,
         })
+    }
+
+    /// The catalog the handlers serve, and what its source last said.
+    pub fn data(&self) -> Data {
+        self.data.clone()
     }
 
     /// The certificate reloader (it reloads only material that came from files).
@@ -135,6 +134,7 @@ impl Application {
         Readiness {
             shutting_down: self.shutting_down.clone(),
             discounts: self.discounts.clone(),
+            data: self.data.clone(),
         }
     }
 
@@ -178,13 +178,15 @@ impl Application {
     }
 }
 
-/// Whether Catalog can serve discounted prices: not while it shuts down, nor while no Discount
-/// replica is in rotation. Read from the balancer's state, which its health checks keep
-/// current: no RPC per call, however often it is asked.
+/// Whether Catalog can serve its catalog at discounted prices: not while it shuts down, nor
+/// before its first catalog snapshot, nor while no Discount replica is in rotation. Read from
+/// state its sources and the balancer's health checks keep current: no I/O per call, however
+/// often it is asked.
 #[derive(Debug, Clone)]
 pub struct Readiness {
     shutting_down: Arc<AtomicBool>,
     discounts: DiscountGateway,
+    data: Data,
 }
 
 impl runtime::ops::Readiness for Readiness {
@@ -192,6 +194,9 @@ impl runtime::ops::Readiness for Readiness {
         let mut not_ready = Vec::new();
         if self.shutting_down.load(Ordering::Relaxed) {
             not_ready.push("catalog: shutting down".to_owned());
+        }
+        if let Some(why) = self.data.not_ready() {
+            not_ready.push(format!("data: no catalog yet ({why})"));
         }
         if let Err(failure) = self.discounts.ready() {
             not_ready.push(format!("discount: {} ({failure})", failure.reason()));

@@ -56,38 +56,17 @@ pub struct DiscountView {
     pub value_in_cents: i32,
 }
 
-/// The customers Catalog knows, by id.
-#[derive(Debug, Clone, Default)]
-pub struct Customers(HashMap<i32, Customer>);
-
-impl Customers {
-    /// The customer with this id, if known.
-    pub fn get(&self, id: i32) -> Option<&Customer> {
-        self.0.get(&id)
-    }
-
-    /// How many customers there are.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// Products and customers, validated.
 #[derive(Debug, Clone)]
 pub struct CatalogData {
     /// Products, in any order (the store lists them by id).
     pub products: Vec<Product>,
-    /// Customers.
-    pub customers: Customers,
+    /// Customers, in any order.
+    pub customers: Vec<Customer>,
 }
 
 /// A data file that cannot be used. Displays as one line: file, record, problem.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
 pub struct DataError {
     /// The file.
     pub file: PathBuf,
@@ -181,24 +160,33 @@ impl CatalogData {
     pub fn from_parts(products: Vec<Product>, customers: Vec<Customer>) -> Self {
         Self {
             products,
-            customers: Customers(customers.into_iter().map(|c| (c.id, c)).collect()),
+            customers,
         }
     }
 
     /// Loads whichever files are given; the embedded default stands in for a missing one.
     pub fn load(products: Option<&Path>, customers: Option<&Path>) -> Result<Self, DataError> {
+        let products_text = products.map(read).transpose()?;
+        let customers_text = customers.map(read).transpose()?;
+        Self::parse(
+            products.zip(products_text.as_deref()),
+            customers.zip(customers_text.as_deref()),
+        )
+    }
+
+    /// Parses and checks the given files' contents (each with its path, for messages); the
+    /// embedded default stands in for a missing one.
+    pub fn parse(
+        products: Option<(&Path, &str)>,
+        customers: Option<(&Path, &str)>,
+    ) -> Result<Self, DataError> {
         let default = Self::embedded_default();
         let products = match products {
-            Some(path) => load_records::<Product>(path)?,
+            Some((path, text)) => parse_records::<Product>(path, text)?,
             None => default.products,
         };
         let customers = match customers {
-            Some(path) => Customers(
-                load_records::<Customer>(path)?
-                    .into_iter()
-                    .map(|c| (c.id, c))
-                    .collect(),
-            ),
+            Some((path, text)) => parse_records::<Customer>(path, text)?,
             None => default.customers,
         };
         Ok(Self {
@@ -208,13 +196,13 @@ impl CatalogData {
     }
 }
 
-fn load_records<R: Record>(path: &Path) -> Result<Vec<R>, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|err| DataError {
+/// The contents of a data file.
+pub fn read(path: &Path) -> Result<String, DataError> {
+    std::fs::read_to_string(path).map_err(|err| DataError {
         file: path.to_owned(),
         record: None,
         problem: format!("cannot read: {err}"),
-    })?;
-    parse_records(path, &text)
+    })
 }
 
 /// Parses and checks a JSON array of records; `path` only names the file in errors.
@@ -342,10 +330,6 @@ mod tests {
         let data = CatalogData::embedded_default();
         assert_eq!(data.products.len(), 3);
         assert_eq!(data.customers.len(), 2);
-        assert_eq!(
-            data.customers.get(2).map(|c| c.first_name.as_str()),
-            Some("Daenerys")
-        );
-        assert!(data.customers.get(99).is_none());
+        assert_eq!(data.customers[1].first_name, "Daenerys");
     }
 }

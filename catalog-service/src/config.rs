@@ -9,9 +9,10 @@ use clap::Parser;
 use mtls::TlsFileError;
 use service_runtime::flags::{ConnectionFlags, OpsFlags, ProcessFlags, TlsFlags};
 
-use crate::app::{self, Settings};
+use crate::app::Settings;
 use crate::balancer::ReplicaSettings;
-use crate::catalog::{CatalogData, DataError};
+use crate::catalog::DataError;
+use crate::data::{DataSource, FileWatch};
 use crate::discount::{CoalesceSettings, DiscountAddr, DiscountSettings, FallbackSettings};
 use crate::server::HttpLimits;
 
@@ -179,6 +180,13 @@ pub struct Cli {
     #[arg(long, env = "CATALOG_CUSTOMERS_FILE")]
     pub customers: Option<PathBuf>,
 
+    /// Seconds between looks at the data files: changed files that parse and validate replace
+    /// the catalog, others are refused and the last good data keeps serving. SIGHUP also
+    /// triggers a look.
+    #[arg(long, env = "CATALOG_DATA_RELOAD_INTERVAL_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub data_reload_interval_secs: u64,
+
     // Where the TLS files are and how they are watched.
     #[command(flatten)]
     pub tls: TlsFlags<CatalogNames>,
@@ -192,13 +200,11 @@ impl Cli {
     /// Loads the data files and the TLS material (once: reloads read the same files) and
     /// builds the settings (tracing off: see [`Settings::tracer`]).
     pub fn settings(&self) -> Result<Settings, ConfigError> {
-        let data = CatalogData::load(self.products.as_deref(), self.customers.as_deref())?;
-        let (products, customers) = app::in_memory(data);
+        let data = self.data_source()?;
         let tls = self.tls.load()?;
         let timeout = Duration::from_millis(self.discount_timeout_ms);
         Ok(Settings {
-            products,
-            customers,
+            data,
             discount: DiscountSettings {
                 addrs: self.discount_addr.clone(),
                 tls_name: self.discount_tls_name.clone(),
@@ -228,6 +234,17 @@ impl Cli {
             // Tracing is set up from the `OTEL_*` variables by the binary, inside its runtime.
             tracer: service_runtime::otel::Tracer::default(),
         })
+    }
+
+    /// Where the catalog comes from, loaded now (a bad file stops start-up).
+    pub fn data_source(&self) -> Result<DataSource, ConfigError> {
+        let watch = FileWatch::new(
+            self.products.clone(),
+            self.customers.clone(),
+            Duration::from_secs(self.data_reload_interval_secs),
+        );
+        let (data, watch) = watch.load()?;
+        Ok(DataSource::Files(data, watch))
     }
 
     /// The public HTTP server's limits.

@@ -2,13 +2,16 @@
 //! customer, asks Discount (gRPC over mutual TLS) what they pay.
 //!
 //! # Layout
-//! Dependencies go one way: `config` → `app` → `http` → `discount` → `balancer`, and `app` →
-//! `server`; `catalog`, `store`, `openapi`, `server` and `metric_descriptions` use none of
-//! those.
+//! Dependencies go one way: `config` → `app` → `http` → `discount` → `balancer`, `app` →
+//! `server`, and `app`, `http` → `data` → `snapshot` → `rendered` → `catalog`; `catalog`,
+//! `openapi`, `server` and `metric_descriptions` use none of the others.
 //! - [`catalog`]: products and customers: the embedded default data, the data files and the
 //!   rules they must obey.
-//! - [`store`]: the [`store::ProductStore`] interface the HTTP layer reads products through,
-//!   the in-memory implementation, and the JSON rendering of pages.
+//! - [`rendered`]: a product as served, its JSON rendered once, and the JSON of a page.
+//! - [`snapshot`]: [`snapshot::Snapshot`], the catalog at one moment, immutable: what a request
+//!   reads, paged by keyset; a changed row makes a new one cheaply.
+//! - [`data`]: [`data::Data`], the current snapshot, swapped whole when the source changes,
+//!   and the sources: `files` (the embedded data or the data files, re-read when they change).
 //! - [`discount`]: the client side of Discount: the batch RPC with a fallback to per-product
 //!   calls, a deadline, and the reasons a discount can fail.
 //!   - `retry`: one RPC over the replicas: what a failure says about its replica, each
@@ -61,9 +64,11 @@ pub mod app;
 pub mod balancer;
 pub mod catalog;
 pub mod config;
+pub mod data;
 pub mod discount;
 pub mod http;
 pub mod metric_descriptions;
 pub mod openapi;
+pub mod rendered;
 pub mod server;
-pub mod store;
+pub mod snapshot;

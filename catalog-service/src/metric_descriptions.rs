@@ -87,6 +87,33 @@ pub const METRICS: &[Description] = &[
                labels.",
     },
     Description {
+        name: "catalog_data_snapshot_age_seconds",
+        kind: Kind::Gauge,
+        unit: Unit::Seconds,
+        help: "Seconds since the data source last confirmed that the catalog served is current \
+               (0 for the embedded data, which never changes); rises while the source is down \
+               or refuses its changes; no labels.",
+    },
+    Description {
+        name: "catalog_data_source_up",
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help: "Whether the data source could be read at its last look: 1 or 0; no labels.",
+    },
+    Description {
+        name: "catalog_data_reloads_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Changes from the data source, labelled source (files or database) and result \
+               (applied: a new snapshot serves; refused: the last good data keeps serving).",
+    },
+    Description {
+        name: "catalog_data_products",
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help: "Products in the catalog snapshot served; no labels.",
+    },
+    Description {
         name: "catalog_discount_replicas",
         kind: Kind::Gauge,
         unit: Unit::Count,

@@ -62,8 +62,9 @@ pub enum ErrorCode {
     NotFound,
     /// 405: the path exists, the method is not served there; `Allow` lists those that are.
     MethodNotAllowed,
-    /// 503: the product store failed.
-    StoreUnavailable,
+    /// 503: Catalog has no catalog data yet (its source has not answered since start-up);
+    /// `Retry-After` says when to try again, the message names the cause.
+    CatalogUnavailable,
     /// 503: too many requests in progress; `Retry-After` says when to try again.
     Overloaded,
 }

@@ -1,5 +1,6 @@
-//! How a child service ends: SIGTERM, a bounded wait for its exit, and the one error line that a
-//! start-up that fails must leave on stderr.
+//! Signalling a child service (SIGTERM to end it, SIGHUP to make it re-read its files), a
+//! bounded wait for its exit, and the one error line that a start-up that fails must leave on
+//! stderr.
 
 use std::process::{ExitStatus, Output};
 use std::time::Duration;
@@ -12,12 +13,25 @@ use tokio::process::Child;
 ///
 /// If `child` has already been waited for, or the signal cannot be sent.
 pub fn sigterm(child: &Child) {
+    signal(child, rustix::process::Signal::TERM);
+}
+
+/// Sends SIGHUP to `child` (re-read its files).
+///
+/// # Panics
+///
+/// If `child` has already been waited for, or the signal cannot be sent.
+pub fn sighup(child: &Child) {
+    signal(child, rustix::process::Signal::HUP);
+}
+
+fn signal(child: &Child, signal: rustix::process::Signal) {
     let id = child.id().expect("the child has not been waited for");
     let pid = i32::try_from(id)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
         .expect("a process id");
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM is sent");
+    rustix::process::kill_process(pid, signal).expect("the signal is sent");
 }
 
 /// Waits for `child` to exit, at most `limit`, and returns how it exited.

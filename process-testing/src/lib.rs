@@ -2,7 +2,7 @@
 //! service's real binary as a child process: read its stderr in the background and wait for a
 //! line ([`Log`], [`whole_line_with`]), learn the addresses it logs ([`addr_in`],
 //! [`addr_field`]), stop it with SIGTERM and wait for its exit within a bound
-//! ([`sigterm`], [`exit_within`]), check that a failed start-up says one line
+//! ([`sigterm`], [`sighup`], [`exit_within`]), check that a failed start-up says one line
 //! ([`single_error_line`]), read its Prometheus `/metrics` ([`metrics_of`], [`metric`],
 //! [`assert_families_described`]), check that its operations port answers as every
 //! service's does ([`assert_operations_port`]) or is not there ([`listening_ports`]), and wait
@@ -17,7 +17,7 @@ mod ops;
 mod poll;
 mod prometheus;
 
-pub use exit::{exit_within, sigterm, single_error_line};
+pub use exit::{exit_within, sighup, sigterm, single_error_line};
 pub use log::{LOG_GUARD, Log, addr_field, addr_in, whole_line_with};
 pub use ops::{Answer, ask, assert_operations_port, listening_ports};
 pub use poll::poll_until;

@@ -136,10 +136,8 @@ pub(crate) fn catalog_settings(
     discounts: Vec<DiscountAddr>,
     tls: TlsSource,
 ) -> Settings {
-    let (products, customers) = catalog_service::app::in_memory(options.data);
     Settings {
-        products,
-        customers,
+        data: catalog_service::data::DataSource::Fixed(options.data),
         discount: DiscountSettings {
             addrs: discounts,
             tls_name: Some("localhost".into()),

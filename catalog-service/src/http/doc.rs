@@ -12,7 +12,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::products;
-use super::shed::RETRY_AFTER_SECS;
+use super::response::RETRY_AFTER_SECS;
 use crate::openapi::{DiscountDoc, ErrorCode, ErrorDoc, ProductDoc};
 use service_runtime::request_id;
 
@@ -194,8 +194,9 @@ fn method_not_allowed(allow: &str) -> Response {
 fn unavailable() -> Response {
     ResponseBuilder::new()
         .description(
-            "Too many requests in progress (`overloaded`, with `Retry-After`): try again \
-             later; or the product store failed (`store_unavailable`)",
+            "Too many requests in progress (`overloaded`), or no catalog data yet since \
+             start-up (`catalog_unavailable`, the message names the cause): try again after \
+             `Retry-After`",
         )
         .header(
             "retry-after",
@@ -206,9 +207,7 @@ fn unavailable() -> Response {
                         .minimum(Some(0))
                         .examples([RETRY_AFTER_SECS]),
                 )
-                .description(Some(
-                    "Seconds to wait before trying again (with `overloaded`)",
-                ))
+                .description(Some("Seconds to wait before trying again"))
                 .build(),
         )
         .content("application/json", error_body())
@@ -298,8 +297,8 @@ mod tests {
             ApiError::NoSuchProduct(1),
             ApiError::NotFound,
             ApiError::MethodNotAllowed(axum::http::Method::POST),
-            ApiError::Store(String::new()),
-            ApiError::Overloaded(1),
+            ApiError::NoCatalogYet(String::new()),
+            ApiError::Overloaded,
         ];
         let mut codes: Vec<Value> = every
             .iter()
@@ -312,8 +311,8 @@ mod tests {
                     | ApiError::NoSuchProduct(_)
                     | ApiError::NotFound
                     | ApiError::MethodNotAllowed(_)
-                    | ApiError::Store(_)
-                    | ApiError::Overloaded(_) => {
+                    | ApiError::NoCatalogYet(_)
+                    | ApiError::Overloaded => {
                         serde_json::to_value(error.status_and_code().1).unwrap()
                     }
                 }

@@ -49,8 +49,7 @@ pub use extract::{
     CustomerId, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageRequest, ProductId, USER_ID_HEADER,
     parse_customer_id,
 };
-pub use response::{ApiError, DISCOUNT_UNAVAILABLE_HEADER};
-pub use shed::RETRY_AFTER_SECS;
+pub use response::{ApiError, DISCOUNT_UNAVAILABLE_HEADER, RETRY_AFTER_SECS};
 pub use state::AppState;
 
 use axum::Router;

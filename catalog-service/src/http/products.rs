@@ -1,8 +1,7 @@
 //! The product routes, `/products` and `/products/{id}`: a page or one product, priced for
 //! the caller: discounted when Catalog knows the customer and Discount answers in time, else
-//! at full price with [`DISCOUNT_UNAVAILABLE_HEADER`] naming why.
-
-use std::sync::Arc;
+//! at full price with [`DISCOUNT_UNAVAILABLE_HEADER`] naming why. A request reads one catalog
+//! snapshot from start to end.
 
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
@@ -18,7 +17,8 @@ use super::response::{ApiError, DISCOUNT_UNAVAILABLE_HEADER, DiscountUnavailable
 use super::state::AppState;
 use crate::catalog::{DiscountView, PriceTag};
 use crate::openapi::{ErrorDoc, ProductDoc};
-use crate::store::{StoredProduct, render_json};
+use crate::rendered::{StoredProduct, render_json};
+use crate::snapshot::Snapshot;
 use service_runtime::otel::Parent;
 
 /// The parent of a request with nothing to trace.
@@ -54,9 +54,11 @@ pub(crate) async fn list_products(
     CustomerId(customer): CustomerId,
     page: PageRequest,
 ) -> Result<Response, ApiError> {
-    let page_products = state.products.page(page.after, page.limit).await?;
+    let snapshot = state.data.current().map_err(ApiError::NoCatalogYet)?;
+    let page_products = snapshot.page(page.after, page.limit);
     let mut response = priced(
         &state,
+        &snapshot,
         (&request_id, span.as_ref().map(|s| &s.0.0)),
         customer,
         &page_products.products,
@@ -102,13 +104,11 @@ pub(crate) async fn one_product(
     ProductId(id): ProductId,
     CustomerId(customer): CustomerId,
 ) -> Result<Response, ApiError> {
-    let product = state
-        .products
-        .product(id)
-        .await?
-        .ok_or(ApiError::NoSuchProduct(id))?;
+    let snapshot = state.data.current().map_err(ApiError::NoCatalogYet)?;
+    let product = snapshot.product(id).ok_or(ApiError::NoSuchProduct(id))?;
     Ok(priced(
         &state,
+        &snapshot,
         (&request_id, span.as_ref().map(|s| &s.0.0)),
         customer,
         &[product],
@@ -121,9 +121,10 @@ pub(crate) async fn one_product(
 /// Discount answers in time. `single` renders the one product as an object, not an array.
 async fn priced(
     state: &AppState,
+    snapshot: &Snapshot,
     (request_id, span): (&RequestId, Option<&Parent>),
     customer: Option<i32>,
-    products: &[Arc<StoredProduct>],
+    products: &[&StoredProduct],
     single: bool,
 ) -> Response {
     let render = |discounts: Option<&[Option<DiscountView>]>| -> Bytes {
@@ -142,7 +143,7 @@ async fn priced(
     let Some(id) = customer else {
         return json(StatusCode::OK, render(None));
     };
-    let Some(customer) = state.customers.get(id) else {
+    let Some(customer) = snapshot.customer(id) else {
         tracing::debug!(customer = id, "unknown customer: full prices");
         return json(StatusCode::OK, render(None));
     };

@@ -2,7 +2,7 @@
 //! ([`ApiError`], the one shape of every 4xx and 5xx Catalog's router writes), and the header that marks
 //! full prices.
 
-use axum::http::header::{CONTENT_TYPE, HeaderValue};
+use axum::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -10,7 +10,6 @@ use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 
 use crate::discount::DiscountFailure;
 use crate::openapi::{ErrorCode, ErrorDoc};
-use crate::store::StoreError;
 
 /// Set on a response whose prices are full because the discount could not be applied; the
 /// value is the reason (`unavailable`, `deadline-exceeded`, `rejected`, `bad-response`,
@@ -59,19 +58,17 @@ pub enum ApiError {
     /// The path exists but not with this method; axum adds the `Allow` header.
     #[error("method {0} is not allowed here: the Allow header lists those that are")]
     MethodNotAllowed(Method),
-    /// The product store failed. The cause goes to the log, not to the client.
-    #[error("the product store is unavailable")]
-    Store(String),
-    /// Too many requests in progress: shed, to be retried after this many seconds.
-    #[error("too many requests in progress: retry in {0} s")]
-    Overloaded(u64),
+    /// No catalog data yet (its source has not answered since start-up): why, and when to try
+    /// again.
+    #[error("no catalog data yet ({0}): retry in {RETRY_AFTER_SECS} s")]
+    NoCatalogYet(String),
+    /// Too many requests in progress: shed, to be retried after [`RETRY_AFTER_SECS`].
+    #[error("too many requests in progress: retry in {RETRY_AFTER_SECS} s")]
+    Overloaded,
 }
 
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        ApiError::Store(err.to_string())
-    }
-}
+/// What a 503's `Retry-After` says, in seconds.
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 impl ApiError {
     /// The status and the stable code this error is answered with.
@@ -86,8 +83,11 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed)
             }
-            ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StoreUnavailable),
-            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded),
+            ApiError::NoCatalogYet(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::CatalogUnavailable,
+            ),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded),
         }
     }
 }
@@ -96,13 +96,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         match &self {
-            ApiError::Store(cause) => tracing::error!("product store failed: {cause}"),
             // The access log line says enough of these; shed requests are logged together,
-            // not one line each (`shed`).
+            // not one line each (`shed`), and the data source logs why it has no catalog yet.
             ApiError::NotFound
             | ApiError::NoSuchProduct(_)
             | ApiError::MethodNotAllowed(_)
-            | ApiError::Overloaded(_) => {}
+            | ApiError::NoCatalogYet(_)
+            | ApiError::Overloaded => {}
             _ => tracing::info!(status = status.as_u16(), "rejected request: {self}"),
         }
         let body = ErrorDoc {
@@ -111,6 +111,12 @@ impl IntoResponse for ApiError {
         };
         // A struct of a unit enum and a string: serializing it cannot fail.
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        json(status, Bytes::from(body))
+        let mut response = json(status, Bytes::from(body));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
     }
 }

@@ -10,14 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::BoxError;
-use axum::http::HeaderValue;
-use axum::http::header::RETRY_AFTER;
 use axum::response::{IntoResponse, Response};
 
 use super::response::ApiError;
-
-/// What a shed request's `Retry-After` says, in seconds.
-pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// The most one warning line per this long about requests being shed.
 const WARN_EVERY: Duration = Duration::from_secs(1);
@@ -30,11 +25,7 @@ pub(super) async fn overloaded(err: BoxError, max: usize) -> Response {
     }
     metrics::counter!("catalog_http_requests_shed_total").increment(1);
     warn_now_and_then(max);
-    let mut response = ApiError::Overloaded(RETRY_AFTER_SECS).into_response();
-    response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-    response
+    ApiError::Overloaded.into_response()
 }
 
 /// Logs that requests are being shed, at most once per [`WARN_EVERY`], with how many were
