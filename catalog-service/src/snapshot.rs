@@ -6,8 +6,10 @@
 //! Both maps are persistent B-trees (`imbl::OrdMap`): a copy shares every node with the
 //! original, and changing one entry of the copy copies only the nodes on the path to it. At
 //! 1,000,000 products that path is 4 nodes of at most 64 entries, so applying one changed row
-//! costs a few microseconds and a few KiB, not a rebuild of the catalog (about a second and
-//! 100 MB); `cargo bench -p catalog-service --bench snapshot` measures it.
+//! costs a few microseconds and a few KiB, not a rebuild of the catalog. Measured with `cargo
+//! bench -p catalog-service --bench snapshot` on the project's 2-core machine, at 1,000,000
+//! products: one price update 3.7 µs (p50; 7 µs p99), an insert or a delete 2.5 µs; rebuilding
+//! the whole snapshot 0.56 s.
 //!
 //! Products are listed in ascending id order and paged by keyset: a page starts after the id of
 //! the last product of the previous page, so paging stays correct when products are added or
