@@ -35,7 +35,8 @@ fn main() {
     println!("snapshot of {count} products built in {build:.2?} (a full rebuild)");
 
     let rounds = 2_000;
-    let mut cases: Vec<(&str, Box<dyn Fn(i32) -> Change>)> = vec![
+    type MakeChange = Box<dyn Fn(i32) -> Change>;
+    let mut cases: Vec<(&str, MakeChange)> = vec![
         (
             "update one price",
             Box::new(|id| Change::Product(id, Some(product(id, 1)))),
