@@ -261,10 +261,12 @@ impl Cluster {
             "--auth-host=reject",
             "--no-sync",
         ]);
-        user::run(
-            "initdb (as the server user, in a folder it must be able to reach)",
-            &mut initdb,
-        )?;
+        let what = format!(
+            "initdb in {} (it runs as the server user, so every folder above it must let that \
+             user through; TMPDIR chooses where it goes)",
+            self.layout.root.display()
+        );
+        user::run(&what, &mut initdb)?;
         let conf = self.layout.data.join("postgresql.conf");
         self.initdb_conf = std::fs::read_to_string(&conf)
             .map_err(Error::io(format!("cannot read {}", conf.display())))?;
