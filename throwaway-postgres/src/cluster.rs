@@ -183,8 +183,11 @@ impl Cluster {
             return Err(Error::Stopped);
         }
         let mut child = user::clean_command(&self.binaries.psql)
+            // No psqlrc, never a password prompt, quiet, unaligned tuples only, stop at the
+            // first error, the SQL from stdin.
             .args([
                 "-X",
+                "-w",
                 "-q",
                 "-A",
                 "-t",
