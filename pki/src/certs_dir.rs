@@ -16,14 +16,19 @@ use time::OffsetDateTime;
 use crate::issue::{CertificateAuthority, CertifiedKey, ServicePki, Validity};
 
 /// The files every service set-up needs, relative to the folder.
-pub const FILES: [&str; 6] = [
+pub const FILES: [&str; 8] = [
     "ca.pem",
     "ca.key",
     "discount.pem",
     "discount.key",
     "catalog.pem",
     "catalog.key",
+    "postgres.pem",
+    "postgres.key",
 ];
+
+/// The names `gen-certs` writes itself, which no other certificate may take.
+const RESERVED: [&str; 4] = ["ca", "discount", "catalog", "postgres"];
 
 /// What `gen-certs` is asked to do.
 #[derive(Debug, Clone)]
@@ -38,12 +43,12 @@ pub struct GenCerts {
     /// certificates for rotation; the CA, if one is made, still gets `days`).
     pub leaf_hours: Option<u32>,
     /// Issue client certificates for these services only (`<name>.pem`, `<name>.key`), leaving
-    /// Discount's and Catalog's files alone.
+    /// the CA's and the services' files alone.
     pub services: Vec<String>,
 }
 
 impl GenCerts {
-    /// The default set (CA, Discount, Catalog) in `dir`, valid for `days` days.
+    /// The default set (CA, Discount, Catalog, PostgreSQL) in `dir`, valid for `days` days.
     pub fn new(dir: impl Into<PathBuf>, days: u32) -> Self {
         Self {
             dir: dir.into(),
@@ -113,7 +118,7 @@ pub fn gen_certs(opts: &GenCerts) -> anyhow::Result<Vec<Written>> {
         bail!("--hours must be at least 1");
     }
     for service in &opts.services {
-        if matches!(service.as_str(), "ca" | "discount" | "catalog") {
+        if RESERVED.contains(&service.as_str()) {
             bail!("--service {service}: that name is reserved (run without --service to renew it)");
         }
     }
@@ -160,7 +165,26 @@ pub fn gen_certs(opts: &GenCerts) -> anyhow::Result<Vec<Written>> {
         "Catalog client certificate",
         &pki.catalog,
     )?);
+    written.push(write_pair(
+        &opts.dir,
+        "postgres",
+        "PostgreSQL server certificate",
+        &pki.postgres,
+    )?);
     Ok(written)
+}
+
+/// Issues a server certificate for exactly `hosts` from the CA in `dir` and writes it there as
+/// `<name>.pem` and `<name>.key`, leaving every other file alone: e.g. one for
+/// `elsewhere.example`, which a client that checks host names must refuse on `localhost`. Its
+/// identity is `spiffe://shop.local/<name>`; it lasts `days` days (at most as long as the CA).
+pub fn issue_server(dir: &Path, name: &str, hosts: &[&str], days: u32) -> anyhow::Result<Written> {
+    if RESERVED.contains(&name) {
+        bail!("{name}: that name is reserved for the certificates gen-certs writes");
+    }
+    let ca = load_ca(&dir.join("ca.pem"), &dir.join("ca.key"))?;
+    let cert = ca.issue_server(name, hosts, Validity::days(days))?;
+    write_pair(dir, name, "server certificate", &cert)
 }
 
 fn load_ca(cert_path: &Path, key_path: &Path) -> anyhow::Result<CertificateAuthority> {
@@ -302,12 +326,16 @@ mod tests {
     fn writes_every_file_with_keys_owner_only() {
         let dir = tempfile::tempdir().unwrap();
         let written = gen_certs(&opts(dir.path(), false)).unwrap();
-        assert_eq!(written.len(), 3);
+        let names: Vec<_> = written.iter().map(|w| w.cert_path.clone()).collect();
+        let expected: Vec<_> = ["ca", "discount", "catalog", "postgres"]
+            .map(|name| dir.path().join(format!("{name}.pem")))
+            .into();
+        assert_eq!(names, expected);
         assert!(is_complete(dir.path()));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for key in ["ca.key", "discount.key", "catalog.key"] {
+            for key in ["ca.key", "discount.key", "catalog.key", "postgres.key"] {
                 let mode = fs::metadata(dir.path().join(key))
                     .unwrap()
                     .permissions()
@@ -315,6 +343,38 @@ mod tests {
                 assert_eq!(mode & 0o777, 0o600, "{key}");
             }
         }
+    }
+
+    #[test]
+    fn a_folder_without_the_postgres_files_is_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        gen_certs(&opts(dir.path(), false)).unwrap();
+        fs::remove_file(dir.path().join("postgres.key")).unwrap();
+        assert!(!is_complete(dir.path()));
+    }
+
+    #[test]
+    fn a_server_certificate_for_another_host_comes_from_the_folder_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        gen_certs(&opts(dir.path(), false)).unwrap();
+        let before: Vec<_> = FILES.map(|f| fs::read(dir.path().join(f)).unwrap()).into();
+        let w = issue_server(dir.path(), "elsewhere", &["elsewhere.example"], 1).unwrap();
+        assert_eq!(w.key_path, dir.path().join("elsewhere.key"));
+        let after: Vec<_> = FILES.map(|f| fs::read(dir.path().join(f)).unwrap()).into();
+        assert_eq!(before, after, "issue_server changed a gen-certs file");
+        let ca_pem = fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+        let leaf_pem = fs::read_to_string(&w.cert_path).unwrap();
+        let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).unwrap();
+        let (_, leaf) = x509_parser::pem::parse_x509_pem(leaf_pem.as_bytes()).unwrap();
+        let (ca, leaf) = (ca.parse_x509().unwrap(), leaf.parse_x509().unwrap());
+        leaf.verify_signature(Some(ca.public_key())).unwrap();
+        let san = leaf.subject_alternative_name().unwrap().unwrap();
+        assert!(san.value.general_names.iter().any(|n| matches!(
+            n,
+            x509_parser::extensions::GeneralName::DNSName("elsewhere.example")
+        )));
+        let err = issue_server(dir.path(), "postgres", &["x.example"], 1).unwrap_err();
+        assert!(err.to_string().contains("reserved"), "{err}");
     }
 
     #[test]

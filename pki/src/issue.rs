@@ -250,6 +250,18 @@ impl CertificateAuthority {
         self.issue(service, Role::Server, &hosts, validity)
     }
 
+    /// A server certificate for `service`, valid for exactly `hosts` (DNS names or IP
+    /// addresses): e.g. one for `elsewhere.example` only, which a client that checks host names
+    /// must refuse when it dialled `localhost`.
+    pub fn issue_server(
+        &self,
+        service: &str,
+        hosts: &[&str],
+        validity: Validity,
+    ) -> Result<CertifiedKey, PkiError> {
+        self.issue(service, Role::Server, hosts, validity)
+    }
+
     /// A client certificate for `service`.
     pub fn issue_client(
         &self,
@@ -279,7 +291,9 @@ fn check_service_name(service: &str) -> Result<(), PkiError> {
     }
 }
 
-/// The full set of certificates the two services need, as `gen-certs` writes it.
+/// The full set of certificates the services need, as `gen-certs` writes it. Every leaf's
+/// subject is `O=Shop, CN=<service>`: PostgreSQL's `cert` authentication maps the common name
+/// to the database role, so Catalog's certificate logs in as the role `catalog`.
 #[derive(Debug)]
 pub struct ServicePki {
     /// The private CA.
@@ -288,28 +302,32 @@ pub struct ServicePki {
     pub discount: CertifiedKey,
     /// Catalog's client certificate.
     pub catalog: CertifiedKey,
+    /// PostgreSQL's server certificate: valid for [`LOCAL_HOSTS`] only.
+    pub postgres: CertifiedKey,
 }
 
 impl ServicePki {
-    /// A new CA and both service certificates, all valid for `days` days.
+    /// A new CA and the service certificates, all valid for `days` days.
     pub fn generate(days: u32) -> Result<Self, PkiError> {
         let ca = CertificateAuthority::new("Shop Private CA", Validity::days(days))?;
         Self::from_ca(ca, days)
     }
 
-    /// Both service certificates, issued by an existing CA, valid for `days` days.
+    /// The service certificates, issued by an existing CA, valid for `days` days.
     pub fn from_ca(ca: CertificateAuthority, days: u32) -> Result<Self, PkiError> {
         Self::from_ca_for(ca, Validity::days(days))
     }
 
-    /// Both service certificates, issued by an existing CA, valid for `validity`.
+    /// The service certificates, issued by an existing CA, valid for `validity`.
     pub fn from_ca_for(ca: CertificateAuthority, validity: Validity) -> Result<Self, PkiError> {
         let discount = ca.issue_local_server("discount", validity)?;
         let catalog = ca.issue_client("catalog", validity)?;
+        let postgres = ca.issue_server("postgres", &LOCAL_HOSTS, validity)?;
         Ok(Self {
             ca,
             discount,
             catalog,
+            postgres,
         })
     }
 }

@@ -57,6 +57,7 @@ fn every_certificate_the_pki_issues_is_strict_der() {
     assert_strict_der("CA", pki.ca.cert_pem());
     assert_strict_der("discount", &pki.discount.cert_pem);
     assert_strict_der("catalog", &pki.catalog.cert_pem);
+    assert_strict_der("postgres", &pki.postgres.cert_pem);
     let extra = pki.ca.issue_client("reports", Validity::days(1)).unwrap();
     assert_strict_der("reports", &extra.cert_pem);
     let anonymous = pki
@@ -80,6 +81,7 @@ fn an_end_entity_certificate_has_no_basic_constraints_and_the_ca_does() {
     assert!(has_basic_constraints(pki.ca.cert_pem()));
     assert!(!has_basic_constraints(&pki.discount.cert_pem));
     assert!(!has_basic_constraints(&pki.catalog.cert_pem));
+    assert!(!has_basic_constraints(&pki.postgres.cert_pem));
 }
 
 #[test]
