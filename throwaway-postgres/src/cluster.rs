@@ -74,6 +74,10 @@ pub struct Cluster {
     user: ServerUser,
     layout: Layout,
     database: String,
+    /// Every database made so far (the first is `database`), each open to `cert_roles`.
+    databases: Vec<String>,
+    /// The roles allowed in over TCP by certificate.
+    cert_roles: Vec<String>,
     /// The addresses it listens on: 127.0.0.1, and ::1 where this machine has it.
     listen: Vec<&'static str>,
     /// `postgresql.conf` as `initdb` wrote it; the cluster's settings follow it.
@@ -114,7 +118,9 @@ impl Cluster {
             binaries,
             user,
             layout,
+            databases: vec![opts.database.clone()],
             database: opts.database,
+            cert_roles: opts.cert_roles.clone(),
             listen: listen_addresses(),
             initdb_conf: String::new(),
             port: 0,
@@ -126,7 +132,7 @@ impl Cluster {
         cluster.initdb()?;
         write(
             &cluster.layout.data.join("pg_hba.conf"),
-            &config::pg_hba(&cluster.database, &opts.cert_roles),
+            &config::pg_hba(&cluster.databases, &opts.cert_roles),
         )?;
         cluster.start_on_a_free_port(&opts.ports)?;
         let mut sql = format!("CREATE DATABASE {};\n", cluster.database);
@@ -166,8 +172,56 @@ impl Cluster {
     /// A libpq URL for `user` over TLS to `localhost`, checking the server's certificate and
     /// host name (`sslmode=verify-full`); the client adds its certificate, key and CA.
     pub fn tls_url(&self, user: &str) -> String {
-        let (port, database) = (self.port, &self.database);
+        self.tls_url_to(&self.database, user)
+    }
+
+    /// [`Cluster::owner_url`], to `database`.
+    pub fn owner_url_to(&self, database: &str) -> String {
+        self.socket_url(database)
+    }
+
+    /// [`Cluster::tls_url`], to `database`.
+    pub fn tls_url_to(&self, database: &str, user: &str) -> String {
+        let port = self.port;
         format!("postgresql://localhost:{port}/{database}?user={user}&sslmode=verify-full")
+    }
+
+    /// Makes another database, owned by the superuser and open to the certificate roles like
+    /// the first (`pg_hba.conf` rewritten and reloaded): tests sharing one cluster each get a
+    /// database of their own.
+    pub fn create_database(&mut self, database: &str) -> Result<(), Error> {
+        config::check_name("database", database)?;
+        self.psql_at(
+            &self.socket_url(SUPERUSER),
+            &format!("CREATE DATABASE {database};\n"),
+        )?;
+        self.databases.push(database.to_owned());
+        write(
+            &self.layout.data.join("pg_hba.conf"),
+            &config::pg_hba(&self.databases, &self.cert_roles),
+        )?;
+        self.reload_config()
+    }
+
+    /// Makes the server re-read its configuration files and waits until it has: a session
+    /// started after this sees the new `pg_hba.conf` (the reload itself is asynchronous).
+    fn reload_config(&self) -> Result<(), Error> {
+        let url = self.socket_url(SUPERUSER);
+        let asked = self.psql_at(&url, "SELECT now(); SELECT pg_reload_conf();\n")?;
+        let asked = asked.lines().next().unwrap_or_default().to_owned();
+        let check = format!("SELECT pg_conf_load_time() >= '{asked}'::timestamptz;\n");
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.psql_at(&url, &check)?.trim() != "t" {
+            if std::time::Instant::now() > give_up {
+                return Err(Error::Start {
+                    reason: "the server did not reload its configuration within 30 s".into(),
+                    log: self.log(),
+                });
+            }
+            // Paces the polling of a condition; not a wait for it.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(())
     }
 
     /// Runs `sql` (one or more statements, or psql commands) as the superuser over the socket

@@ -95,10 +95,11 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), Error> {
 }
 
 /// `pg_hba.conf`: the superuser (and anyone) over the Unix socket, whose folder only the server
-/// user can enter; each certificate role, to `database` only, over TLS from loopback, by
+/// user can enter; each certificate role, to `databases` only, over TLS from loopback, by
 /// certificate (`cert` checks the client certificate against `ssl_ca_file` and maps its common
 /// name to the role). Nothing else over TCP: a connection no line matches is refused.
-pub fn pg_hba(database: &str, cert_roles: &[String]) -> String {
+pub fn pg_hba(databases: &[String], cert_roles: &[String]) -> String {
+    let database = databases.join(",");
     let mut hba = String::from(
         "# throwaway-postgres: the socket for the superuser, TLS client certificates over TCP.\n\
          # TYPE  DATABASE  USER  ADDRESS  METHOD\n\
@@ -174,7 +175,7 @@ mod tests {
 
     #[test]
     fn hba_allows_the_socket_and_certificate_roles_to_the_database_only() {
-        let hba = pg_hba("shop", &["catalog".to_owned()]);
+        let hba = pg_hba(&["shop".to_owned()], &["catalog".to_owned()]);
         let rules: Vec<_> = hba.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             rules,

@@ -159,3 +159,19 @@ fn a_process_that_ends_without_dropping_its_cluster_leaves_nothing_behind() {
     common::wait_until("the guardian stops the server", || common::has_ended(pid));
     common::wait_until("the guardian removes the folder", || !dir.exists());
 }
+
+#[test]
+fn another_database_is_open_to_the_certificate_roles_at_once() {
+    let certs = common::certs();
+    let mut cluster = common::start(certs.path());
+    cluster.create_database("second").unwrap();
+    let url = common::client_url(&cluster, certs.path(), "catalog", Some("catalog"), "").replacen(
+        &format!("/{}?", common::DATABASE),
+        "/second?",
+        1,
+    );
+    assert_eq!(
+        cluster.psql_at(&url, "SELECT current_database();").unwrap(),
+        "second\n"
+    );
+}
