@@ -220,8 +220,15 @@ impl ConnectFailure {
                 CertProblem::NotYetValid => ConnectFailure::NotYetValid,
                 CertProblem::NameMismatch { presented } => ConnectFailure::NameMismatch {
                     expected: server_name.to_owned(),
-                    presented,
+                    presented: presented.iter().map(|name| tidy_name(name)).collect(),
                 },
+                CertProblem::Other if *cert == CertificateError::BadSignature => {
+                    ConnectFailure::BadCertificate(
+                        "its signature does not verify with our CA's key (issued by another CA \
+                         of the same name?)"
+                            .into(),
+                    )
+                }
                 CertProblem::Other => ConnectFailure::BadCertificate(format!("{cert:?}")),
             },
             rustls::Error::AlertReceived(alert) => Self::from_alert(*alert),
@@ -273,6 +280,14 @@ impl ConnectFailure {
             ConnectFailure::Io(_) => "io",
         }
     }
+}
+
+/// `DnsName("localhost")` (how rustls lists a certificate's names) as `localhost`.
+fn tidy_name(name: &str) -> String {
+    name.split_once('(')
+        .and_then(|(_, inner)| inner.strip_suffix(')'))
+        .map_or(name, |inner| inner.trim_matches('"'))
+        .to_owned()
 }
 
 impl fmt::Display for ConnectFailure {
