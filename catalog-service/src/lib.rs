@@ -1,12 +1,17 @@
 //! The Catalog service: an axum HTTP API that lists the shop's products and, for a known
-//! customer, asks Discount (gRPC over mutual TLS) what they pay.
+//! customer, asks Discount (gRPC over mutual TLS) what they pay; and the PostgreSQL database the
+//! catalog can be kept in (mutual TLS 1.3 too), with the commands that set it up and fill it.
 //!
 //! # Layout
 //! Dependencies go one way: `config` → `app` → `http` → `discount` → `balancer`, and `app` →
-//! `server`; `catalog`, `store`, `openapi`, `server` and `metric_descriptions` use none of
-//! those.
+//! `server`; `database` → `catalog` (and `balancer`'s error chain);
+//! `catalog`, `store`, `openapi`, `server` and `metric_descriptions` use none of those.
 //! - [`catalog`]: products and customers: the embedded default data, the data files and the
 //!   rules they must obey.
+//! - [`database`]: PostgreSQL: `--database-url` (verify-full over TCP, or a Unix socket),
+//!   connections over mutual TLS 1.3 with Catalog's reloaded certificate, the embedded
+//!   migrations, the read-only serving role, the import of the data files, and the change
+//!   notifications' format (see its own layout).
 //! - [`store`]: the [`store::ProductStore`] interface the HTTP layer reads products through,
 //!   the in-memory implementation, and the JSON rendering of pages.
 //! - [`discount`]: the client side of Discount: the batch RPC with a fallback to per-product
@@ -61,6 +66,7 @@ pub mod app;
 pub mod balancer;
 pub mod catalog;
 pub mod config;
+pub mod database;
 pub mod discount;
 pub mod http;
 pub mod metric_descriptions;
