@@ -12,6 +12,8 @@ use service_runtime::flags::{ConnectionFlags, OpsFlags, ProcessFlags, TlsFlags};
 use crate::app::{self, Settings};
 use crate::balancer::ReplicaSettings;
 use crate::catalog::{CatalogData, DataError};
+use crate::command::Command;
+use crate::database::{self, DatabaseUrl, UrlError};
 use crate::discount::{CoalesceSettings, DiscountAddr, DiscountSettings, FallbackSettings};
 use crate::server::HttpLimits;
 
@@ -33,6 +35,8 @@ pub enum ConfigError {
     Data(DataError),
     #[error("TLS file {0}")]
     Tls(TlsFileError),
+    #[error(transparent)]
+    Database(#[from] UrlError),
 }
 
 // Not `#[from]`: that would also chain the cause, and `{:#}` would print it twice.
@@ -52,9 +56,9 @@ impl From<TlsFileError> for ConfigError {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "catalog-service", version, about)]
 pub struct Cli {
-    /// Something other than serving (`probe`); none: serve.
+    /// Something other than serving (`probe`, `migrate`, `import`); none: serve.
     #[command(subcommand)]
-    pub command: Option<service_runtime::probe::Command>,
+    pub command: Option<Command>,
 
     /// Address to listen on for HTTP.
     #[arg(long, env = "CATALOG_LISTEN", default_value = "127.0.0.1:11080")]
@@ -171,13 +175,28 @@ pub struct Cli {
 
     /// Products file: a JSON array of {id, slug, description, price_in_cents}
     /// [default: the three embedded sample products].
-    #[arg(long, env = "CATALOG_PRODUCTS_FILE")]
+    #[arg(long, env = "CATALOG_PRODUCTS_FILE", global = true)]
     pub products: Option<PathBuf>,
 
     /// Customers file: a JSON array of {id, first_name, last_name}
     /// [default: the two embedded sample customers].
-    #[arg(long, env = "CATALOG_CUSTOMERS_FILE")]
+    #[arg(long, env = "CATALOG_CUSTOMERS_FILE", global = true)]
     pub customers: Option<PathBuf>,
+
+    /// PostgreSQL holding the catalog, as a libpq URL:
+    /// postgresql://HOST[:PORT]/DBNAME?sslmode=verify-full (TCP: TLS 1.3, the server's
+    /// certificate and name checked, Catalog's certificate shown; sslrootcert, sslcert, sslkey
+    /// replace --ca, --cert, --key), or postgresql:///DBNAME?host=/run/postgresql (a Unix
+    /// socket). No password: the role (default catalog) signs in with its certificate. Not
+    /// read by serving yet, only checked.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
 
     // Where the TLS files are and how they are watched.
     #[command(flatten)]
@@ -192,6 +211,8 @@ impl Cli {
     /// Loads the data files and the TLS material (once: reloads read the same files) and
     /// builds the settings (tracing off: see [`Settings::tracer`]).
     pub fn settings(&self) -> Result<Settings, ConfigError> {
+        // Checked now so that a bad URL stops start-up; serving does not read it yet.
+        self.database_url()?;
         let data = CatalogData::load(self.products.as_deref(), self.customers.as_deref())?;
         let (products, customers) = app::in_memory(data);
         let tls = self.tls.load()?;
@@ -228,6 +249,15 @@ impl Cli {
             // Tracing is set up from the `OTEL_*` variables by the binary, inside its runtime.
             tracer: service_runtime::otel::Tracer::default(),
         })
+    }
+
+    /// `--database-url`, checked, with the serving role as the default user; `None` when not
+    /// given.
+    pub fn database_url(&self) -> Result<Option<DatabaseUrl>, UrlError> {
+        self.database_url
+            .as_deref()
+            .map(|url| DatabaseUrl::parse(url, Some(database::DEFAULT_ROLE)))
+            .transpose()
     }
 
     /// The public HTTP server's limits.

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! Dependencies go one way: `config` → `app` → `http` → `discount` → `balancer`, and `app` →
-//! `server`; `database` → `catalog` (and `balancer`'s error chain);
+//! `server`; `config` → `command` → `database` → `catalog` (and `balancer`'s error chain);
 //! `catalog`, `store`, `openapi`, `server` and `metric_descriptions` use none of those.
 //! - [`catalog`]: products and customers: the embedded default data, the data files and the
 //!   rules they must obey.
@@ -61,10 +61,13 @@
 //!   `main` starts beside it) answers for Catalog.
 //! - [`config`]: command-line flags and their environment variables, turned into
 //!   [`app::Settings`] before any port is bound.
+//! - [`command`]: the subcommands (`probe`, `migrate`, `import`) and what `migrate` and
+//!   `import` do.
 
 pub mod app;
 pub mod balancer;
 pub mod catalog;
+pub mod command;
 pub mod config;
 pub mod database;
 pub mod discount;
