@@ -38,26 +38,29 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER products_notify_insert AFTER INSERT ON products
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes();
-CREATE TRIGGER products_notify_update AFTER UPDATE ON products
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes();
-CREATE TRIGGER products_notify_delete AFTER DELETE ON products
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes();
-CREATE TRIGGER products_notify_truncate AFTER TRUNCATE ON products
-    FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes();
-
-CREATE TRIGGER customers_notify_insert AFTER INSERT ON customers
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes();
-CREATE TRIGGER customers_notify_update AFTER UPDATE ON customers
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes();
-CREATE TRIGGER customers_notify_delete AFTER DELETE ON customers
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes();
-CREATE TRIGGER customers_notify_truncate AFTER TRUNCATE ON customers
-    FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes();
+-- The same four triggers on both tables: <table>_notify_insert, _update, _delete, _truncate.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['products', 'customers'] LOOP
+        EXECUTE format(
+            'CREATE TRIGGER %I AFTER INSERT ON %I REFERENCING NEW TABLE AS new_rows
+                 FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes()',
+            t || '_notify_insert', t);
+        EXECUTE format(
+            'CREATE TRIGGER %I AFTER UPDATE ON %I
+                 REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+                 FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes()',
+            t || '_notify_update', t);
+        EXECUTE format(
+            'CREATE TRIGGER %I AFTER DELETE ON %I REFERENCING OLD TABLE AS old_rows
+                 FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes()',
+            t || '_notify_delete', t);
+        EXECUTE format(
+            'CREATE TRIGGER %I AFTER TRUNCATE ON %I
+                 FOR EACH STATEMENT EXECUTE FUNCTION catalog_notify_changes()',
+            t || '_notify_truncate', t);
+    END LOOP;
+END;
+$$;
