@@ -45,7 +45,7 @@ pub struct MigrateArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImportArgs {
     /// Rows sent per statement (a million rows take a hundred statements, one transaction).
-    #[arg(long, env = "CATALOG_IMPORT_CHUNK_ROWS", default_value_t = 10_000,
+    #[arg(long, env = "CATALOG_IMPORT_CHUNK_ROWS", default_value_t = database::import::DEFAULT_CHUNK_ROWS,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub chunk_rows: u32,
 }

@@ -12,7 +12,7 @@ use super::migrate::LOCK_KEY;
 use crate::catalog::{CatalogData, Customer, DataError, Product};
 
 /// Rows sent per statement when no flag says otherwise.
-pub const DEFAULT_CHUNK_ROWS: usize = 10_000;
+pub const DEFAULT_CHUNK_ROWS: u32 = 10_000;
 
 /// Where the data came from, to name a record in an error.
 #[derive(Debug, Clone, Default)]
