@@ -2,8 +2,9 @@
 //!
 //! With no files given, the catalog is the original system's three products and two customers
 //! (embedded). Files are JSON arrays of records; every record is checked at start-up (missing
-//! or unknown fields, non-positive or duplicate ids, negative prices) and the first problem stops
-//! start-up with one line naming the file, the record and the problem.
+//! or unknown fields, non-positive or duplicate ids, blank or duplicate slugs, negative prices)
+//! and the first problem stops start-up with one line naming the file, the record and the
+//! problem.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -93,6 +94,10 @@ trait Record: for<'de> Deserialize<'de> {
     fn id(&self) -> i32;
     /// Checks the record's own fields.
     fn check(&self) -> Result<(), String>;
+    /// A field other than the id that no two records may share: its name and value.
+    fn unique_field(&self) -> Option<(&'static str, &str)> {
+        None
+    }
 }
 
 impl Record for Product {
@@ -111,6 +116,9 @@ impl Record for Product {
             return Err("slug must not be empty".into());
         }
         Ok(())
+    }
+    fn unique_field(&self) -> Option<(&'static str, &str)> {
+        Some(("slug", &self.slug))
     }
 }
 
@@ -217,6 +225,7 @@ fn parse_records<R: Record>(path: &Path, text: &str) -> Result<Vec<R>, DataError
     let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)
         .map_err(|err| error(None, format!("not a JSON array of {}s: {err}", R::KIND)))?;
     let mut seen = HashMap::with_capacity(raw.len());
+    let mut unique_values: HashMap<String, usize> = HashMap::new();
     let mut records = Vec::with_capacity(raw.len());
     for (index, value) in raw.into_iter().enumerate() {
         let position = index + 1;
@@ -238,6 +247,14 @@ fn parse_records<R: Record>(path: &Path, text: &str) -> Result<Vec<R>, DataError
         record
             .check()
             .map_err(|problem| error(Some(position), format!("{} {id}: {problem}", R::KIND)))?;
+        if let Some((field, value)) = record.unique_field()
+            && let Some(first) = unique_values.insert(value.to_owned(), position)
+        {
+            return Err(error(
+                Some(position),
+                format!("duplicate {field} {value:?} (first used by record {first})"),
+            ));
+        }
         records.push(record);
     }
     Ok(records)
@@ -268,6 +285,12 @@ mod tests {
                     r#"[{ok}, {{"id": 1, "slug": "b", "description": "", "price_in_cents": 5}}]"#
                 ),
                 "products.json: record 2: duplicate id 1 (first used by record 1)",
+            ),
+            (
+                format!(
+                    r#"[{ok}, {{"id": 2, "slug": "a", "description": "", "price_in_cents": 5}}]"#
+                ),
+                r#"products.json: record 2: duplicate slug "a" (first used by record 1)"#,
             ),
             (
                 r#"[{"id": 2, "slug": "a", "description": "", "price_in_cents": -5}]"#.into(),

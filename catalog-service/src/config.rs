@@ -12,7 +12,9 @@ use service_runtime::flags::{ConnectionFlags, OpsFlags, ProcessFlags, TlsFlags};
 use crate::app::Settings;
 use crate::balancer::ReplicaSettings;
 use crate::catalog::DataError;
+use crate::command::Command;
 use crate::data::{DataSource, FileWatch};
+use crate::database::{self, DatabaseUrl, UrlError};
 use crate::discount::{CoalesceSettings, DiscountAddr, DiscountSettings, FallbackSettings};
 use crate::server::HttpLimits;
 
@@ -34,6 +36,8 @@ pub enum ConfigError {
     Data(DataError),
     #[error("TLS file {0}")]
     Tls(TlsFileError),
+    #[error(transparent)]
+    Database(#[from] UrlError),
 }
 
 // Not `#[from]`: that would also chain the cause, and `{:#}` would print it twice.
@@ -53,9 +57,9 @@ impl From<TlsFileError> for ConfigError {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "catalog-service", version, about)]
 pub struct Cli {
-    /// Something other than serving (`probe`); none: serve.
+    /// Something other than serving (`probe`, `migrate`, `import`); none: serve.
     #[command(subcommand)]
-    pub command: Option<service_runtime::probe::Command>,
+    pub command: Option<Command>,
 
     /// Address to listen on for HTTP.
     #[arg(long, env = "CATALOG_LISTEN", default_value = "127.0.0.1:11080")]
@@ -172,12 +176,12 @@ pub struct Cli {
 
     /// Products file: a JSON array of {id, slug, description, price_in_cents}
     /// [default: the three embedded sample products].
-    #[arg(long, env = "CATALOG_PRODUCTS_FILE")]
+    #[arg(long, env = "CATALOG_PRODUCTS_FILE", global = true)]
     pub products: Option<PathBuf>,
 
     /// Customers file: a JSON array of {id, first_name, last_name}
     /// [default: the two embedded sample customers].
-    #[arg(long, env = "CATALOG_CUSTOMERS_FILE")]
+    #[arg(long, env = "CATALOG_CUSTOMERS_FILE", global = true)]
     pub customers: Option<PathBuf>,
 
     /// Seconds between looks at the data files: changed files that parse and validate replace
@@ -186,6 +190,21 @@ pub struct Cli {
     #[arg(long, env = "CATALOG_DATA_RELOAD_INTERVAL_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub data_reload_interval_secs: u64,
+
+    /// PostgreSQL holding the catalog, as a libpq URL:
+    /// postgresql://HOST[:PORT]/DBNAME?sslmode=verify-full (TCP: TLS 1.3, the server's
+    /// certificate and name checked, Catalog's certificate shown; sslrootcert, sslcert, sslkey
+    /// replace --ca, --cert, --key), or postgresql:///DBNAME?host=/run/postgresql (a Unix
+    /// socket). No password: the role (default catalog) signs in with its certificate. Not
+    /// read by serving yet, only checked.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
 
     // Where the TLS files are and how they are watched.
     #[command(flatten)]
@@ -245,6 +264,15 @@ impl Cli {
         );
         let (data, watch) = watch.load()?;
         Ok(DataSource::Files(data, watch))
+    }
+
+    /// `--database-url`, checked, with the serving role as the default user; `None` when not
+    /// given.
+    pub fn database_url(&self) -> Result<Option<DatabaseUrl>, UrlError> {
+        self.database_url
+            .as_deref()
+            .map(|url| DatabaseUrl::parse(url, Some(database::DEFAULT_ROLE)))
+            .transpose()
     }
 
     /// The public HTTP server's limits.

@@ -1,17 +1,24 @@
 //! The Catalog service: an axum HTTP API that lists the shop's products and, for a known
-//! customer, asks Discount (gRPC over mutual TLS) what they pay.
+//! customer, asks Discount (gRPC over mutual TLS) what they pay; and the PostgreSQL database the
+//! catalog can be kept in (mutual TLS 1.3 too), with the commands that set it up and fill it.
 //!
 //! # Layout
 //! Dependencies go one way: `config` → `app` → `http` → `discount` → `balancer`, `app` →
-//! `server`, and `app`, `http` → `data` → `snapshot` → `rendered` → `catalog`; `catalog`,
-//! `openapi`, `server` and `metric_descriptions` use none of the others.
+//! `server`, and `app`, `http` → `data` → `snapshot` → `rendered` → `catalog`; `config` →
+//! `command` → `database` → `catalog` (and `balancer`'s error chain), and `data` → `database`;
+//! `catalog`, `openapi`, `server` and `metric_descriptions` use none of the others.
 //! - [`catalog`]: products and customers: the embedded default data, the data files and the
 //!   rules they must obey.
+//! - [`database`]: PostgreSQL: `--database-url` (verify-full over TCP, or a Unix socket),
+//!   connections over mutual TLS 1.3 with Catalog's reloaded certificate, the embedded
+//!   migrations, the read-only serving role, the import of the data files, and the change
+//!   notifications' format (see its own layout).
 //! - [`rendered`]: a product as served, its JSON rendered once, and the JSON of a page.
 //! - [`snapshot`]: [`snapshot::Snapshot`], the catalog at one moment, immutable: what a request
 //!   reads, paged by keyset; a changed row makes a new one cheaply.
 //! - [`data`]: [`data::Data`], the current snapshot, swapped whole when the source changes,
-//!   and the sources: `files` (the embedded data or the data files, re-read when they change).
+//!   and the sources: `files` (the embedded data or the data files, re-read when they change)
+//!   and `postgres` (the database, followed change by change).
 //! - [`discount`]: the client side of Discount: the batch RPC with a fallback to per-product
 //!   calls, a deadline, and the reasons a discount can fail.
 //!   - `retry`: one RPC over the replicas: what a failure says about its replica, each
@@ -59,12 +66,16 @@
 //!   `main` starts beside it) answers for Catalog.
 //! - [`config`]: command-line flags and their environment variables, turned into
 //!   [`app::Settings`] before any port is bound.
+//! - [`command`]: the subcommands (`probe`, `migrate`, `import`) and what `migrate` and
+//!   `import` do.
 
 pub mod app;
 pub mod balancer;
 pub mod catalog;
+pub mod command;
 pub mod config;
 pub mod data;
+pub mod database;
 pub mod discount;
 pub mod http;
 pub mod metric_descriptions;

@@ -1,18 +1,41 @@
 //! `catalog-service`: parses flags, loads data and certificates, sets up tracing, binds, and
-//! serves until SIGTERM/Ctrl-C. Everything else lives in the library.
+//! serves until SIGTERM/Ctrl-C; or runs one subcommand (`probe`, `migrate`, `import`).
+//! Everything else lives in the library.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use catalog_service::app::Application;
+use catalog_service::command::{self, Command};
 use catalog_service::config::Cli;
+use catalog_service::database::DataFiles;
 use clap::Parser;
 use service_runtime as runtime;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(service_runtime::probe::Command::Probe { url }) = &cli.command {
-        return service_runtime::probe::run(url);
+    let (log_format, threads) = (cli.process.log_format, cli.process.worker_threads);
+    match cli.command.clone() {
+        Some(Command::Shared(service_runtime::probe::Command::Probe { url })) => {
+            return service_runtime::probe::run(&url);
+        }
+        Some(Command::Migrate(args)) => {
+            let tls = cli.tls.reload_settings();
+            let url = cli.database_url.as_deref();
+            let migrate = command::migrate(url, tls, args);
+            return runtime::run_service("catalog-service migrate", log_format, threads, migrate);
+        }
+        Some(Command::Import(args)) => {
+            let tls = cli.tls.reload_settings();
+            let files = DataFiles {
+                products: cli.products.clone(),
+                customers: cli.customers.clone(),
+            };
+            let url = cli.database_url.as_deref();
+            let import = command::import(url, tls, files, args);
+            return runtime::run_service("catalog-service import", log_format, threads, import);
+        }
+        None => {}
     }
     runtime::run_service(
         "catalog-service",

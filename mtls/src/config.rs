@@ -1,6 +1,7 @@
 //! The rustls configurations for each end of a mutual-TLS connection: TLS 1.3 only, ALPN `h2`,
 //! the ring provider, client certificates required by the server, and (on the client) the
-//! server's URI identity checked on top of the usual WebPKI chain check.
+//! server's URI identity checked on top of the usual WebPKI chain check; and the client
+//! configuration for PostgreSQL, which shares all of it but ALPN and the URI identity.
 
 use std::sync::Arc;
 
@@ -46,13 +47,7 @@ pub fn client_config(
     identity: Option<&Identity>,
     server_identity: Option<&str>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let provider = crypto_provider();
-    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        server_ca.0.clone(),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|err| TlsError::Rustls(rustls::Error::General(err.to_string())))?;
+    let webpki = webpki_verifier(server_ca)?;
     let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match server_identity {
         Some(expected) => Arc::new(ServerIdentityVerifier {
             inner: webpki,
@@ -60,16 +55,55 @@ pub fn client_config(
         }),
         None => webpki,
     };
-    let builder = ClientConfig::builder_with_provider(provider)
+    let mut config = tls13_client(verifier, identity)?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The client configuration for PostgreSQL: TLS 1.3 only, the server's certificate checked as
+/// libpq's `sslmode=verify-full` does (chains to `server_ca`, valid for the host name
+/// connected to: a DNS or IP subjectAltName, never the CN), and `identity` presented for
+/// certificate authentication.
+///
+/// No ALPN: PostgreSQL (up to 16) starts TLS inside its own protocol (SSLRequest), and a
+/// client offering `h2` would be claiming to speak HTTP/2. No session resumption either: every
+/// connection is a full handshake, so a rotated certificate is what the server checks next.
+pub fn postgres_client_config(
+    server_ca: &TrustAnchors,
+    identity: &Identity,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut config = tls13_client(webpki_verifier(server_ca)?, Some(identity))?;
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// rustls' WebPKI check of a server certificate (chain to `server_ca`, name, validity, usage),
+/// with our provider.
+fn webpki_verifier(
+    server_ca: &TrustAnchors,
+) -> Result<Arc<rustls::client::WebPkiServerVerifier>, TlsError> {
+    rustls::client::WebPkiServerVerifier::builder_with_provider(
+        server_ca.0.clone(),
+        crypto_provider(),
+    )
+    .build()
+    .map_err(|err| TlsError::Rustls(rustls::Error::General(err.to_string())))
+}
+
+/// What every client configuration shares: TLS 1.3 only, the ring provider, `verifier` for
+/// the server's certificate, and `identity` presented when the server asks for one.
+fn tls13_client(
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    identity: Option<&Identity>,
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let mut config = match identity {
+    Ok(match identity {
         Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key.clone_key())?,
         None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    Ok(Arc::new(config))
+    })
 }
 
 /// The standard WebPKI check of a server certificate, plus: its URI SAN must be `expected`.

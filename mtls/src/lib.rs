@@ -14,13 +14,19 @@
 //! - a service's identity is the URI subjectAltName of its certificate
 //!   (e.g. `spiffe://shop.local/catalog`), read once per connection into [`PeerInfo`].
 //!
+//! A service's connections to PostgreSQL use the same material and rules but ALPN (PostgreSQL
+//! negotiates TLS inside its own protocol): [`postgres_client_config`], checked as libpq's
+//! `sslmode=verify-full` does, its failures named by [`ConnectFailure`].
+//!
 //! # Layout
 //! - [`material`]: PEM to [`Identity`] and [`TrustAnchors`]; [`uri_sans`] reads an identity.
-//! - [`config`]: the TLS 1.3-only server and client configurations (server identity checked).
+//! - [`config`]: the TLS 1.3-only server and client configurations (server identity checked),
+//!   and the client configuration for PostgreSQL ([`postgres_client_config`]: no ALPN).
 //! - [`accept`]: the server's accept loop, [`admission`]'s with each admitted connection's
 //!   handshake under the gate's guard (deadline, eviction) and proven once it succeeds;
 //!   refused handshakes counted and logged once per interval; [`PeerInfo`].
-//! - [`failure`]: why a handshake failed, in an operator's words ([`HandshakeFailure`]).
+//! - [`failure`]: why a handshake failed, in an operator's words: a client's, seen by the
+//!   server ([`HandshakeFailure`]), or the server's, seen by the client ([`ConnectFailure`]).
 //! - [`connect`]: the client's connector for hyper and tonic ([`MtlsConnector`]), and a tonic
 //!   channel over it ([`lazy_channel`]).
 //! - [`files`]: the CA, certificate and key files ([`TlsFiles`]) and their errors.
@@ -41,9 +47,9 @@ pub mod reload;
 pub mod reloadable;
 
 pub use accept::{AcceptSettings, PeerInfo, TlsConn, tls_incoming};
-pub use config::{WrongServerIdentity, client_config, server_config};
+pub use config::{WrongServerIdentity, client_config, postgres_client_config, server_config};
 pub use connect::{MtlsConnector, MtlsStream, lazy_channel};
-pub use failure::HandshakeFailure;
+pub use failure::{ConnectFailure, HandshakeFailure};
 pub use files::{TlsFileError, TlsFiles};
 pub use material::{Identity, TlsError, TrustAnchors, crypto_provider, uri_sans};
 pub use reload::{ReloadError, ReloadOutcome, ReloadSettings, TlsReloader, TlsSource, serial_hex};

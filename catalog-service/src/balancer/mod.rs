@@ -63,7 +63,7 @@ pub use addr::{AddrError, DEFAULT_PORT, DiscountAddr};
 pub(crate) use connection::Transport;
 pub use discovery::{BoxFuture, Resolve, SystemResolver};
 pub use error::ClientError;
-pub(crate) use error::error_chain;
+pub(crate) use error::{append_sources, error_chain};
 pub(crate) use pick::NoPick;
 pub use settings::ReplicaSettings;
 
