@@ -122,6 +122,32 @@ impl Record for Product {
     }
 }
 
+impl Product {
+    /// Whether this product obeys the rules every product does (a data file's or a database
+    /// row): the problem, if not.
+    pub fn validate(&self) -> Result<(), String> {
+        validate(self)
+    }
+}
+
+impl Customer {
+    /// Whether this customer obeys the rules every customer does: the problem, if not.
+    pub fn validate(&self) -> Result<(), String> {
+        validate(self)
+    }
+}
+
+/// A record's own rules: a positive id, and its fields' checks.
+fn validate<R: Record>(record: &R) -> Result<(), String> {
+    let id = record.id();
+    if id <= 0 {
+        return Err(format!("id must be positive, got {id}"));
+    }
+    record
+        .check()
+        .map_err(|problem| format!("{} {id}: {problem}", R::KIND))
+}
+
 impl Record for Customer {
     const KIND: &'static str = "customer";
     fn id(&self) -> i32 {

@@ -13,8 +13,8 @@ use crate::app::Settings;
 use crate::balancer::ReplicaSettings;
 use crate::catalog::DataError;
 use crate::command::Command;
-use crate::data::{DataSource, FileWatch};
-use crate::database::{self, DatabaseUrl, UrlError};
+use crate::data::{DataSource, DatabaseWatch, FileWatch};
+use crate::database::{self, Database, DatabaseUrl, UrlError};
 use crate::discount::{CoalesceSettings, DiscountAddr, DiscountSettings, FallbackSettings};
 use crate::server::HttpLimits;
 
@@ -38,6 +38,13 @@ pub enum ConfigError {
     Tls(TlsFileError),
     #[error(transparent)]
     Database(#[from] UrlError),
+    #[error(transparent)]
+    DatabaseTls(#[from] database::DatabaseTlsError),
+    #[error(
+        "--products and --customers are what `import` loads into the database; serving with \
+         --database-url reads the catalog from the database: give one or the other"
+    )]
+    FilesAndDatabase,
 }
 
 // Not `#[from]`: that would also chain the cause, and `{:#}` would print it twice.
@@ -195,8 +202,8 @@ pub struct Cli {
     /// postgresql://HOST[:PORT]/DBNAME?sslmode=verify-full (TCP: TLS 1.3, the server's
     /// certificate and name checked, Catalog's certificate shown; sslrootcert, sslcert, sslkey
     /// replace --ca, --cert, --key), or postgresql:///DBNAME?host=/run/postgresql (a Unix
-    /// socket). No password: the role (default catalog) signs in with its certificate. Not
-    /// read by serving yet, only checked.
+    /// socket). No password: the role (default catalog) signs in with its certificate. When
+    /// serving, the catalog comes from this database instead of the files.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -205,6 +212,25 @@ pub struct Cli {
         value_name = "URL"
     )]
     pub database_url: Option<String>,
+
+    /// Milliseconds between pings of the database while no change arrives: each one confirms
+    /// the catalog served is current (catalog_data_snapshot_age_seconds), and finds a dead
+    /// connection.
+    #[arg(long, env = "CATALOG_DATABASE_HEALTH_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub database_health_interval_ms: u64,
+
+    /// Most changed rows announced by the database and not read yet; beyond it Catalog reads
+    /// the whole catalog again instead (a flood of notifications costs bounded memory).
+    #[arg(long, env = "CATALOG_DATABASE_MAX_PENDING_CHANGES", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub database_max_pending_changes: u32,
+
+    /// Longest wait, in milliseconds, between two attempts to reach the database (the wait
+    /// doubles from 100 ms, with jitter).
+    #[arg(long, env = "CATALOG_DATABASE_MAX_BACKOFF_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub database_max_backoff_ms: u64,
 
     // Where the TLS files are and how they are watched.
     #[command(flatten)]
@@ -255,8 +281,20 @@ impl Cli {
         })
     }
 
-    /// Where the catalog comes from, loaded now (a bad file stops start-up).
+    /// Where the catalog comes from: the database (its URL and TLS files checked now), or
+    /// the files, loaded now (a bad file stops start-up).
     pub fn data_source(&self) -> Result<DataSource, ConfigError> {
+        if let Some(url) = self.database_url()? {
+            if self.products.is_some() || self.customers.is_some() {
+                return Err(ConfigError::FilesAndDatabase);
+            }
+            return Ok(DataSource::Database(Box::new(DatabaseWatch {
+                database: Database::new(url, &self.tls.reload_settings())?,
+                health_interval: Duration::from_millis(self.database_health_interval_ms),
+                max_pending_ids: self.database_max_pending_changes as usize,
+                max_backoff: Duration::from_millis(self.database_max_backoff_ms),
+            })));
+        }
         let watch = FileWatch::new(
             self.products.clone(),
             self.customers.clone(),
@@ -290,193 +328,5 @@ impl Cli {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    use super::*;
-
-    #[test]
-    fn defaults_match_the_documented_ports() {
-        let cli = Cli::try_parse_from(["catalog-service"]).unwrap();
-        assert_eq!(cli.listen.port(), 11080);
-        assert_eq!(cli.ops.ops_listen.to_string(), "127.0.0.1:9465");
-        assert_eq!(cli.discount_addr.len(), 1);
-        assert_eq!(cli.discount_addr[0].to_string(), "127.0.0.1:11443");
-        assert!(cli.discount_timeout_ms < 1000);
-    }
-
-    #[test]
-    fn discount_host_without_port_gets_the_default_port() {
-        let cli = Cli::try_parse_from(["catalog-service", "--discount-addr", "discount"]).unwrap();
-        assert_eq!(cli.discount_addr[0].to_string(), "discount:11443");
-    }
-
-    #[test]
-    fn several_discount_replicas_can_be_listed() {
-        let cli = Cli::try_parse_from([
-            "catalog-service",
-            "--discount-addr",
-            "10.0.0.1,10.0.0.2:9000,discount-2",
-        ])
-        .unwrap();
-        let addrs: Vec<String> = cli.discount_addr.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            addrs,
-            ["10.0.0.1:11443", "10.0.0.2:9000", "discount-2:11443"]
-        );
-    }
-
-    #[test]
-    fn bad_values_name_the_flag() {
-        for args in [
-            &["--discount-addr", "http://x"][..],
-            &["--listen", "nope"],
-            &["--discount-timeout-ms", "0"],
-            &["--discount-addr", "a,,b"],
-            &["--discount-health-interval-ms", "5"],
-            &["--discount-max-connection-age-secs", "forever"],
-            &["--discount-rpcs-in-flight", "0"],
-            &["--discount-max-requests-per-rpc", "0"],
-            &["--discount-max-products-per-rpc", "999"],
-            &["--discount-max-queued", "none"],
-            &["--discount-fallback-concurrency", "0"],
-            &["--discount-fallback-max-in-flight", "0"],
-            &["--ops-listen", "9465"],
-            &["--http-max-connections", "0"],
-            &["--http-max-unproven-connections", "0"],
-            &["--http-header-timeout-ms", "0"],
-            &["--http-idle-timeout-ms", "forever"],
-            &["--http-max-concurrent-requests", "0"],
-        ] {
-            let err =
-                Cli::try_parse_from(std::iter::once("catalog-service").chain(args.iter().copied()))
-                    .unwrap_err()
-                    .to_string();
-            assert!(err.contains(args[0]), "{err}");
-        }
-    }
-
-    #[test]
-    fn connections_to_discount_are_renewed_every_30_minutes_unless_0_says_never() {
-        let dir = tempfile::tempdir().unwrap();
-        pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(dir.path(), 1)).unwrap();
-        let certs = dir.path().to_str().unwrap();
-        let age = |extra: &[&str]| {
-            let args = ["catalog-service", "--certs-dir", certs];
-            let cli = Cli::try_parse_from(args.iter().chain(extra)).unwrap();
-            cli.settings().unwrap().discount.replicas.max_connection_age
-        };
-        assert_eq!(age(&[]), Some(Duration::from_secs(1800)));
-        assert_eq!(age(&["--discount-max-connection-age-secs", "0"]), None);
-    }
-
-    #[test]
-    fn coalescing_and_fallback_limits_have_defaults_and_flags() {
-        let dir = tempfile::tempdir().unwrap();
-        pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(dir.path(), 1)).unwrap();
-        let certs = dir.path().to_str().unwrap();
-        let settings = |extra: &[&str]| {
-            let args = ["catalog-service", "--certs-dir", certs];
-            let cli = Cli::try_parse_from(args.iter().chain(extra)).unwrap();
-            cli.settings().unwrap().discount
-        };
-        let defaults = settings(&[]);
-        assert_eq!(defaults.coalescing, CoalesceSettings::default());
-        assert_eq!(defaults.fallback, FallbackSettings::default());
-        let tuned = settings(&[
-            "--discount-rpcs-in-flight=3",
-            "--discount-max-requests-per-rpc=16",
-            "--discount-max-products-per-rpc=5000",
-            "--discount-max-queued=100",
-            "--discount-fallback-concurrency=2",
-            "--discount-fallback-max-in-flight=10",
-        ]);
-        assert_eq!(
-            tuned.coalescing,
-            CoalesceSettings {
-                rpcs_in_flight: 3,
-                max_requests_per_rpc: 16,
-                max_products_per_rpc: 5000,
-                max_queued: 100,
-            }
-        );
-        assert_eq!(
-            tuned.fallback,
-            FallbackSettings {
-                per_request: 2,
-                max_in_flight: 10,
-            }
-        );
-    }
-
-    #[test]
-    fn http_limits_have_defaults_flags_and_variables() {
-        let limits = |args: &[&str]| {
-            let args = std::iter::once("catalog-service").chain(args.iter().copied());
-            Cli::try_parse_from(args).unwrap().http_limits()
-        };
-        assert_eq!(limits(&[]), HttpLimits::default());
-        assert_eq!(
-            HttpLimits::default(),
-            HttpLimits {
-                max_connections: 1000,
-                max_unproven: 500,
-                header_timeout: Duration::from_secs(10),
-                idle_timeout: Duration::from_secs(90),
-                max_concurrent_requests: 512,
-            }
-        );
-        let tuned = HttpLimits {
-            max_connections: 7,
-            max_unproven: 5,
-            header_timeout: Duration::from_millis(1500),
-            idle_timeout: Duration::from_millis(2500),
-            max_concurrent_requests: 3,
-        };
-        let flags = limits(&[
-            "--http-max-connections=7",
-            "--http-max-unproven-connections=5",
-            "--http-header-timeout-ms=1500",
-            "--http-idle-timeout-ms=2500",
-            "--http-max-concurrent-requests=3",
-        ]);
-        assert_eq!(flags, tuned);
-        assert_eq!(
-            tuned.admission(),
-            admission::Limits {
-                max_connections: 7,
-                max_unproven: 5,
-                unproven_timeout: Duration::from_millis(1500),
-            }
-        );
-        // Each flag's variable, as a container sets them.
-        let command = Cli::command();
-        let vars: std::collections::HashMap<&str, &str> = command
-            .get_arguments()
-            .filter_map(|arg| Some((arg.get_id().as_str(), arg.get_env()?.to_str()?)))
-            .collect();
-        assert_eq!(vars["ops_listen"], "CATALOG_OPS_LISTEN");
-        assert_eq!(vars["max_connections"], "CATALOG_HTTP_MAX_CONNECTIONS");
-        assert_eq!(
-            vars["max_unproven_connections"],
-            "CATALOG_HTTP_MAX_UNPROVEN_CONNECTIONS"
-        );
-        assert_eq!(
-            vars["http_header_timeout_ms"],
-            "CATALOG_HTTP_HEADER_TIMEOUT_MS"
-        );
-        assert_eq!(vars["http_idle_timeout_ms"], "CATALOG_HTTP_IDLE_TIMEOUT_MS");
-        assert_eq!(
-            vars["http_max_concurrent_requests"],
-            "CATALOG_HTTP_MAX_CONCURRENT_REQUESTS"
-        );
-    }
-
-    #[test]
-    fn missing_files_name_the_path_and_the_fix() {
-        let cli = Cli::try_parse_from(["catalog-service", "--certs-dir", "/nonexistent"]).unwrap();
-        let err = cli.settings().unwrap_err().to_string();
-        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
-        assert!(err.contains("gen-certs"), "{err}");
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

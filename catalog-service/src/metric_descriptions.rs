@@ -108,6 +108,14 @@ pub const METRICS: &[Description] = &[
                (applied: a new snapshot serves; refused: the last good data keeps serving).",
     },
     Description {
+        name: "catalog_data_notifications_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Change notifications received from the database, labelled result (read: its \
+               ids are read again with Catalog's own SELECT; malformed: not a catalog change, \
+               ignored). A notification is only a hint: anyone may send one.",
+    },
+    Description {
         name: "catalog_data_products",
         kind: Kind::Gauge,
         unit: Unit::Count,

@@ -75,23 +75,29 @@ impl Snapshot {
     pub fn with_changes(&self, changes: impl IntoIterator<Item = Change>) -> Self {
         let mut next = self.clone();
         for change in changes {
-            match change {
-                Change::Product(id, Some(product)) => {
-                    next.products
-                        .insert(id, Arc::new(StoredProduct::new(&product)));
-                }
-                Change::Product(id, None) => {
-                    next.products.remove(&id);
-                }
-                Change::Customer(id, Some(customer)) => {
-                    next.customers.insert(id, Arc::new(customer));
-                }
-                Change::Customer(id, None) => {
-                    next.customers.remove(&id);
-                }
-            }
+            next.apply(change);
         }
         next
+    }
+
+    /// Applies one change to this snapshot, which is not shared yet (one being built; a
+    /// published snapshot is behind an `Arc` and never changes).
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Product(id, Some(product)) => {
+                self.products
+                    .insert(id, Arc::new(StoredProduct::new(&product)));
+            }
+            Change::Product(id, None) => {
+                self.products.remove(&id);
+            }
+            Change::Customer(id, Some(customer)) => {
+                self.customers.insert(id, Arc::new(customer));
+            }
+            Change::Customer(id, None) => {
+                self.customers.remove(&id);
+            }
+        }
     }
 
     /// The product with this id, if any.

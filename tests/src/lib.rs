@@ -16,15 +16,19 @@
 //! - `replica`: a real Discount replica that can be killed like a crashed process and restarted.
 //! - `rotation`: both services serving from certificate files and reloading them.
 //! - `client`: gRPC clients of Discount over mutual TLS or plaintext.
+//! - `database`: a throwaway PostgreSQL cluster with a database per test, and Discount and
+//!   Catalog serving the catalog from one of them over mutual TLS.
 //! - `flood`: connections that never prove themselves, reopened as soon as they are closed,
 //!   from a thread of their own; and the open-file limit raised for them.
 //!
-//! `net` and `certs` are used by the others, and `rotation` also uses `proxy` and `servers`;
+//! `net` and `certs` are used by the others, and `rotation` and `database` also use `servers`
+//! (`rotation` also `proxy`);
 //! no two modules import each other.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 mod certs;
 mod client;
+mod database;
 mod fakes;
 mod flood;
 mod net;
@@ -36,6 +40,7 @@ mod servers;
 
 pub use certs::{anchors, identity, other_pki, service_pki};
 pub use client::{grpc_client, mtls_channel, plaintext_grpc_client, status_chain, tls_connect};
+pub use database::{HEALTH_INTERVAL, Shop, TestCluster, TestDatabase, shared_cluster, spawn_shop};
 pub use fakes::{CountingDiscount, spawn_black_hole, spawn_counting_discount};
 pub use flood::{Flood, PARTIAL_CLIENT_HELLO, PARTIAL_REQUEST_HEAD, raise_open_file_limit};
 pub use net::{ClosedPort, Running, closed_port};

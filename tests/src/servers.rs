@@ -56,7 +56,7 @@ pub async fn spawn_discount_configured(
 }
 
 /// Starts the real Discount service with `settings`; [`Running::admission`] is its gate.
-async fn spawn_discount_settings(settings: ServerSettings) -> Running {
+pub(crate) async fn spawn_discount_settings(settings: ServerSettings) -> Running {
     let listener = bind_loopback().await;
     let addr = listener.local_addr().unwrap();
     let server = DiscountServer::build(settings, listener).unwrap();

@@ -142,11 +142,11 @@ fn apply(data: &Data, look: Look) {
         }
         Look::Changed(catalog) => {
             let (products, customers) = (catalog.products.len(), catalog.customers.len());
-            data.publish(Snapshot::new(catalog), SourceKind::Files);
+            data.publish(Snapshot::new(catalog), SourceKind::Files, 1);
             tracing::info!(products, customers, "data files reloaded");
         }
         Look::Refused(err) => {
-            data.refused(SourceKind::Files);
+            data.refused(SourceKind::Files, 1);
             data.source_down(err.to_string());
             tracing::error!("data file {err}: refused, the last good data keeps serving");
         }

@@ -9,6 +9,8 @@
 //! - `files`: the embedded sample data, or `--products`/`--customers`, re-read on the reload
 //!   interval and on SIGHUP; a file that no longer parses or validates is refused, and the last
 //!   good data keeps serving.
+//! - `postgres`: `--database-url`: the catalog read from PostgreSQL over mutual TLS, then
+//!   followed row by row as its triggers announce changes.
 //!
 //! What a source does is exported as metrics: `catalog_data_snapshot_age_seconds` (how long
 //! since the source last confirmed the snapshot is current), `catalog_data_source_up` (1 or 0),
@@ -16,6 +18,7 @@
 //! `catalog_data_products` (products in the snapshot).
 
 mod files;
+mod postgres;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 
 pub use files::FileWatch;
+pub use postgres::DatabaseWatch;
 
 use crate::catalog::CatalogData;
 use crate::snapshot::Snapshot;
@@ -35,6 +39,8 @@ pub enum DataSource {
     Fixed(CatalogData),
     /// Data loaded from files at start-up, re-read when they change.
     Files(CatalogData, FileWatch),
+    /// PostgreSQL, read in full once connected, then followed change by change.
+    Database(Box<DatabaseWatch>),
 }
 
 impl DataSource {
@@ -49,6 +55,14 @@ impl DataSource {
             }
             DataSource::Files(catalog, watch) => {
                 let data = Data::new(Snapshot::new(catalog));
+                watch.spawn(data.clone());
+                data
+            }
+            DataSource::Database(watch) => {
+                let data = Data::waiting(format!(
+                    "connecting to the database at {}",
+                    watch.database.url()
+                ));
                 watch.spawn(data.clone());
                 data
             }
@@ -135,12 +149,12 @@ impl Data {
         self.current().err()
     }
 
-    /// Replaces the snapshot with `snapshot`, counted as a change applied from `source`; the
-    /// source is up and confirms it current.
-    pub fn publish(&self, snapshot: Snapshot, source: SourceKind) {
+    /// Replaces the snapshot with `snapshot`, which holds `changes` changes applied from
+    /// `source` (a whole reload counts as one); the source is up and confirms it current.
+    pub fn publish(&self, snapshot: Snapshot, source: SourceKind, changes: u64) {
         self.publish_quietly(snapshot);
         metrics::counter!("catalog_data_reloads_total", "source" => source.label(), "result" => "applied")
-            .increment(1);
+            .increment(changes);
     }
 
     fn publish_quietly(&self, snapshot: Snapshot) {
@@ -157,10 +171,11 @@ impl Data {
         metrics::gauge!("catalog_data_source_up").set(1.0);
     }
 
-    /// The source offered a change that was refused (the snapshot stays as it was).
-    pub fn refused(&self, source: SourceKind) {
+    /// The source offered `changes` changes that were refused (the snapshot keeps what it
+    /// had).
+    pub fn refused(&self, source: SourceKind, changes: u64) {
         metrics::counter!("catalog_data_reloads_total", "source" => source.label(), "result" => "refused")
-            .increment(1);
+            .increment(changes);
     }
 
     /// The source cannot be read (`why`); the snapshot keeps serving, ageing. Returns whether
@@ -225,6 +240,7 @@ mod tests {
         data.publish(
             Snapshot::new(CatalogData::embedded_default()),
             SourceKind::Database,
+            1,
         );
         assert_eq!(data.current().unwrap().product_count(), 3);
         assert!(data.source_is_up());

@@ -26,7 +26,8 @@ pub const TLS_SERVICE: &str = "catalog-database";
 pub type PgConnection =
     tokio_postgres::Connection<Socket, <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream>;
 
-/// Where Catalog's database is and how to reach it.
+/// Where Catalog's database is and how to reach it (clones share the TLS watcher).
+#[derive(Clone)]
 pub struct Database {
     url: DatabaseUrl,
     /// Over TCP: the TLS configuration new connections use, reloaded from its files.

@@ -1,0 +1,244 @@
+//! The PostgreSQL source: Catalog keeps one connection (mutual TLS 1.3, its own certificate;
+//! see [`crate::database`]) on which it `LISTEN`s for the triggers' change notifications and
+//! reads rows with its own `SELECT`s. Nothing of the database is on the request path: requests
+//! read the snapshot this source publishes.
+//!
+//! On every (re)connection, in this order: `LISTEN`, then read everything (`rows`) and publish
+//! it, then apply what the notifications name (`pending`): a change committed after the full
+//! read's view was taken is announced after it, so nothing is missed, whatever happened while
+//! Catalog was away (notifications sent then are lost, the full read covers them). Each batch of
+//! announced ids is read and applied to the current snapshot (a few microseconds a row, see
+//! [`crate::snapshot`]), and published as one new snapshot.
+//!
+//! While the database cannot be reached, Catalog serves the last snapshot (ageing, see
+//! `catalog_data_snapshot_age_seconds`), reconnects with jittered exponential back-off
+//! (`backon`), and logs each change of state once. Between changes, a ping every
+//! `health_interval` confirms that the connection, and so the snapshot, is current.
+
+mod pending;
+mod rows;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use tokio::sync::{Notify, oneshot};
+use tokio_postgres::AsyncMessage;
+
+use super::{Data, SourceKind};
+use crate::database::changes::{CHANNEL, Change as Announced};
+use crate::database::{Database, PgConnection};
+use pending::{Pending, Work};
+
+/// Most ids read with one `SELECT ... WHERE id = ANY($1)`.
+const IDS_PER_READ: usize = 10_000;
+
+/// How Catalog follows its database.
+#[derive(Debug, Clone)]
+pub struct DatabaseWatch {
+    /// Where the database is, and the TLS material to reach it.
+    pub database: Database,
+    /// How often an idle connection is pinged, confirming that the snapshot is current.
+    pub health_interval: Duration,
+    /// Most announced ids waiting to be read before Catalog reads everything instead.
+    pub max_pending_ids: usize,
+    /// The longest wait between two connection attempts.
+    pub max_backoff: Duration,
+}
+
+/// What the log last said about the database, so that each change of state is logged once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Starting,
+    Up,
+    Down,
+}
+
+impl DatabaseWatch {
+    /// Follows the database until the process ends, publishing into `data`.
+    pub(super) fn spawn(self, data: Data) {
+        if let Some(reloader) = self.database.tls_reloader() {
+            reloader.spawn();
+        }
+        tokio::spawn(async move {
+            let mut state = State::Starting;
+            let mut delays = self.backoff();
+            loop {
+                let why = self.session(&data, &mut state, &mut delays).await;
+                data.source_down(why.clone());
+                if state != State::Down {
+                    tracing::warn!(
+                        "{why}; {}, reconnecting with back-off",
+                        if state == State::Up {
+                            "serving the last catalog snapshot"
+                        } else {
+                            "no catalog to serve yet"
+                        },
+                    );
+                    state = State::Down;
+                } else {
+                    tracing::debug!("database still unreachable: {why}");
+                }
+                let delay = delays.next().unwrap_or(self.max_backoff);
+                tokio::time::sleep(delay).await;
+            }
+        });
+    }
+
+    fn backoff(&self) -> backon::ExponentialBackoff {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(self.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    /// One connection, from connecting to its end; returns why it ended.
+    async fn session(
+        &self,
+        data: &Data,
+        state: &mut State,
+        delays: &mut backon::ExponentialBackoff,
+    ) -> String {
+        let (mut client, connection) = match self.database.connect().await {
+            Ok(connected) => connected,
+            Err(err) => return err.to_string(),
+        };
+        let pending = Arc::new(Mutex::new(Pending::new(self.max_pending_ids)));
+        let wake = Arc::new(Notify::new());
+        let (closed_tx, mut closed) = oneshot::channel();
+        tokio::spawn(drive(connection, pending.clone(), wake.clone(), closed_tx));
+        let ended = |err: tokio_postgres::Error| {
+            let why = crate::database::error::describe(&err, self.database.url().server_name());
+            format!(
+                "connection to PostgreSQL at {} lost: {why}",
+                self.database.url()
+            )
+        };
+        if let Err(err) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+            return ended(err);
+        }
+        lock(&pending).read_everything();
+        let mut ticker = tokio::time::interval(self.health_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            loop {
+                // Not `while let`: the lock would be held across the read.
+                let work = lock(&pending).take(IDS_PER_READ);
+                let Some(work) = work else { break };
+                if let Err(err) = self.read(&mut client, data, work).await {
+                    return ended(err);
+                }
+            }
+            if *state != State::Up {
+                let snapshot = data.current().ok();
+                tracing::info!(
+                    database = %self.database.url(),
+                    products = snapshot.as_ref().map_or(0, |s| s.product_count()),
+                    customers = snapshot.as_ref().map_or(0, |s| s.customer_count()),
+                    "{}: catalog read in full, following its changes",
+                    if *state == State::Down { "database reachable again" } else { "database connected" },
+                );
+                *state = State::Up;
+                *delays = self.backoff();
+            }
+            tokio::select! {
+                why = &mut closed => {
+                    let why = why.unwrap_or_else(|_| "it ended".to_owned());
+                    return format!("connection to PostgreSQL at {} lost: {why}", self.database.url());
+                }
+                () = wake.notified() => {}
+                _ = ticker.tick() => {
+                    if let Err(err) = client.simple_query("").await {
+                        return ended(err);
+                    }
+                    data.confirm();
+                }
+            }
+        }
+    }
+
+    /// Does one piece of work and publishes what it found.
+    async fn read(
+        &self,
+        client: &mut tokio_postgres::Client,
+        data: &Data,
+        work: Work,
+    ) -> Result<(), tokio_postgres::Error> {
+        let (refused, applied) = match work {
+            Work::All => {
+                let read = rows::everything(client).await?;
+                data.publish(read.found, SourceKind::Database, 1);
+                (read.refused, 1)
+            }
+            Work::Rows(table, ids) => {
+                let read = rows::by_id(client, table, &ids).await?;
+                let applied = read.found.len();
+                // The snapshot is only ever replaced by this task: reading it, then publishing
+                // the changed copy, loses nothing.
+                let current = data.current().unwrap_or_default();
+                data.publish(
+                    current.with_changes(read.found),
+                    SourceKind::Database,
+                    applied as u64,
+                );
+                (read.refused, applied)
+            }
+        };
+        if !refused.is_empty() {
+            data.refused(SourceKind::Database, refused.len() as u64);
+            for (table, id, problem) in refused.iter().take(3) {
+                tracing::error!(%table, id, "database row refused, it breaks a rule of the catalog: {problem}");
+            }
+        }
+        tracing::debug!(applied, "catalog changes applied from the database");
+        Ok(())
+    }
+}
+
+/// Drives the connection: answers to the client's queries, and notifications, noted in
+/// `pending` (`wake` tells the session). Sends why it ended on `closed`.
+async fn drive(
+    mut connection: PgConnection,
+    pending: Arc<Mutex<Pending>>,
+    wake: Arc<Notify>,
+    closed: oneshot::Sender<String>,
+) {
+    let why = loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notification(notification))) => {
+                if notification.channel() != CHANNEL {
+                    continue;
+                }
+                match notification.payload().parse::<Announced>() {
+                    Ok(announced) => {
+                        metrics::counter!("catalog_data_notifications_total", "result" => "read")
+                            .increment(1);
+                        lock(&pending).add(announced);
+                        wake.notify_one();
+                    }
+                    Err(err) => {
+                        metrics::counter!("catalog_data_notifications_total", "result" => "malformed").increment(1);
+                        tracing::debug!(
+                            sender = notification.process_id(),
+                            "notification ignored: {err}"
+                        );
+                    }
+                }
+            }
+            Some(Ok(AsyncMessage::Notice(notice))) => {
+                tracing::debug!("database notice: {}", notice.message());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(err)) => break err.to_string(),
+            None => break "the server closed the connection".to_owned(),
+        }
+    };
+    let _ = closed.send(why);
+}
+
+fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    pending.lock().unwrap_or_else(PoisonError::into_inner)
+}
