@@ -232,6 +232,13 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub database_max_backoff_ms: u64,
 
+    /// Seconds to wait for any answer from the database (a ping, reading the whole catalog)
+    /// before giving the connection up and opening another; a hung server or a dropped
+    /// network is noticed this way.
+    #[arg(long, env = "CATALOG_DATABASE_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub database_timeout_secs: u64,
+
     // Where the TLS files are and how they are watched.
     #[command(flatten)]
     pub tls: TlsFlags<CatalogNames>,
@@ -293,6 +300,7 @@ impl Cli {
                 health_interval: Duration::from_millis(self.database_health_interval_ms),
                 max_pending_ids: self.database_max_pending_changes as usize,
                 max_backoff: Duration::from_millis(self.database_max_backoff_ms),
+                timeout: Duration::from_secs(self.database_timeout_secs),
             })));
         }
         let watch = FileWatch::new(

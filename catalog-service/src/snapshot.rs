@@ -100,6 +100,24 @@ impl Snapshot {
         }
     }
 
+    /// Whether `change` would change this snapshot: a row that is new, different or gone.
+    /// (Re-reading a row that did not change, as a repeated or forged notification makes
+    /// Catalog do, changes nothing.)
+    pub fn would_change(&self, change: &Change) -> bool {
+        match change {
+            Change::Product(id, Some(product)) => self
+                .products
+                .get(id)
+                .is_none_or(|stored| **stored != StoredProduct::new(product)),
+            Change::Product(id, None) => self.products.contains_key(id),
+            Change::Customer(id, Some(customer)) => self
+                .customers
+                .get(id)
+                .is_none_or(|stored| **stored != *customer),
+            Change::Customer(id, None) => self.customers.contains_key(id),
+        }
+    }
+
     /// The product with this id, if any.
     pub fn product(&self, id: i32) -> Option<&StoredProduct> {
         self.products.get(&id).map(Arc::as_ref)
@@ -203,6 +221,12 @@ mod tests {
         assert_eq!(ids(&new.page(None, 10)), [1, 2, 10]);
         assert_eq!(new.product(2).unwrap().price_tag().price_in_cents, 1);
         assert_eq!(new.customer(7), Some(&customer));
+        assert!(!new.would_change(&Change::Product(2, Some(product(2, 1)))));
+        assert!(new.would_change(&Change::Product(2, Some(product(2, 3)))));
+        assert!(!new.would_change(&Change::Product(99, None)));
+        assert!(new.would_change(&Change::Product(10, None)));
+        assert!(!new.would_change(&Change::Customer(7, Some(customer.clone()))));
+        assert!(new.would_change(&Change::Customer(8, Some(customer.clone()))));
         let gone = new.with_changes([Change::Customer(7, None), Change::Product(99, None)]);
         assert!(gone.customer(7).is_none());
         assert_eq!(gone.product_count(), 3);

@@ -160,6 +160,12 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_millis(100);
 /// Starts Discount and a Catalog reading its catalog from `url` (with the certificates in
 /// `certs`); returns at once, before Catalog has read anything.
 pub async fn spawn_shop(certs: &Path, url: &str) -> Shop {
+    spawn_shop_with_timeout(certs, url, Duration::from_secs(30)).await
+}
+
+/// [`spawn_shop`], with Catalog giving up on a database that does not answer within
+/// `timeout`.
+pub async fn spawn_shop_with_timeout(certs: &Path, url: &str, timeout: Duration) -> Shop {
     let (identity, anchors) = TlsFiles::in_dir(certs, "discount").load().unwrap();
     let discount =
         spawn_discount_settings(ServerSettings::new(TlsSource::fixed(identity, anchors))).await;
@@ -174,6 +180,7 @@ pub async fn spawn_shop(certs: &Path, url: &str) -> Shop {
         health_interval: HEALTH_INTERVAL,
         max_pending_ids: 100_000,
         max_backoff: Duration::from_millis(500),
+        timeout,
     }));
     let (catalog, data) = run_catalog(settings, Application::data).await;
     Shop {

@@ -28,6 +28,7 @@ use tokio_postgres::AsyncMessage;
 use super::{Data, SourceKind};
 use crate::database::changes::{CHANNEL, Change as Announced};
 use crate::database::{Database, PgConnection};
+use crate::snapshot::Change;
 use pending::{Pending, Work};
 
 /// Most ids read with one `SELECT ... WHERE id = ANY($1)`.
@@ -44,6 +45,9 @@ pub struct DatabaseWatch {
     pub max_pending_ids: usize,
     /// The longest wait between two connection attempts.
     pub max_backoff: Duration,
+    /// The longest wait for any answer (a ping, a read of everything) before the connection
+    /// is given up and opened again.
+    pub timeout: Duration,
 }
 
 /// What the log last said about the database, so that each change of state is logged once.
@@ -109,15 +113,15 @@ impl DatabaseWatch {
         let wake = Arc::new(Notify::new());
         let (closed_tx, mut closed) = oneshot::channel();
         tokio::spawn(drive(connection, pending.clone(), wake.clone(), closed_tx));
-        let ended = |err: tokio_postgres::Error| {
-            let why = crate::database::error::describe(&err, self.database.url().server_name());
+        let lost = |why: String| {
             format!(
                 "connection to PostgreSQL at {} lost: {why}",
                 self.database.url()
             )
         };
-        if let Err(err) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-            return ended(err);
+        let listen = format!("LISTEN {CHANNEL}");
+        if let Err(why) = self.bounded("LISTEN", client.batch_execute(&listen)).await {
+            return lost(why);
         }
         lock(&pending).read_everything();
         let mut ticker = tokio::time::interval(self.health_interval);
@@ -128,8 +132,11 @@ impl DatabaseWatch {
                 // Not `while let`: the lock would be held across the read.
                 let work = lock(&pending).take(IDS_PER_READ);
                 let Some(work) = work else { break };
-                if let Err(err) = self.read(&mut client, data, work).await {
-                    return ended(err);
+                if let Err(why) = self
+                    .bounded("a read", self.read(&mut client, data, work))
+                    .await
+                {
+                    return lost(why);
                 }
             }
             if *state != State::Up {
@@ -145,18 +152,36 @@ impl DatabaseWatch {
                 *delays = self.backoff();
             }
             tokio::select! {
-                why = &mut closed => {
-                    let why = why.unwrap_or_else(|_| "it ended".to_owned());
-                    return format!("connection to PostgreSQL at {} lost: {why}", self.database.url());
-                }
+                why = &mut closed => return lost(why.unwrap_or_else(|_| "it ended".to_owned())),
                 () = wake.notified() => {}
                 _ = ticker.tick() => {
-                    if let Err(err) = client.simple_query("").await {
-                        return ended(err);
+                    if let Err(why) = self.bounded("a ping", client.simple_query("")).await {
+                        return lost(why);
                     }
                     data.confirm();
                 }
             }
+        }
+    }
+
+    /// `query`'s result, or why there is none: its error, or no answer within the timeout (a
+    /// server that hangs, or a network that drops packets, does not end a connection by
+    /// itself).
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        query: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(self.timeout, query).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(err)) => Err(crate::database::error::describe(
+                &err,
+                self.database.url().server_name(),
+            )),
+            Err(_) => Err(format!(
+                "no answer to {what} within {:?} (--database-timeout-secs)",
+                self.timeout
+            )),
         }
     }
 
@@ -175,15 +200,25 @@ impl DatabaseWatch {
             }
             Work::Rows(table, ids) => {
                 let read = rows::by_id(client, table, &ids).await?;
-                let applied = read.found.len();
                 // The snapshot is only ever replaced by this task: reading it, then publishing
                 // the changed copy, loses nothing.
                 let current = data.current().unwrap_or_default();
-                data.publish(
-                    current.with_changes(read.found),
-                    SourceKind::Database,
-                    applied as u64,
-                );
+                let changes: Vec<Change> = read
+                    .found
+                    .into_iter()
+                    .filter(|change| current.would_change(change))
+                    .collect();
+                let applied = changes.len();
+                if applied == 0 {
+                    // Rows read again unchanged (a repeated or forged notification).
+                    data.confirm();
+                } else {
+                    data.publish(
+                        current.with_changes(changes),
+                        SourceKind::Database,
+                        applied as u64,
+                    );
+                }
                 (read.refused, applied)
             }
         };
