@@ -125,7 +125,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     if certs_dir::is_complete(certs) {
         println!("using the certificates in {}", certs.display());
     } else {
-        println!("no certificates in {}: creating them", certs.display());
+        println!("certificates missing in {}: creating them", certs.display());
         gen_certs(&GenCerts::new(certs, 365))?;
     }
 
@@ -155,7 +155,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let connect = || TcpStream::connect_timeout(&catalog_addr, Duration::from_millis(200));
     let not_up = || format!("Catalog did not start listening on {catalog_addr} within 60 s");
     let limit = Duration::from_secs(60);
-    let up = services.wait_until(&stop, limit, || Ok(connect().ok()), not_up)?;
+    // The probe connection is closed at once: held, Catalog would drop it as unproven.
+    let up = services.wait_until(&stop, limit, || Ok(connect().ok().map(drop)), not_up)?;
     if up.is_none() {
         return Ok(());
     }
