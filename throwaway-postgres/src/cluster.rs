@@ -159,6 +159,11 @@ impl Cluster {
         &self.layout.root
     }
 
+    /// The installation's `psql`.
+    pub fn psql_path(&self) -> &Path {
+        &self.binaries.psql
+    }
+
     /// The database the cluster was started with.
     pub fn database(&self) -> &str {
         &self.database

@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: project automation (see `cargo xtask --help`).
 
 mod bench;
+mod database;
 mod services;
 
 use std::net::{SocketAddr, TcpStream};
@@ -27,7 +28,7 @@ enum Cmd {
     /// An existing CA is kept (only the service certificates are re-issued) unless --force.
     GenCerts(GenCertsArgs),
     /// Build and start Discount and Catalog on loopback (creating certificates if missing);
-    /// Ctrl-C stops both.
+    /// Ctrl-C stops both. With --database, the catalog lives in a throwaway PostgreSQL.
     Up(UpArgs),
     /// Load-test Catalog and Discount (release builds, on loopback) with wrk and write
     /// results.md, results.json and plot.svg to target/bench/.
@@ -75,6 +76,11 @@ struct UpArgs {
     /// Discount's gRPC port.
     #[arg(long, default_value_t = 11443)]
     discount_port: u16,
+    /// Serve the catalog from a throwaway PostgreSQL (the machine's own installation: Debian's
+    /// `postgresql` package), over mutual TLS 1.3, loaded with the sample data; removed on
+    /// Ctrl-C.
+    #[arg(long)]
+    database: bool,
 }
 
 fn main() -> ExitCode {
@@ -142,14 +148,19 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         let child = cmd.args(args).arg("--certs-dir").arg(certs).spawn();
         child.with_context(|| format!("cannot start {name}"))
     };
+    // Declared before the services: dropped (stopped, removed) after them.
+    let database = match args.database {
+        true => Some(database::start(certs, &bin_dir, &stop)?),
+        false => None,
+    };
     let mut services = Services::default();
     let discount = spawn("discount-service", &["--listen", &discount_addr])?;
     services.push("discount-service", discount, None);
     let catalog = catalog_addr.to_string();
-    let catalog = spawn(
-        "catalog-service",
-        &["--listen", &catalog, "--discount-addr", &discount_addr],
-    )?;
+    let mut catalog_args = vec!["--listen", &catalog, "--discount-addr", &discount_addr];
+    let url = database.as_ref().map(|cluster| cluster.tls_url("catalog"));
+    catalog_args.extend(url.iter().flat_map(|url| ["--database-url", url.as_str()]));
+    let catalog = spawn("catalog-service", &catalog_args)?;
     services.push("catalog-service", catalog, None);
 
     let connect = || TcpStream::connect_timeout(&catalog_addr, Duration::from_millis(200));
@@ -162,7 +173,10 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     println!("\nCatalog is up on http://{catalog_addr}, Discount on {discount_addr} (mutual TLS).");
     println!("Try:  curl -H 'X-USER-ID: 1' localhost:{catalog_port}/products");
-    println!("Press Ctrl-C to stop both.\n");
+    if let Some(cluster) = &database {
+        database::print_try(cluster);
+    }
+    println!("Press Ctrl-C to stop.\n");
     while !stop.wait(Duration::from_millis(200)) {
         services.exited()?;
     }
