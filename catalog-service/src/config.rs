@@ -11,7 +11,7 @@ use service_runtime::flags::{ConnectionFlags, OpsFlags, ProcessFlags, TlsFlags};
 
 use crate::app::Settings;
 use crate::balancer::ReplicaSettings;
-use crate::catalog::DataError;
+use crate::catalog::{CatalogData, DataError};
 use crate::command::Command;
 use crate::data::{DataSource, DatabaseWatch, FileWatch};
 use crate::database::{self, Database, DatabaseUrl, UrlError};
@@ -213,9 +213,9 @@ pub struct Cli {
     )]
     pub database_url: Option<String>,
 
-    /// Milliseconds between pings of the database while no change arrives: each one confirms
-    /// the catalog served is current (catalog_data_snapshot_age_seconds), and finds a dead
-    /// connection.
+    /// Milliseconds between pings of the database: each answer confirms the catalog served is
+    /// current (catalog_data_snapshot_age_seconds), and a ping unanswered within
+    /// --database-timeout-secs ends a dead connection.
     #[arg(long, env = "CATALOG_DATABASE_HEALTH_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub database_health_interval_ms: u64,
@@ -227,7 +227,7 @@ pub struct Cli {
     pub database_max_pending_changes: u32,
 
     /// Longest wait, in milliseconds, between two attempts to reach the database (the wait
-    /// doubles from 100 ms, with jitter).
+    /// doubles from 100 ms, with jitter, up to this).
     #[arg(long, env = "CATALOG_DATABASE_MAX_BACKOFF_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub database_max_backoff_ms: u64,
@@ -238,6 +238,13 @@ pub struct Cli {
     #[arg(long, env = "CATALOG_DATABASE_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub database_timeout_secs: u64,
+
+    /// Seconds after which the database connection is replaced by a new one (give or take
+    /// 10%), so that a rotated certificate is used; the catalog is then read in full again. 0:
+    /// never.
+    #[arg(long, env = "CATALOG_DATABASE_MAX_CONNECTION_AGE_SECS", default_value_t = 1800,
+          value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub database_max_connection_age_secs: u64,
 
     // Where the TLS files are and how they are watched.
     #[command(flatten)]
@@ -301,7 +308,12 @@ impl Cli {
                 max_pending_ids: self.database_max_pending_changes as usize,
                 max_backoff: Duration::from_millis(self.database_max_backoff_ms),
                 timeout: Duration::from_secs(self.database_timeout_secs),
+                max_connection_age: (self.database_max_connection_age_secs > 0)
+                    .then(|| Duration::from_secs(self.database_max_connection_age_secs)),
             })));
+        }
+        if self.products.is_none() && self.customers.is_none() {
+            return Ok(DataSource::Fixed(CatalogData::embedded_default()));
         }
         let watch = FileWatch::new(
             self.products.clone(),

@@ -188,3 +188,57 @@ fn missing_files_name_the_path_and_the_fix() {
     assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     assert!(err.contains("gen-certs"), "{err}");
 }
+
+#[test]
+fn without_files_the_data_is_the_embedded_sample_which_never_changes() {
+    let cli = Cli::try_parse_from(["catalog-service"]).unwrap();
+    assert!(matches!(cli.data_source().unwrap(), DataSource::Fixed(_)));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.json");
+    std::fs::write(&file, "[]").unwrap();
+    let cli =
+        Cli::try_parse_from(["catalog-service", "--products", file.to_str().unwrap()]).unwrap();
+    assert!(matches!(cli.data_source().unwrap(), DataSource::Files(..)));
+}
+
+#[test]
+fn serving_refuses_data_files_beside_a_database() {
+    let cli = Cli::try_parse_from([
+        "catalog-service",
+        "--products",
+        "p.json",
+        "--database-url",
+        "postgresql://db.example/shop?sslmode=verify-full",
+    ])
+    .unwrap();
+    let err = cli.data_source().unwrap_err().to_string();
+    assert!(err.contains("give one or the other"), "{err}");
+}
+
+#[test]
+fn database_limits_have_defaults_and_flags() {
+    let cli = Cli::try_parse_from(["catalog-service"]).unwrap();
+    assert_eq!(
+        (
+            cli.database_health_interval_ms,
+            cli.database_max_pending_changes,
+            cli.database_max_backoff_ms,
+            cli.database_timeout_secs,
+            cli.database_max_connection_age_secs,
+        ),
+        (1000, 100_000, 10_000, 30, 1800)
+    );
+    for args in [
+        &["--database-health-interval-ms", "10"][..],
+        &["--database-max-pending-changes", "0"],
+        &["--database-max-backoff-ms", "5"],
+        &["--database-timeout-secs", "0"],
+        &["--database-max-connection-age-secs", "forever"],
+    ] {
+        let err =
+            Cli::try_parse_from(std::iter::once("catalog-service").chain(args.iter().copied()))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains(args[0]), "{err}");
+    }
+}

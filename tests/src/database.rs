@@ -160,12 +160,16 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_millis(100);
 /// Starts Discount and a Catalog reading its catalog from `url` (with the certificates in
 /// `certs`); returns at once, before Catalog has read anything.
 pub async fn spawn_shop(certs: &Path, url: &str) -> Shop {
-    spawn_shop_with_timeout(certs, url, Duration::from_secs(30)).await
+    spawn_shop_with(certs, url, |_| ()).await
 }
 
-/// [`spawn_shop`], with Catalog giving up on a database that does not answer within
-/// `timeout`.
-pub async fn spawn_shop_with_timeout(certs: &Path, url: &str, timeout: Duration) -> Shop {
+/// [`spawn_shop`], with the settings of Catalog's database source that `configure` leaves
+/// (its timeout, say).
+pub async fn spawn_shop_with(
+    certs: &Path,
+    url: &str,
+    configure: impl FnOnce(&mut DatabaseWatch),
+) -> Shop {
     let (identity, anchors) = TlsFiles::in_dir(certs, "discount").load().unwrap();
     let discount =
         spawn_discount_settings(ServerSettings::new(TlsSource::fixed(identity, anchors))).await;
@@ -175,13 +179,16 @@ pub async fn spawn_shop_with_timeout(certs: &Path, url: &str, timeout: Duration)
         TlsSource::from_files(reload_settings(certs, "catalog")).unwrap(),
     );
     let url = DatabaseUrl::parse(url, Some(database::DEFAULT_ROLE)).unwrap();
-    settings.data = DataSource::Database(Box::new(DatabaseWatch {
+    let mut watch = DatabaseWatch {
         database: Database::new(url, &reload_settings(certs, "catalog")).unwrap(),
         health_interval: HEALTH_INTERVAL,
         max_pending_ids: 100_000,
         max_backoff: Duration::from_millis(500),
-        timeout,
-    }));
+        timeout: Duration::from_secs(30),
+        max_connection_age: None,
+    };
+    configure(&mut watch);
+    settings.data = DataSource::Database(Box::new(watch));
     let (catalog, data) = run_catalog(settings, Application::data).await;
     Shop {
         discount,

@@ -125,11 +125,9 @@ async fn a_hung_database_is_given_up_after_the_timeout_while_every_request_is_an
             .unwrap(),
     ));
     let db = cluster.database().await;
-    let shop = e2e_tests::spawn_shop_with_timeout(
-        cluster.certs(),
-        &db.catalog_url,
-        std::time::Duration::from_secs(1),
-    )
+    let shop = e2e_tests::spawn_shop_with(cluster.certs(), &db.catalog_url, |watch| {
+        watch.timeout = std::time::Duration::from_secs(1);
+    })
     .await;
     poll_until("Catalog has read its catalog", || async {
         shop.data.current().ok().map(|_| ())

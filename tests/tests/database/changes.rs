@@ -110,3 +110,29 @@ async fn a_forged_notification_from_another_role_changes_nothing_that_is_served(
     );
     assert_eq!(shop.data.current().unwrap().product_count(), 3);
 }
+
+#[tokio::test]
+async fn the_connection_is_renewed_at_its_maximum_age_without_going_down() {
+    let cluster = e2e_tests::shared_cluster();
+    let db = cluster.database().await;
+    let shop = e2e_tests::spawn_shop_with(cluster.certs(), &db.catalog_url, |watch| {
+        watch.max_connection_age = Some(std::time::Duration::from_millis(300));
+    })
+    .await;
+    wait_for_catalog(&shop).await;
+    let backend = "SELECT pid FROM pg_stat_activity \
+                   WHERE datname = current_database() AND usename = 'catalog'";
+    let first: i32 = db.owner.query_one(backend, &[]).await.unwrap().get(0);
+    process_testing::poll_until("Catalog's connection is replaced", || async {
+        let now = db.owner.query_opt(backend, &[]).await.unwrap()?;
+        (now.get::<_, i32>(0) != first).then_some(())
+    })
+    .await;
+    // A renewal is not an outage: the source never went down (nothing is logged as lost).
+    db.owner
+        .execute("UPDATE products SET price_in_cents = 3 WHERE id = 3", &[])
+        .await
+        .unwrap();
+    wait_for_prices(&shop, &[(1, 99_999), (2, 150_000), (3, 3)]).await;
+    assert!(shop.data.source_is_up());
+}

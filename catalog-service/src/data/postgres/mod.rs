@@ -48,6 +48,18 @@ pub struct DatabaseWatch {
     /// The longest wait for any answer (a ping, a read of everything) before the connection
     /// is given up and opened again.
     pub timeout: Duration,
+    /// When a connection is replaced by a new one (±10%), so that rotated certificates are
+    /// used; `None`: never.
+    pub max_connection_age: Option<Duration>,
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+enum End {
+    /// It failed, for this reason.
+    Lost(String),
+    /// It reached its maximum age and is replaced at once.
+    Renew,
 }
 
 /// What the log last said about the database, so that each change of state is logged once.
@@ -68,7 +80,16 @@ impl DatabaseWatch {
             let mut state = State::Starting;
             let mut delays = self.backoff();
             loop {
-                let why = self.session(&data, &mut state, &mut delays).await;
+                let why = match self.session(&data, &mut state, &mut delays).await {
+                    End::Lost(why) => why,
+                    End::Renew => {
+                        tracing::info!(
+                            "database connection renewed (--database-max-connection-age-secs), \
+                             so that a rotated certificate is used"
+                        );
+                        continue;
+                    }
+                };
                 data.source_down(why.clone());
                 if state != State::Down {
                     tracing::warn!(
@@ -83,7 +104,11 @@ impl DatabaseWatch {
                 } else {
                     tracing::debug!("database still unreachable: {why}");
                 }
-                let delay = delays.next().unwrap_or(self.max_backoff);
+                // The jitter may add up to the delay again: capped, as the flag promises.
+                let delay = delays
+                    .next()
+                    .unwrap_or(self.max_backoff)
+                    .min(self.max_backoff);
                 tokio::time::sleep(delay).await;
             }
         });
@@ -98,26 +123,27 @@ impl DatabaseWatch {
             .build()
     }
 
-    /// One connection, from connecting to its end; returns why it ended.
+    /// One connection, from connecting to its end; returns how it ended.
     async fn session(
         &self,
         data: &Data,
         state: &mut State,
         delays: &mut backon::ExponentialBackoff,
-    ) -> String {
+    ) -> End {
         let (mut client, connection) = match self.database.connect().await {
             Ok(connected) => connected,
-            Err(err) => return err.to_string(),
+            Err(err) => return End::Lost(err.to_string()),
         };
+        let mut renew = std::pin::pin!(renewal(self.max_connection_age));
         let pending = Arc::new(Mutex::new(Pending::new(self.max_pending_ids)));
         let wake = Arc::new(Notify::new());
         let (closed_tx, mut closed) = oneshot::channel();
         tokio::spawn(drive(connection, pending.clone(), wake.clone(), closed_tx));
         let lost = |why: String| {
-            format!(
+            End::Lost(format!(
                 "connection to PostgreSQL at {} lost: {why}",
                 self.database.url()
-            )
+            ))
         };
         let listen = format!("LISTEN {CHANNEL}");
         if let Err(why) = self.bounded("LISTEN", client.batch_execute(&listen)).await {
@@ -154,6 +180,7 @@ impl DatabaseWatch {
             tokio::select! {
                 why = &mut closed => return lost(why.unwrap_or_else(|_| "it ended".to_owned())),
                 () = wake.notified() => {}
+                () = &mut renew => return End::Renew,
                 _ = ticker.tick() => {
                     if let Err(why) = self.bounded("a ping", client.simple_query("")).await {
                         return lost(why);
@@ -230,6 +257,22 @@ impl DatabaseWatch {
         }
         tracing::debug!(applied, "catalog changes applied from the database");
         Ok(())
+    }
+}
+
+/// Completes when a connection made now is to be renewed: after 90% to 110% of `age` (so that
+/// replicas renew at different times); never if `None`.
+fn renewal(age: Option<Duration>) -> impl std::future::Future<Output = ()> {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let at = age.map(|age| age * (900 + (random % 201) as u32) / 1000);
+    async move {
+        match at {
+            Some(at) => tokio::time::sleep(at).await,
+            None => std::future::pending().await,
+        }
     }
 }
 
