@@ -113,7 +113,9 @@ pub const METRICS: &[Description] = &[
         unit: Unit::Count,
         help: "Change notifications received from the database, labelled result (read: its \
                ids are read again with Catalog's own SELECT; malformed: not a catalog change, \
-               ignored). A notification is only a hint: anyone may send one.",
+               ignored; read_all: `<table>:*`, the whole catalog read again, at most once a second or \
+               once per the last full read's duration). A notification is only a hint: anyone \
+               may send one.",
     },
     Description {
         name: "catalog_data_products",

@@ -52,5 +52,7 @@ pub use connect::{MtlsConnector, MtlsStream, lazy_channel};
 pub use failure::{ConnectFailure, HandshakeFailure};
 pub use files::{TlsFileError, TlsFiles};
 pub use material::{Identity, TlsError, TrustAnchors, crypto_provider, uri_sans};
-pub use reload::{ReloadError, ReloadOutcome, ReloadSettings, TlsReloader, TlsSource, serial_hex};
+pub use reload::{
+    Look, Looks, ReloadError, ReloadOutcome, ReloadSettings, TlsReloader, TlsSource, serial_hex,
+};
 pub use reloadable::Reloadable;

@@ -235,28 +235,13 @@ impl<T: Send + Sync + 'static> TlsReloader<T> {
             return;
         };
         let this = self.clone();
+        // Made before the task runs, so that a SIGHUP from now on is not missed.
+        let mut looks = Looks::new(interval);
         tokio::spawn(async move {
-            #[cfg(unix)]
-            let mut hangup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                #[cfg(unix)]
-                {
-                    let sighup = async {
-                        match hangup.as_mut() {
-                            Some(signal) => signal.recv().await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = ticker.tick() => {}
-                        _ = sighup => tracing::info!(service = this.service, "SIGHUP: reloading TLS material"),
-                    }
+                if looks.next().await == Look::Hangup {
+                    tracing::info!(service = this.service, "SIGHUP: reloading TLS material");
                 }
-                #[cfg(not(unix))]
-                ticker.tick().await;
                 this.reload_and_log();
                 this.check_expiry();
             }
@@ -301,6 +286,60 @@ impl<T: Send + Sync + 'static> TlsReloader<T> {
             );
         }
         soon
+    }
+}
+
+/// Why it is time to look at watched files again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// The interval passed (the first one at once).
+    Timer,
+    /// The process got SIGHUP.
+    Hangup,
+}
+
+/// The times to look at watched files again: every interval, and on SIGHUP. TLS files are
+/// watched with it, and so can be any other files a service reloads. Needs a Tokio runtime;
+/// make it before spawning the task that waits on it, so that no SIGHUP is missed.
+#[derive(Debug)]
+pub struct Looks {
+    ticker: tokio::time::Interval,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Looks {
+    /// Every `interval` (the first tick at once), and on SIGHUP.
+    pub fn new(interval: Duration) -> Self {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            ticker,
+            #[cfg(unix)]
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// Waits for the next time to look.
+    pub async fn next(&mut self) -> Look {
+        #[cfg(unix)]
+        {
+            let hangup = async {
+                match self.hangup.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.ticker.tick() => Look::Timer,
+                _ = hangup => Look::Hangup,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            self.ticker.tick().await;
+            Look::Timer
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 //! same certificate files, Catalog reading its catalog from that database over mutual TLS.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use catalog_service::app::Application;
@@ -195,4 +195,36 @@ pub async fn spawn_shop_with(
         catalog,
         data,
     }
+}
+
+/// `GET /products` from `clients` loops (every other one as customer 1) until `stop`; returns
+/// the counters and the tasks, to be joined.
+pub fn load_products(
+    addr: std::net::SocketAddr,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> (Arc<AtomicU64>, Arc<AtomicU64>, tokio::task::JoinSet<()>) {
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
+        tasks.spawn(async move {
+            let http = reqwest::Client::new();
+            while !stop.load(Ordering::Relaxed) {
+                let mut request = http.get(format!("http://{addr}/products"));
+                if client % 2 == 0 {
+                    request = request.header("X-USER-ID", "1");
+                }
+                match request.send().await {
+                    Ok(response) if response.status() == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+    }
+    (ok, failed, tasks)
 }

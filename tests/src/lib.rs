@@ -41,7 +41,8 @@ mod servers;
 pub use certs::{anchors, identity, other_pki, service_pki};
 pub use client::{grpc_client, mtls_channel, plaintext_grpc_client, status_chain, tls_connect};
 pub use database::{
-    HEALTH_INTERVAL, Shop, TestCluster, TestDatabase, shared_cluster, spawn_shop, spawn_shop_with,
+    HEALTH_INTERVAL, Shop, TestCluster, TestDatabase, load_products, shared_cluster, spawn_shop,
+    spawn_shop_with,
 };
 pub use fakes::{CountingDiscount, spawn_black_hole, spawn_counting_discount};
 pub use flood::{Flood, PARTIAL_CLIENT_HELLO, PARTIAL_REQUEST_HEAD, raise_open_file_limit};

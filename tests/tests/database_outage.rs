@@ -1,45 +1,14 @@
-//! PostgreSQL stopped, or hung, under load, in a binary of its own and a cluster of its own per
-//! test (stopping a shared one would disturb other tests): Catalog keeps answering every request
-//! from its last snapshot while the snapshot's age rises and the source is down, gives a hung
-//! connection up after its timeout, and converges once the server is back.
+//! PostgreSQL stopped under load, in a binary of its own (its one test reads the process's
+//! metrics, which no other test writes) and a cluster of its own (stopping a shared one would
+//! disturb other tests): Catalog keeps answering every request from its last snapshot while
+//! the snapshot's age rises and the source is down, and converges once the server is back.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use e2e_tests::TestCluster;
 use process_testing::{metric, metrics_of, poll_until};
-
-/// Requests from `clients` loops until `stop`: (answered 200, anything else).
-fn load(
-    addr: std::net::SocketAddr,
-    clients: usize,
-    stop: Arc<AtomicBool>,
-) -> (Arc<AtomicU64>, Arc<AtomicU64>, tokio::task::JoinSet<()>) {
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for client in 0..clients {
-        let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
-        tasks.spawn(async move {
-            let http = reqwest::Client::new();
-            while !stop.load(Ordering::Relaxed) {
-                let mut request = http.get(format!("http://{addr}/products"));
-                if client % 2 == 0 {
-                    request = request.header("X-USER-ID", "1");
-                }
-                match request.send().await {
-                    Ok(response) if response.status() == 200 => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        });
-    }
-    (ok, failed, tasks)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_database_stopped_under_load_every_request_is_answered_and_then_it_converges() {
@@ -58,7 +27,7 @@ async fn with_the_database_stopped_under_load_every_request_is_answered_and_then
     .await;
     let ops = shop.catalog.ops();
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed, mut clients) = load(shop.catalog.addr, 8, stop.clone());
+    let (ok, failed, mut clients) = e2e_tests::load_products(shop.catalog.addr, 8, stop.clone());
 
     cluster.with(|cluster| cluster.stop().unwrap()).await;
     let age = poll_until(
@@ -109,55 +78,4 @@ async fn db_change_after_restart(cluster: &TestCluster, owner_url: &str) {
         .execute("UPDATE products SET price_in_cents = 1 WHERE id = 2", &[])
         .await
         .unwrap();
-}
-
-/// Sends `signal` to process `pid`.
-fn signal(pid: i32, signal: rustix::process::Signal) {
-    let pid = rustix::process::Pid::from_raw(pid).unwrap();
-    rustix::process::kill_process(pid, signal).unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_database_is_given_up_after_the_timeout_while_every_request_is_answered() {
-    let cluster: &'static TestCluster = Box::leak(Box::new(
-        tokio::task::spawn_blocking(TestCluster::start)
-            .await
-            .unwrap(),
-    ));
-    let db = cluster.database().await;
-    let shop = e2e_tests::spawn_shop_with(cluster.certs(), &db.catalog_url, |watch| {
-        watch.timeout = std::time::Duration::from_secs(1);
-    })
-    .await;
-    poll_until("Catalog has read its catalog", || async {
-        shop.data.current().ok().map(|_| ())
-    })
-    .await;
-    let backend: i32 = db
-        .owner
-        .query_one(
-            "SELECT pid FROM pg_stat_activity \
-             WHERE datname = current_database() AND usename = 'catalog'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed, mut clients) = load(shop.catalog.addr, 4, stop.clone());
-    // Catalog's server process hangs: its connection stays open, and answers nothing.
-    signal(backend, rustix::process::Signal::STOP);
-    poll_until("Catalog gives the hung connection up", || async {
-        (!shop.data.source_is_up()).then_some(())
-    })
-    .await;
-    signal(backend, rustix::process::Signal::CONT);
-    poll_until("Catalog is connected again", || async {
-        shop.data.source_is_up().then_some(())
-    })
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    while clients.join_next().await.is_some() {}
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert!(ok.load(Ordering::Relaxed) > 0);
 }

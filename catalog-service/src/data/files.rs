@@ -34,8 +34,8 @@ pub struct FileWatch {
 enum Look {
     /// The same contents as last time.
     Unchanged,
-    /// New contents, good: the data they hold.
-    Changed(CatalogData),
+    /// New contents, good: the data they hold, as a snapshot.
+    Changed(Snapshot),
     /// New contents, refused.
     Refused(DataError),
 }
@@ -52,11 +52,11 @@ impl FileWatch {
         }
     }
 
-    /// Loads the files now (start-up: an error stops it), returning the data and the watch
-    /// that will notice their next change.
-    pub fn load(mut self) -> Result<(CatalogData, Self), DataError> {
+    /// Loads the files now (start-up: an error stops it), returning their snapshot and the
+    /// watch that will notice their next change.
+    pub fn load(mut self) -> Result<(Snapshot, Self), DataError> {
         match self.look() {
-            Look::Changed(data) => Ok((data, self)),
+            Look::Changed(snapshot) => Ok((snapshot, self)),
             Look::Refused(err) => Err(err),
             Look::Unchanged => unreachable!("nothing was seen before the first look"),
         }
@@ -68,30 +68,17 @@ impl FileWatch {
         if self.products.is_none() && self.customers.is_none() {
             return;
         }
+        // Made before the task runs, so that a SIGHUP from now on is not missed.
+        let mut looks = mtls::Looks::new(self.interval);
         tokio::spawn(async move {
-            #[cfg(unix)]
-            let mut hangup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            let mut ticker = tokio::time::interval(self.interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
+            // The first tick is at once; the files were just loaded.
+            looks.next().await;
             loop {
-                #[cfg(unix)]
-                {
-                    let sighup = async {
-                        match hangup.as_mut() {
-                            Some(signal) => signal.recv().await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = ticker.tick() => {}
-                        _ = sighup => tracing::info!("SIGHUP: re-reading the data files"),
-                    }
+                if looks.next().await == mtls::Look::Hangup {
+                    tracing::info!("SIGHUP: re-reading the data files");
                 }
-                #[cfg(not(unix))]
-                ticker.tick().await;
-                // Reading and parsing block: off the runtime's workers.
+                // Reading, parsing and rendering the products block: off the runtime's
+                // workers, which serve requests.
                 let mut watch = self.clone();
                 let Ok((look, watch)) = tokio::task::spawn_blocking(move || {
                     let look = watch.look();
@@ -125,7 +112,7 @@ impl FileWatch {
             )
         })();
         match parsed {
-            Ok(data) => Look::Changed(data),
+            Ok(data) => Look::Changed(Snapshot::new(data)),
             Err(err) => Look::Refused(err),
         }
     }
@@ -140,9 +127,9 @@ fn apply(data: &Data, look: Look) {
                 data.confirm();
             }
         }
-        Look::Changed(catalog) => {
-            let (products, customers) = (catalog.products.len(), catalog.customers.len());
-            data.publish(Snapshot::new(catalog), SourceKind::Files, 1);
+        Look::Changed(snapshot) => {
+            let (products, customers) = (snapshot.product_count(), snapshot.customer_count());
+            data.publish(snapshot, SourceKind::Files, 1);
             tracing::info!(products, customers, "data files reloaded");
         }
         Look::Refused(err) => {

@@ -31,6 +31,9 @@ pub use postgres::DatabaseWatch;
 use crate::catalog::CatalogData;
 use crate::snapshot::Snapshot;
 
+/// What a request is told while there is no catalog yet.
+pub const NOT_READ_YET: &str = "Catalog has not read its catalog from its source yet";
+
 /// Where Catalog's data comes from.
 #[derive(Debug, Clone)]
 pub enum DataSource {
@@ -38,7 +41,7 @@ pub enum DataSource {
     /// gives).
     Fixed(CatalogData),
     /// Data loaded from files at start-up, re-read when they change.
-    Files(CatalogData, FileWatch),
+    Files(Snapshot, FileWatch),
     /// PostgreSQL, read in full once connected, then followed change by change.
     Database(Box<DatabaseWatch>),
 }
@@ -53,8 +56,8 @@ impl DataSource {
                 data.status().fixed = true;
                 data
             }
-            DataSource::Files(catalog, watch) => {
-                let data = Data::new(Snapshot::new(catalog));
+            DataSource::Files(snapshot, watch) => {
+                let data = Data::new(snapshot);
                 watch.spawn(data.clone());
                 data
             }
@@ -97,6 +100,8 @@ pub struct Data(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
+    /// When the handle was made: the age of a catalog not read yet counts from it.
+    started: Instant,
     current: ArcSwapOption<Snapshot>,
     status: Mutex<Status>,
 }
@@ -111,6 +116,8 @@ struct Status {
     waiting: String,
     /// The data never changes: the snapshot is always current.
     fixed: bool,
+    /// How many times the source went from up to down.
+    outages: u64,
 }
 
 impl Data {
@@ -122,16 +129,18 @@ impl Data {
     }
 
     /// A handle with no snapshot yet, waiting for its source (`why`, for `/readyz` and the
-    /// 503 answers).
+    /// log; the public answers say only [`NOT_READ_YET`]).
     pub fn waiting(why: impl Into<String>) -> Self {
         metrics::gauge!("catalog_data_source_up").set(0.0);
         Self(Arc::new(Inner {
+            started: Instant::now(),
             current: ArcSwapOption::empty(),
             status: Mutex::new(Status {
                 confirmed: None,
                 up: false,
                 waiting: why.into(),
                 fixed: false,
+                outages: 0,
             }),
         }))
     }
@@ -147,6 +156,12 @@ impl Data {
     /// Why Catalog cannot serve its catalog yet (no snapshot), if it cannot.
     pub fn not_ready(&self) -> Option<String> {
         self.current().err()
+    }
+
+    /// The snapshot a request reads, or what the public may be told: the detail of why (hosts,
+    /// roles, the server's words) is for `/readyz` on the operations port and the log.
+    pub fn serving(&self) -> Result<Arc<Snapshot>, &'static str> {
+        self.0.current.load_full().ok_or(NOT_READ_YET)
     }
 
     /// Replaces the snapshot with `snapshot`, which holds `changes` changes applied from
@@ -184,11 +199,17 @@ impl Data {
         let mut status = self.status();
         let was_up = status.up;
         status.up = false;
+        status.outages += u64::from(was_up);
         if status.confirmed.is_none() {
             status.waiting = why.into();
         }
         metrics::gauge!("catalog_data_source_up").set(0.0);
         was_up
+    }
+
+    /// How many times the source went down after being up.
+    pub fn outages(&self) -> u64 {
+        self.status().outages
     }
 
     /// Whether the source was up at its last word.
@@ -219,7 +240,10 @@ impl Data {
             loop {
                 ticker.tick().await;
                 let Some(data) = data.upgrade() else { return };
-                let age = Data(data).age().map_or(0.0, |age| age.as_secs_f64());
+                let data = Data(data);
+                // Not read yet: as old as the process's wait for it.
+                let age = data.age().unwrap_or_else(|| data.0.started.elapsed());
+                let age = age.as_secs_f64();
                 metrics::gauge!("catalog_data_snapshot_age_seconds").set(age);
             }
         });

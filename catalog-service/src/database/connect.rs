@@ -130,19 +130,38 @@ impl Database {
             }
             None => self.unused_tls.clone(),
         };
-        self.url
-            .config()
-            .connect(MakeRustlsConnect::new(config))
+        // tokio-postgres bounds only the TCP connect by `connect_timeout`: a server that
+        // accepts and then says nothing (a stopped postmaster, a proxy before a dead backend)
+        // would hold the TLS handshake and the login for ever. The whole attempt is bounded,
+        // per host tried.
+        let config_pg = self.url.config();
+        let per_host = config_pg
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(super::url::DEFAULT_CONNECT_TIMEOUT);
+        let hosts = u32::try_from(config_pg.get_hosts().len().max(1)).unwrap_or(1);
+        let limit = per_host.saturating_mul(hosts);
+        let attempt = config_pg.connect(MakeRustlsConnect::new(config));
+        let connected = tokio::time::timeout(limit, attempt)
             .await
-            .map_err(|err| {
-                let name = self.url.server_name();
-                ConnectError {
-                    target: self.url.to_string(),
-                    reason: describe(&err, name),
-                    tls: tls_failure(&err, name),
-                    code: err.code().cloned(),
-                }
-            })
+            .map_err(|_| ConnectError {
+                target: self.url.to_string(),
+                reason: format!(
+                    "no answer within {limit:?} (connect_timeout): the TLS handshake or the login \
+                 did not complete"
+                ),
+                tls: None,
+                code: None,
+            })?;
+        connected.map_err(|err| {
+            let name = self.url.server_name();
+            ConnectError {
+                target: self.url.to_string(),
+                reason: describe(&err, name),
+                tls: tls_failure(&err, name),
+                code: err.code().cloned(),
+            }
+        })
     }
 
     /// [`Self::connect`], with the connection driven by its own task ([`spawn_connection`]):

@@ -132,6 +132,11 @@ pub enum RoleError {
     },
     #[error("role {role} cannot SELECT {table}")]
     CannotRead { role: String, table: &'static str },
+    #[error(
+        "role {role} is a member of {member_of}: through SET ROLE it could act as them; Catalog's \
+         role must be a member of no role (REVOKE {member_of} FROM {role})"
+    )]
+    Member { role: String, member_of: String },
     #[error(transparent)]
     Db(#[from] tokio_postgres::Error),
 }
@@ -227,12 +232,30 @@ async fn grant_read_only(tx: &Transaction<'_>, role: &RoleName) -> Result<(), Ro
     ))
     .await?;
     // The schema's and database's names come from the server, quoted there (%I).
+    // The role finds the tables where migrate made them, whatever its own search_path.
     for grant in [
         "SELECT format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), $1::text)",
         "SELECT format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), $1::text)",
+        "SELECT format('ALTER ROLE %I IN DATABASE %I SET search_path = %I', $1::text, \
+         current_database(), current_schema())",
     ] {
         let statement: String = tx.query_one(grant, &[&role.as_str()]).await?.get(0);
         tx.batch_execute(&statement).await?;
+    }
+    // A member of another role may SET ROLE to it (even NOINHERIT), and so write where that
+    // role may: privileges on the tables alone do not show it.
+    let member_of = tx
+        .query_opt(
+            "SELECT roleid::regrole::text FROM pg_auth_members WHERE member = $1::text::regrole \
+             LIMIT 1",
+            &[&role.as_str()],
+        )
+        .await?;
+    if let Some(row) = member_of {
+        return Err(RoleError::Member {
+            role: role.to_string(),
+            member_of: row.get(0),
+        });
     }
     for table in TABLES {
         let can_read: bool = tx

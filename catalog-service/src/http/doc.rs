@@ -297,7 +297,7 @@ mod tests {
             ApiError::NoSuchProduct(1),
             ApiError::NotFound,
             ApiError::MethodNotAllowed(axum::http::Method::POST),
-            ApiError::NoCatalogYet(String::new()),
+            ApiError::NoCatalogYet(""),
             ApiError::Overloaded,
         ];
         let mut codes: Vec<Value> = every

@@ -54,7 +54,7 @@ pub(crate) async fn list_products(
     CustomerId(customer): CustomerId,
     page: PageRequest,
 ) -> Result<Response, ApiError> {
-    let snapshot = state.data.current().map_err(ApiError::NoCatalogYet)?;
+    let snapshot = state.data.serving().map_err(ApiError::NoCatalogYet)?;
     let page_products = snapshot.page(page.after, page.limit);
     let mut response = priced(
         &state,
@@ -104,7 +104,7 @@ pub(crate) async fn one_product(
     ProductId(id): ProductId,
     CustomerId(customer): CustomerId,
 ) -> Result<Response, ApiError> {
-    let snapshot = state.data.current().map_err(ApiError::NoCatalogYet)?;
+    let snapshot = state.data.serving().map_err(ApiError::NoCatalogYet)?;
     let product = snapshot.product(id).ok_or(ApiError::NoSuchProduct(id))?;
     Ok(priced(
         &state,

@@ -58,10 +58,10 @@ pub enum ApiError {
     /// The path exists but not with this method; axum adds the `Allow` header.
     #[error("method {0} is not allowed here: the Allow header lists those that are")]
     MethodNotAllowed(Method),
-    /// No catalog data yet (its source has not answered since start-up): why, and when to try
-    /// again.
-    #[error("no catalog data yet ({0}): retry in {RETRY_AFTER_SECS} s")]
-    NoCatalogYet(String),
+    /// No catalog data yet (its source has not answered since start-up): what the public may
+    /// know of why, and when to try again.
+    #[error("{0}: retry in {RETRY_AFTER_SECS} s")]
+    NoCatalogYet(&'static str),
     /// Too many requests in progress: shed, to be retried after [`RETRY_AFTER_SECS`].
     #[error("too many requests in progress: retry in {RETRY_AFTER_SECS} s")]
     Overloaded,

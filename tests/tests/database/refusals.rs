@@ -38,8 +38,13 @@ async fn without_its_first_snapshot_catalog_answers_503_naming_why_and_is_not_re
     assert_eq!(response.headers()["retry-after"], "1");
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(body["error"], "catalog_unavailable", "{body}");
+    // The public is told what is missing; the operator, on the operations port, why.
     let message = body["message"].as_str().unwrap();
-    assert!(message.contains("refused"), "{message} / {why}");
+    assert!(message.contains("not read its catalog"), "{message}");
+    assert!(
+        !message.contains("localhost"),
+        "no detail in public: {message}"
+    );
     let ready = ask(shop.catalog.ops(), "GET", "/readyz").await;
     assert_eq!(ready.status, 503, "{ready:?}");
     assert!(
@@ -47,6 +52,7 @@ async fn without_its_first_snapshot_catalog_answers_503_naming_why_and_is_not_re
         "{}",
         ready.body
     );
+    assert!(ready.body.contains("refused"), "{} / {why}", ready.body);
     // Per product too.
     let (status, _) = get_products(shop.catalog.addr, Some("1")).await;
     assert_eq!(status, 503);
@@ -140,6 +146,13 @@ async fn the_catalog_role_may_read_but_not_write() {
         .unwrap()
         .get(0);
     assert_eq!(count, 3);
+    // migrate pointed the role at the tables' schema.
+    let path: String = catalog
+        .query_one("SHOW search_path", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(path, "public");
     for statement in [
         "INSERT INTO products VALUES (9, 'x', '', 1)",
         "UPDATE products SET price_in_cents = 1",
@@ -154,4 +167,46 @@ async fn the_catalog_role_may_read_but_not_write() {
             "{statement}: {err:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_and_never_answers_is_given_up_after_the_connect_timeout() {
+    let cluster = e2e_tests::shared_cluster();
+    // Accepts connections (the kernel's backlog does) and never reads or writes a byte.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "postgresql://localhost:{}/shop?sslmode=verify-full&connect_timeout=1",
+        silent.local_addr().unwrap().port()
+    );
+    let database = cluster.database_at(&url);
+    let attempt = tokio::time::timeout(Duration::from_secs(20), database.connect());
+    let err = attempt
+        .await
+        .expect("given up, not hung")
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.reason.contains("no answer within 1s"), "{err}");
+}
+
+#[tokio::test]
+async fn migrate_refuses_a_serving_role_that_is_a_member_of_another_role() {
+    let cluster = e2e_tests::shared_cluster();
+    let mut db = cluster.database().await;
+    // Roles are cluster-wide: names of this test's own.
+    db.owner
+        .batch_execute(
+            "CREATE ROLE member_test LOGIN; CREATE ROLE member_test_writer; \
+             GRANT member_test_writer TO member_test;",
+        )
+        .await
+        .unwrap();
+    let role = "member_test".parse().unwrap();
+    let err = catalog_service::database::migrate(&mut db.owner, &role)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("member of member_test_writer") && err.contains("REVOKE"),
+        "{err}"
+    );
 }

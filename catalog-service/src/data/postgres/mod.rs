@@ -19,7 +19,7 @@ mod pending;
 mod rows;
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
 use tokio::sync::{Notify, oneshot};
@@ -33,6 +33,9 @@ use pending::{Pending, Work};
 
 /// Most ids read with one `SELECT ... WHERE id = ANY($1)`.
 const IDS_PER_READ: usize = 10_000;
+
+/// The least time between two full reads that notifications asked for.
+const MIN_FULL_READ_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How Catalog follows its database.
 #[derive(Debug, Clone)]
@@ -153,16 +156,30 @@ impl DatabaseWatch {
         let mut ticker = tokio::time::interval(self.health_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
+        // When the next full read asked for by a notification may start (the first, on
+        // connecting, starts at once).
+        let mut full_read_allowed = Instant::now();
         loop {
+            let mut deferred = None;
             loop {
                 // Not `while let`: the lock would be held across the read.
                 let work = lock(&pending).take(IDS_PER_READ);
                 let Some(work) = work else { break };
-                if let Err(why) = self
-                    .bounded("a read", self.read(&mut client, data, work))
-                    .await
-                {
+                if work == Work::All && Instant::now() < full_read_allowed {
+                    // Anyone may ask for a full read (`<table>:*`, or more ids than fit): at
+                    // most one per MIN_FULL_READ_INTERVAL, or per the last one's duration if
+                    // longer. Ids announced meanwhile are covered by it.
+                    lock(&pending).read_everything();
+                    deferred = Some(full_read_allowed);
+                    break;
+                }
+                let started = Instant::now();
+                if let Err(why) = self.read(&mut client, data, work.clone()).await {
                     return lost(why);
+                }
+                if work == Work::All {
+                    full_read_allowed =
+                        Instant::now() + started.elapsed().max(MIN_FULL_READ_INTERVAL);
                 }
             }
             if *state != State::Up {
@@ -180,6 +197,7 @@ impl DatabaseWatch {
             tokio::select! {
                 why = &mut closed => return lost(why.unwrap_or_else(|_| "it ended".to_owned())),
                 () = wake.notified() => {}
+                () = sleep_until(deferred) => {}
                 () = &mut renew => return End::Renew,
                 _ = ticker.tick() => {
                     if let Err(why) = self.bounded("a ping", client.simple_query("")).await {
@@ -212,24 +230,31 @@ impl DatabaseWatch {
         }
     }
 
-    /// Does one piece of work and publishes what it found.
+    /// Does one piece of work and publishes what it found; or says why it could not.
     async fn read(
         &self,
         client: &mut tokio_postgres::Client,
         data: &Data,
         work: Work,
-    ) -> Result<(), tokio_postgres::Error> {
-        let (refused, applied) = match work {
-            Work::All => {
-                let read = rows::everything(client).await?;
-                data.publish(read.found, SourceKind::Database, 1);
-                (read.refused, 1)
+    ) -> Result<(), String> {
+        let failed = |err: rows::ReadError| match err {
+            rows::ReadError::Database(err) => {
+                crate::database::error::describe(&err, self.database.url().server_name())
             }
-            Work::Rows(table, ids) => {
-                let read = rows::by_id(client, table, &ids).await?;
+            rows::ReadError::Silent(limit) => {
+                format!("no answer to a read within {limit:?} (--database-timeout-secs)")
+            }
+        };
+        // Rows are applied to a snapshot: without one yet, only a full read makes one.
+        let current = data.current().ok();
+        let work = if current.is_none() { Work::All } else { work };
+        let (refused, applied) = match (work, current) {
+            (Work::Rows(table, ids), Some(current)) => {
+                let read = rows::by_id(client, table, &ids, self.timeout)
+                    .await
+                    .map_err(failed)?;
                 // The snapshot is only ever replaced by this task: reading it, then publishing
                 // the changed copy, loses nothing.
-                let current = data.current().unwrap_or_default();
                 let changes: Vec<Change> = read
                     .found
                     .into_iter()
@@ -248,6 +273,13 @@ impl DatabaseWatch {
                 }
                 (read.refused, applied)
             }
+            _ => {
+                let read = rows::everything(client, self.timeout)
+                    .await
+                    .map_err(failed)?;
+                data.publish(read.found, SourceKind::Database, 1);
+                (read.refused, 1)
+            }
         };
         if !refused.is_empty() {
             data.refused(SourceKind::Database, refused.len() as u64);
@@ -257,6 +289,14 @@ impl DatabaseWatch {
         }
         tracing::debug!(applied, "catalog changes applied from the database");
         Ok(())
+    }
+}
+
+/// Completes at `at`; never if `None`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -292,7 +332,11 @@ async fn drive(
                 }
                 match notification.payload().parse::<Announced>() {
                     Ok(announced) => {
-                        metrics::counter!("catalog_data_notifications_total", "result" => "read")
+                        let result = match announced {
+                            Announced::All(_) => "read_all",
+                            Announced::Rows { .. } => "read",
+                        };
+                        metrics::counter!("catalog_data_notifications_total", "result" => result)
                             .increment(1);
                         lock(&pending).add(announced);
                         wake.notify_one();
