@@ -1,25 +1,19 @@
 //! Start-up failures of the real `catalog-service` binary: each stops it with one clear line
-//! naming the setting and the cause, and a non-zero exit, never a panic.
+//! naming the setting and the cause, and a non-zero exit, never a panic: among them a
+//! `--database-url` that does not verify the server fully or carries a password, or that comes
+//! with data files.
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
 
 use process_testing::single_error_line;
-use tokio::process::Command;
 
 /// Runs the binary with `args` and a clean environment; it must exit on its own.
 async fn run(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_catalog-service"))
-        .args(args)
-        .env_clear()
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(30), child)
-        .await
-        .expect("catalog-service should exit at start-up, not serve")
-        .expect("catalog-service runs")
+    common::run_to_exit(args).await
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -140,4 +134,53 @@ async fn ops_port_already_in_use_is_named() {
         line.contains(&format!("--ops-listen {addr}: cannot bind")),
         "{line}"
     );
+}
+
+#[tokio::test]
+async fn a_database_url_that_does_not_verify_the_server_fully_is_refused() {
+    for (url, problem) in [
+        (
+            "postgresql://db.example:5432/shop?sslmode=require",
+            "has sslmode=require, which does not check the server's certificate: write \
+             sslmode=verify-full instead",
+        ),
+        (
+            "postgresql://db.example:5432/shop",
+            "has no sslmode: a TCP connection must check the server's certificate and name, \
+             so add sslmode=verify-full",
+        ),
+    ] {
+        let line = single_error_line(&run(&["--database-url", url]).await);
+        assert!(
+            line.contains(&format!("--database-url {problem}")),
+            "{line}"
+        );
+        assert!(
+            !line.contains("db.example"),
+            "the URL is not repeated: {line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_database_url_with_a_password_is_refused_without_repeating_it() {
+    for url in [
+        "postgresql://catalog:hunter2@db.example/shop?sslmode=verify-full",
+        "postgresql://db.example/shop?sslmode=verify-full&password=hunter2",
+    ] {
+        let line = single_error_line(&run(&["--database-url", url]).await);
+        assert!(line.contains("--database-url carries a password"), "{line}");
+        assert!(!line.contains("hunter2"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn a_database_url_with_data_files_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "products.json", "[]");
+    let url = "postgresql://db.example/shop?sslmode=verify-full";
+    let line = single_error_line(&run(&["--database-url", url, "--products", &file]).await);
+    assert!(line.contains("give one or the other"), "{line}");
+    assert!(line.contains("--database-url"), "{line}");
+    assert!(line.contains("--products"), "{line}");
 }

@@ -55,11 +55,7 @@ impl TestCluster {
     pub fn start() -> Self {
         let certs = tempfile::tempdir().unwrap();
         pki::certs_dir::gen_certs(&pki::certs_dir::GenCerts::new(certs.path(), 1)).unwrap();
-        let tls = Tls {
-            cert: certs.path().join("postgres.pem"),
-            key: certs.path().join("postgres.key"),
-            ca: certs.path().join("ca.pem"),
-        };
+        let tls = Tls::in_certs_dir(certs.path());
         let cluster = Cluster::start(Options::new(tls, "shop").cert_role(database::DEFAULT_ROLE))
             .unwrap_or_else(|err| panic!("{err}"));
         Self {

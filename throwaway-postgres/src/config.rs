@@ -21,6 +21,18 @@ pub struct Tls {
     pub ca: PathBuf,
 }
 
+impl Tls {
+    /// The files `cargo xtask gen-certs` writes in `dir`: `postgres.pem`, `postgres.key` and
+    /// `ca.pem`.
+    pub fn in_certs_dir(dir: &Path) -> Self {
+        Self {
+            cert: dir.join("postgres.pem"),
+            key: dir.join("postgres.key"),
+            ca: dir.join("ca.pem"),
+        }
+    }
+}
+
 /// Where everything sits in a cluster's temporary folder.
 #[derive(Debug, Clone)]
 pub struct Layout {
