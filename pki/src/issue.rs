@@ -239,7 +239,7 @@ impl CertificateAuthority {
     }
 
     /// A server certificate for `service`, valid for [`LOCAL_HOSTS`] and for the service's
-    /// own name (`discount`: what containers on one compose network call it).
+    /// own name (`discount`, `postgres`: what containers on one compose network call it).
     pub fn issue_local_server(
         &self,
         service: &str,
@@ -302,7 +302,8 @@ pub struct ServicePki {
     pub discount: CertifiedKey,
     /// Catalog's client certificate.
     pub catalog: CertifiedKey,
-    /// PostgreSQL's server certificate: valid for [`LOCAL_HOSTS`] only.
+    /// PostgreSQL's server certificate: valid for `postgres` (its compose service) and
+    /// [`LOCAL_HOSTS`].
     pub postgres: CertifiedKey,
 }
 
@@ -322,7 +323,7 @@ impl ServicePki {
     pub fn from_ca_for(ca: CertificateAuthority, validity: Validity) -> Result<Self, PkiError> {
         let discount = ca.issue_local_server("discount", validity)?;
         let catalog = ca.issue_client("catalog", validity)?;
-        let postgres = ca.issue_server("postgres", &LOCAL_HOSTS, validity)?;
+        let postgres = ca.issue_local_server("postgres", validity)?;
         Ok(Self {
             ca,
             discount,

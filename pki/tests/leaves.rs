@@ -47,12 +47,13 @@ fn common_names(der: &[u8]) -> Vec<String> {
 }
 
 #[test]
-fn postgres_certificate_is_for_local_hosts_server_auth_and_named_postgres() {
+fn postgres_certificate_is_for_its_compose_name_and_local_hosts_server_auth_and_named_postgres() {
     let pki = ServicePki::generate(1).unwrap();
     let der = der_of(&pki.postgres.cert_pem);
     assert_eq!(
         sans(&der),
         [
+            "DNS:postgres",
             "DNS:localhost",
             "IP:127.0.0.1",
             "IP:::1",
