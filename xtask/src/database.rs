@@ -21,21 +21,27 @@ pub fn start(certs: &Path, bin_dir: &Path, stop: &StopSignal) -> anyhow::Result<
     };
     let cluster = Cluster::start(Options::new(tls, "shop").cert_role("catalog"))?;
     println!("PostgreSQL is up on localhost:{}", cluster.port());
-    for (step, args) in [("migrate", &["migrate"][..]), ("import", &["import"][..])] {
-        println!("catalog-service {step}...");
-        let mut child = Command::new(bin_dir.join("catalog-service"))
-            .args(args)
-            .args(["--database-url", &cluster.owner_url()])
-            .spawn()
-            .with_context(|| format!("cannot run catalog-service {step}"))?;
-        wait_child(
-            &mut child,
-            &format!("catalog-service {step}"),
-            stop,
-            Duration::from_secs(600),
-        )?;
-    }
+    owner_command(&cluster, bin_dir, &["migrate"], stop)?;
+    owner_command(&cluster, bin_dir, &["import"], stop)?;
     Ok(cluster)
+}
+
+/// Runs `catalog-service ARGS` as the database's owner (`migrate`, `import` with or without
+/// files) and waits for it to succeed.
+pub fn owner_command(
+    cluster: &Cluster,
+    bin_dir: &Path,
+    args: &[&str],
+    stop: &StopSignal,
+) -> anyhow::Result<()> {
+    let what = format!("catalog-service {}", args.join(" "));
+    println!("{what}...");
+    let mut child = Command::new(bin_dir.join("catalog-service"))
+        .args(args)
+        .args(["--database-url", &cluster.owner_url()])
+        .spawn()
+        .with_context(|| format!("cannot run {what}"))?;
+    wait_child(&mut child, &what, stop, Duration::from_secs(600))
 }
 
 /// Prints a `psql` command that changes a price, to see the change in `/products` at once.

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pki::certs_dir::{self, GenCerts};
-use services::{Services, StopSignal};
+use process_testing::Services;
+use services::StopSignal;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "Project automation")]
@@ -143,10 +143,10 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let (catalog_port, discount_port) = (args.catalog_port, args.discount_port);
     let discount_addr = SocketAddr::from(([127, 0, 0, 1], discount_port)).to_string();
     let catalog_addr = SocketAddr::from(([127, 0, 0, 1], catalog_port));
-    let spawn = |name: &str, args: &[&str]| {
+    let command = |name: &str| {
         let mut cmd = Command::new(bin_dir.join(name));
-        let child = cmd.args(args).arg("--certs-dir").arg(certs).spawn();
-        child.with_context(|| format!("cannot start {name}"))
+        cmd.arg("--certs-dir").arg(certs);
+        cmd
     };
     // Declared before the services: dropped (stopped, removed) after them.
     let database = match args.database {
@@ -154,20 +154,28 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         false => None,
     };
     let mut services = Services::default();
-    let discount = spawn("discount-service", &["--listen", &discount_addr])?;
-    services.push("discount-service", discount, None);
-    let catalog = catalog_addr.to_string();
-    let mut catalog_args = vec!["--listen", &catalog, "--discount-addr", &discount_addr];
-    let url = database.as_ref().map(|cluster| cluster.tls_url("catalog"));
-    catalog_args.extend(url.iter().flat_map(|url| ["--database-url", url.as_str()]));
-    let catalog = spawn("catalog-service", &catalog_args)?;
-    services.push("catalog-service", catalog, None);
+    let mut discount = command("discount-service");
+    services.spawn(
+        "discount-service",
+        discount.args(["--listen", &discount_addr]),
+        None,
+    )?;
+    let mut catalog = command("catalog-service");
+    catalog.arg("--listen").arg(catalog_addr.to_string());
+    catalog.args(["--discount-addr", &discount_addr]);
+    if let Some(cluster) = &database {
+        catalog
+            .arg("--database-url")
+            .arg(cluster.tls_url("catalog"));
+    }
+    services.spawn("catalog-service", &mut catalog, None)?;
 
     let connect = || TcpStream::connect_timeout(&catalog_addr, Duration::from_millis(200));
     let not_up = || format!("Catalog did not start listening on {catalog_addr} within 60 s");
     let limit = Duration::from_secs(60);
     // The probe connection is closed at once: held, Catalog would drop it as unproven.
-    let up = services.wait_until(&stop, limit, || Ok(connect().ok().map(drop)), not_up)?;
+    let interrupted = || stop.requested();
+    let up = services.wait_until(&interrupted, limit, || Ok(connect().ok().map(drop)), not_up)?;
     if up.is_none() {
         return Ok(());
     }

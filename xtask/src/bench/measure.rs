@@ -4,6 +4,7 @@
 //! Discount's `/metrics` just before and just after each run.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -46,9 +47,7 @@ pub(super) fn run_scenario(
         }
     }
 
-    let script = env.scripts.join(format!("{}.lua", scenario.key));
-    std::fs::write(&script, [wrk::COUNTS, scenario.requests].concat())
-        .with_context(|| format!("cannot write {}", script.display()))?;
+    let script = script(env, scenario.key, scenario.requests)?;
     let (args, stop) = (env.args, env.stop);
     let wrk = |c, secs| {
         env.wrk
@@ -77,6 +76,15 @@ pub(super) fn run_scenario(
         }
     }
     Ok(())
+}
+
+/// Writes the wrk script `{name}.lua`: [`wrk::COUNTS`], then `requests` (what each request
+/// sends).
+pub(super) fn script(env: &Env<'_>, name: &str, requests: &str) -> anyhow::Result<PathBuf> {
+    let script = env.scripts.join(format!("{name}.lua"));
+    let written = std::fs::write(&script, [wrk::COUNTS, requests].concat());
+    written.with_context(|| format!("cannot write {}", script.display()))?;
+    Ok(script)
 }
 
 /// `GET url` (with `X-USER-ID: user`), and checks the answer: status 200, not the full-price

@@ -24,7 +24,7 @@ use reqwest::blocking::Client;
 
 use crate::services::StopSignal;
 use results::{Memory, Pass, Report, ScenarioResult};
-use scenarios::{CATALOGS, Catalog, PassSettings, SCENARIOS, Scenario};
+use scenarios::{Catalog, PassSettings, SCENARIOS, Scenario};
 use wrk::Wrk;
 
 pub use scenarios::BenchArgs;
@@ -82,22 +82,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     println!("\nmain pass: {}", main.describe());
     let main = run_pass(&env, &main, &SCENARIOS, &logs)?;
-    let tuned = match args.tuned_pass() {
-        None => None,
-        Some((settings, scenarios)) => {
-            println!("\ntuned pass: {}", settings.describe());
-            match run_pass(&env, &settings, &scenarios, &logs.join("tuned")) {
-                Ok(pass) => Some(pass),
-                Err(err) if stop.requested() => return Err(err),
-                Err(err) => {
-                    eprintln!("warning: the tuned pass failed: {err:#}");
-                    let mut failed = Pass::new(settings, vec![], vec![], None, &[]);
-                    failed.failure = Some(format!("{err:#}"));
-                    Some(failed)
-                }
-            }
-        }
-    };
+    let tuned = args.tuned_pass().map(|(settings, scenarios)| {
+        println!("\ntuned pass: {}", settings.describe());
+        let pass = run_pass(&env, &settings, &scenarios, &logs.join("tuned"));
+        or_failed(&stop, "the tuned pass", pass, |why| {
+            Pass::failed(settings, why)
+        })
+    });
+    let tuned = tuned.transpose()?;
 
     let started_unix = started_unix.map_or(0, |d| d.as_secs());
     let report = Report::new(&args, started_unix, wrk.0.clone(), main, tuned);
@@ -109,8 +101,26 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the processes as `settings` says (only the Catalogs `scenarios` need, logs in
-/// `logs`), measures each scenario, reads peak memory and stops them. A scenario that fails is
+/// `pass` if it ran; if not, with a warning, `failed` with why; on Ctrl-C, its error.
+fn or_failed<T>(
+    stop: &StopSignal,
+    what: &str,
+    pass: anyhow::Result<T>,
+    failed: impl FnOnce(String) -> T,
+) -> anyhow::Result<T> {
+    match pass {
+        Err(err) if stop.requested() => Err(err),
+        Err(err) => {
+            eprintln!("warning: {what} failed: {err:#}");
+            Ok(failed(format!("{err:#}")))
+        }
+        ran => ran,
+    }
+}
+
+/// Starts the processes as `settings` says (the Catalogs `scenarios` need, those sharing one
+/// next to each other; logs in `logs`), measures each scenario, reads peak memory and stops
+/// them. A scenario that fails is
 /// recorded and the next one runs; processes that do not start, or Ctrl-C, are an error.
 fn run_pass(
     env: &Env<'_>,
@@ -119,8 +129,8 @@ fn run_pass(
     logs: &Path,
 ) -> anyhow::Result<Pass> {
     fs::create_dir_all(logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    let needed = |c: &Catalog| scenarios.iter().any(|s| s.catalog == *c);
-    let catalogs: Vec<Catalog> = CATALOGS.into_iter().filter(needed).collect();
+    let mut catalogs: Vec<Catalog> = scenarios.iter().map(|s| s.catalog).collect();
+    catalogs.dedup();
     let started = launch::start(env, settings, &catalogs, logs)?;
 
     let mut results = Vec::new();

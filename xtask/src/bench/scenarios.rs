@@ -1,7 +1,7 @@
 //! What `cargo xtask bench` measures and how: its options ([`BenchArgs`]), the services'
-//! settings in each pass ([`PassSettings`]: the defaults, then the tuned pass), the three
-//! Catalog processes ([`CATALOGS`]) and the four scenarios ([`SCENARIOS`]) with the answers
-//! each must get before it is measured.
+//! settings in each pass ([`PassSettings`]: the defaults, then the tuned pass), the Catalog
+//! processes ([`Catalog`]) and the four scenarios ([`SCENARIOS`]) with the answers each must get
+//! before it is measured.
 
 use std::path::PathBuf;
 
@@ -165,32 +165,39 @@ impl PassSettings {
     }
 }
 
-/// A Catalog process: its name in messages and results, its log file, and its products file
-/// (given with the 500 customers'; `None`: SPEC's embedded products and customers).
+/// A Catalog process: its name in messages and results, its log file, and where it reads its
+/// catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Catalog {
     pub(super) name: &'static str,
     pub(super) log: &'static str,
-    pub(super) products: Option<&'static str>,
+    pub(super) source: Source,
+}
+
+/// Where a Catalog process reads its catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// SPEC's embedded products and customers.
+    Embedded,
+    /// This products file, with the 500 customers' file.
+    Files(&'static str),
 }
 
 const SPEC: Catalog = Catalog {
     name: "catalog-service (SPEC data)",
     log: "catalog-spec.log",
-    products: None,
+    source: Source::Embedded,
 };
 const CUSTOMERS: Catalog = Catalog {
     name: "catalog-service (3 products, 500 customers)",
     log: "catalog-customers.log",
-    products: Some(data::SPEC_PRODUCTS),
+    source: Source::Files(data::SPEC_PRODUCTS),
 };
 const LARGE: Catalog = Catalog {
     name: "catalog-service (10,000 products, 500 customers)",
     log: "catalog-large.log",
-    products: Some(data::LARGE_PRODUCTS),
+    source: Source::Files(data::LARGE_PRODUCTS),
 };
-/// Every Catalog process, in the order they start.
-pub(super) const CATALOGS: [Catalog; 3] = [SPEC, CUSTOMERS, LARGE];
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Scenario {
