@@ -21,6 +21,15 @@ pub struct Tls {
     pub ca: PathBuf,
 }
 
+impl Tls {
+    /// The files a `cargo xtask gen-certs` folder holds for PostgreSQL: `postgres.pem`,
+    /// `postgres.key`, and `ca.pem` for the client certificates.
+    pub fn in_folder(dir: &Path) -> Self {
+        let [cert, key, ca] = ["postgres.pem", "postgres.key", "ca.pem"].map(|f| dir.join(f));
+        Self { cert, key, ca }
+    }
+}
+
 /// Where everything sits in a cluster's temporary folder.
 #[derive(Debug, Clone)]
 pub struct Layout {

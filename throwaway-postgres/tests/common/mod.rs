@@ -28,11 +28,7 @@ pub fn certs() -> TempDir {
 
 /// The cluster's TLS files from `certs`.
 pub fn tls(certs: &Path) -> Tls {
-    Tls {
-        cert: certs.join("postgres.pem"),
-        key: certs.join("postgres.key"),
-        ca: certs.join("ca.pem"),
-    }
+    Tls::in_folder(certs)
 }
 
 /// A cluster with database `shop` and the certificate role `catalog`.
