@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, Result, bail};
 use process_testing::terminate_within;
 
 /// Ctrl-C (SIGINT) and SIGTERM, caught for the whole process (a handler can be installed only
@@ -17,7 +17,7 @@ use process_testing::terminate_within;
 pub struct StopSignal(Arc<AtomicBool>);
 
 impl StopSignal {
-    pub fn install() -> anyhow::Result<Self> {
+    pub fn install() -> Result<Self> {
         let stop = Self::default();
         let flag = stop.0.clone();
         ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
@@ -40,14 +40,9 @@ impl StopSignal {
 }
 
 /// Waits for a short-lived child (a build, a wrk run) to exit, and fails unless it succeeds.
-/// On Ctrl-C/SIGTERM, or after `timeout`, it is sent SIGTERM (then killed) and an error is
+/// On Ctrl-C/SIGTERM, or after `limit`, it is sent SIGTERM (then killed) and an error is
 /// returned.
-pub fn wait_child(
-    child: &mut Child,
-    what: &str,
-    stop: &StopSignal,
-    timeout: Duration,
-) -> anyhow::Result<()> {
+pub fn wait_child(child: &mut Child, what: &str, stop: &StopSignal, limit: Duration) -> Result<()> {
     let started = Instant::now();
     loop {
         let exited = child.try_wait();
@@ -57,19 +52,19 @@ pub fn wait_child(
             None => {}
         }
         let stopped = stop.wait(Duration::from_millis(100));
-        if stopped || started.elapsed() > timeout {
+        if stopped || started.elapsed() > limit {
             terminate_within(child, Duration::from_secs(5));
             if stopped {
                 bail!("interrupted while waiting for {what}");
             }
-            bail!("{what} did not finish within {} s", timeout.as_secs());
+            bail!("{what} did not finish within {} s", limit.as_secs());
         }
     }
 }
 
 /// `cargo build` of `packages` (`--release` if `release`), given up on Ctrl-C; returns the
 /// folder holding the binaries.
-pub fn cargo_build(packages: &[&str], release: bool, stop: &StopSignal) -> anyhow::Result<PathBuf> {
+pub fn cargo_build(packages: &[&str], release: bool, stop: &StopSignal) -> Result<PathBuf> {
     let profile = if release { "release" } else { "debug" };
     println!("building {} ({profile})...", packages.join(", "));
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));

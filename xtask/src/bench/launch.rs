@@ -7,7 +7,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
 
 use super::measure::Endpoints;
 use super::results::TracesReceived;
@@ -32,30 +34,27 @@ pub(super) struct Started {
 }
 
 /// Starts, as `settings` says and with their logs in `logs`: the OTLP receiver if traced, one
-/// Discount, then `catalogs` pointed at it; and waits until each has logged where it listens.
+/// Discount, then `catalogs` pointed at it, each once the one before has logged where it
+/// listens.
 pub(super) fn start(
     env: &Env<'_>,
     settings: &PassSettings,
     catalogs: &[Catalog],
     logs: &Path,
-) -> anyhow::Result<Started> {
+) -> Result<Started> {
     let mut services = Services::default();
     let stopped = || env.stop.requested();
-    // The address in field `field` of the first line of `log` with `marker`, once logged.
-    let addr = |services: &mut Services, log: &str, marker: &str, field: &str| {
-        services.logged_addr(&stopped, START_TIMEOUT, &logs.join(log), (marker, field))
+    // The address (`addr=`) in the first line of `log` with `marker`, once logged.
+    let addr = |services: &mut Services, log: &str, marker: &str| {
+        services.logged_addr(&stopped, START_TIMEOUT, &logs.join(log), (marker, "addr"))
     };
     let mut otel_env = Vec::new();
     let receiver_log = settings.traced.then(|| logs.join(RECEIVER_LOG));
     if let Some(log) = &receiver_log {
         let mut receiver = Command::new(env.bin_dir.join(RECEIVER));
         services.spawn(RECEIVER, &mut receiver, Some(log.clone()))?;
-        let grpc = addr(
-            &mut services,
-            RECEIVER_LOG,
-            "otlp-receiver listening",
-            "grpc",
-        )?;
+        let line = ("otlp-receiver listening", "grpc");
+        let grpc = services.logged_addr(&stopped, START_TIMEOUT, log, line)?;
         println!("{RECEIVER} listening for OTLP/gRPC on {grpc}");
         otel_env = service_env(grpc).to_vec();
     }
@@ -66,42 +65,46 @@ pub(super) fn start(
     };
 
     let mut discount = service("discount-service");
-    discount
-        .args(["--listen", "127.0.0.1:0"])
-        .args(&settings.discount_args);
+    discount.args(["--listen", "127.0.0.1:0"]);
+    discount.args(&settings.discount_args);
     let log = Some(logs.join("discount.log"));
     services.spawn("discount-service", &mut discount, log)?;
-    let discount_addr = addr(&mut services, "discount.log", "Discount listening", "addr")?;
+    let discount_addr = addr(&mut services, "discount.log", "Discount listening")?;
     let ops = "Discount operations port listening";
-    let discount_ops = addr(&mut services, "discount.log", ops, "addr")?;
+    let discount_ops = addr(&mut services, "discount.log", ops)?;
 
-    for catalog in catalogs {
+    let mut started = Vec::new();
+    for &catalog in catalogs {
         let mut cmd = service("catalog-service");
         cmd.args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]);
         cmd.arg("--discount-addr").arg(discount_addr.to_string());
-        if let Source::Files(products) = catalog.source {
-            cmd.arg("--products").arg(env.data.join(products));
-            cmd.arg("--customers").arg(env.data.join(data::CUSTOMERS));
+        match catalog.source {
+            Source::Embedded => {}
+            Source::Files(products) => {
+                cmd.arg("--products").arg(env.data.join(products));
+                cmd.arg("--customers").arg(env.data.join(data::CUSTOMERS));
+            }
+            Source::Database => {
+                let url = env.database_url.context("no database to serve from")?;
+                cmd.args(["--database-url", url]);
+            }
         }
-        let log = Some(logs.join(catalog.log));
+        let (spawned, log) = (Instant::now(), Some(logs.join(catalog.log)));
         services.spawn(catalog.name, cmd.args(&settings.catalog_args), log)?;
-    }
-    let mut started = Vec::new();
-    for &catalog in catalogs {
-        let public = addr(&mut services, catalog.log, "Catalog listening", "addr")?;
+        let public = addr(&mut services, catalog.log, "Catalog listening")?;
         let ops = "Catalog operations port listening";
-        let catalog_ops = addr(&mut services, catalog.log, ops, "addr")?;
+        let catalog_ops = addr(&mut services, catalog.log, ops)?;
         let endpoints = Endpoints {
             catalog: public,
             catalog_ops,
             discount_ops,
+            spawned,
         };
         started.push((catalog, endpoints));
     }
-    let catalogs = started;
     Ok(Started {
         services,
-        catalogs,
+        catalogs: started,
         receiver_log,
     })
 }
@@ -123,10 +126,8 @@ impl Started {
 }
 
 fn received(log: &str) -> Option<TracesReceived> {
-    let line = log
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("received "))?;
+    let mut lines = log.lines().rev();
+    let line = lines.find_map(|l| l.trim().strip_prefix("received "))?;
     let (spans, exports) = line.split_once(" spans in ")?;
     let exports = exports.strip_suffix(" exports")?.parse().ok()?;
     let spans = spans.parse().ok()?;
@@ -148,8 +149,7 @@ fn service_env(grpc: SocketAddr) -> [(&'static str, String); 3] {
 /// alike, and a shell cannot turn tracing on).
 fn service_command(binary: &Path, rust_log: &str, otel: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(binary);
-    cmd.env_clear()
-        .envs(otel.iter().map(|(key, value)| (key, value)));
+    cmd.env_clear().envs(otel.iter().cloned());
     cmd.env("RUST_LOG", rust_log).env("NO_COLOR", "1");
     cmd
 }
@@ -161,10 +161,8 @@ mod tests {
     #[test]
     fn services_inherit_no_variable_and_are_traced_only_when_asked() {
         let env = |otel: &[_]| {
-            let out = service_command("/usr/bin/env".as_ref(), "info", otel)
-                .output()
-                .unwrap();
-            let out = String::from_utf8(out.stdout).unwrap();
+            let out = service_command("/usr/bin/env".as_ref(), "info", otel).output();
+            let out = String::from_utf8(out.unwrap().stdout).unwrap();
             let mut vars: Vec<&str> = out.lines().collect();
             vars.sort();
             vars.join(" ")

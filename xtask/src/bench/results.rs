@@ -1,9 +1,10 @@
 //! The benchmark's results, one model for both files: `results.json` is it serialised as it
 //! is, `results.md` ([`super::markdown`]) renders it. What each pass (the services' defaults,
 //! then the tuned one) measured, with requests and groups per discount RPC, the B/A and C/A
-//! ratios, peak memory, the spans the OTLP receiver got (`--traced`), and what went wrong.
+//! ratios, peak memory, the spans the OTLP receiver got (`--traced`), how Catalog followed
+//! PostgreSQL, and what went wrong.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Serialize;
 
@@ -30,6 +31,8 @@ pub struct Report {
     pub main: Pass,
     /// The tuned pass, on processes of its own, if one was asked for.
     pub tuned: Option<Pass>,
+    /// Catalog following PostgreSQL, unless `--no-database`.
+    pub database: Option<Following>,
 }
 
 /// One pass: its services' settings and what they measured.
@@ -137,13 +140,53 @@ pub struct Memory {
     pub vm_hwm_kib: Option<u64>,
 }
 
+/// Catalog following PostgreSQL at each size, a fresh process each (the database pass).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Following {
+    /// How often a change, or the first snapshot, was looked for: the times' resolution.
+    pub poll_ms: u64,
+    pub stages: Vec<Stage>,
+    /// Why the pass stopped short (or did not start), if it did.
+    pub failure: Option<String>,
+}
+
+/// One size: its catalog read in full, then prices changed one at a time by the owner (an
+/// `UPDATE` each, on one `psql` session), each timed from its commit acknowledged to the new
+/// price in `/products/{id}` (`visible_ms`, in order).
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    pub products: u32,
+    /// From Catalog's spawn to its first `200` from `/products?limit=1`.
+    pub first_snapshot_ms: f64,
+    /// Catalog's peak resident memory (VmHWM) at the end, in KiB.
+    pub catalog_vm_hwm_kib: Option<u64>,
+    pub visible_p50_ms: f64,
+    pub visible_p99_ms: f64,
+    pub visible_ms: Vec<f64>,
+    pub transaction: Option<Transaction>,
+}
+
+/// `UPDATE products SET price_in_cents = price_in_cents + 1 WHERE id <= rows`, one transaction
+/// sent a fifth of the way into a wrk run of `/products?limit=100` at 32 connections
+/// (`during`), after a run without it (`quiet`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Transaction {
+    pub rows: u32,
+    /// From sending it to its commit acknowledged.
+    pub commit_ms: f64,
+    /// From its commit to the last row's new price in `/products/{rows}`.
+    pub visible_ms: f64,
+    pub quiet: RunResult,
+    pub during: RunResult,
+}
+
 impl RunResult {
-    /// The summary of `stats`, measured with `connections` and `wrk_threads`, and what the
-    /// services' metrics counted meanwhile.
-    pub fn new(connections: u32, wrk_threads: u32, stats: WrkStats, rpcs: RpcMetrics) -> Self {
+    /// The summary of `stats`, measured at `connections`, and what the services' metrics
+    /// counted meanwhile.
+    pub fn new(connections: u32, stats: WrkStats, rpcs: RpcMetrics) -> Self {
         Self {
             connections,
-            wrk_threads,
+            wrk_threads: super::wrk::threads_for(connections),
             requests_per_sec: stats.requests_per_sec(),
             p50_ms: stats.p50_us as f64 / 1000.0,
             p99_ms: stats.p99_us as f64 / 1000.0,
@@ -180,6 +223,15 @@ impl Memory {
             vm_hwm_kib,
         }
     }
+}
+
+/// The `p`-quantile of `samples` by nearest rank (the least sample that at least that share
+/// of them do not exceed); `NaN` if there are none.
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.max(1) - 1).copied().unwrap_or(f64::NAN)
 }
 
 /// `num / den`, if both exist and `den` is positive.
@@ -239,29 +291,23 @@ impl Pass {
             return vec![format!("the {name} pass did not run: {failure}")];
         }
         let traced = format!("the {name} pass was traced but the otlp-receiver");
-        let mut problems: Vec<String> = match self.traces {
-            _ if !self.settings.traced => None,
-            None => Some(format!("{traced}'s count is missing (see its log)")),
-            Some(t) if t.spans == 0 => Some(format!("{traced} got no span")),
-            Some(_) => None,
+        let mut problems = Vec::new();
+        match self.traces {
+            _ if !self.settings.traced => {}
+            None => problems.push(format!("{traced}'s count is missing (see its log)")),
+            Some(t) if t.spans == 0 => problems.push(format!("{traced} got no span")),
+            Some(_) => {}
         }
-        .into_iter()
-        .collect();
         for s in &self.scenarios {
             let scenario = format!("scenario {} ({name})", s.key);
             let failure = s.failure.iter();
             problems.extend(failure.map(|f| format!("{scenario} did not run: {f}")));
             for r in s.runs.iter().filter(|r| r.errors > 0) {
-                let (w, errors) = (&r.wrk, r.errors);
-                let (non2xx, fallback) = (w.non2xx.max(w.errors.status), w.degraded);
-                let why = format!(
-                    "{:?}, non-2xx {non2xx}, full-price fallback {fallback}",
-                    w.errors
-                );
-                let at = r.connections;
-                problems.push(format!(
-                    "{scenario} at {at} connections: {errors} errors ({why})"
-                ));
+                let (w, errors, c) = (&r.wrk, r.errors, r.connections);
+                let (socket, non2xx) = (w.errors, w.non2xx.max(w.errors.status));
+                let (fallback, at) = (w.degraded, format!("{scenario} at {c} connections"));
+                let why = format!("{socket:?}, non-2xx {non2xx}, full-price fallback {fallback}");
+                problems.push(format!("{at}: {errors} errors ({why})"));
             }
         }
         problems
@@ -276,20 +322,13 @@ fn run_of<'a>(scenarios: &'a [ScenarioResult], key: &str, c: u32) -> Option<&'a 
 
 impl Report {
     /// The report of a run of `args` that started at `started_unix`, with wrk `wrk`, on this
-    /// machine and commit.
-    pub fn new(
-        args: &BenchArgs,
-        started_unix: u64,
-        wrk: String,
-        main: Pass,
-        tuned: Option<Pass>,
-    ) -> Self {
+    /// machine and commit, with its main pass (the others to be added).
+    pub fn new(args: &BenchArgs, started_unix: u64, wrk: String, main: Pass) -> Self {
         let mut git = Command::new("git");
+        // Its stderr is captured with its output, not shown.
         git.args(["rev-parse", "--short", "HEAD"]);
-        let git = git
-            .current_dir(crate::workspace_root())
-            .stderr(Stdio::null());
-        let git = git.output().ok().filter(|out| out.status.success());
+        let git = git.current_dir(crate::workspace_root()).output().ok();
+        let git = git.filter(|out| out.status.success());
         Self {
             started_unix,
             git_commit: git.map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned()),
@@ -300,7 +339,8 @@ impl Report {
             warmup_secs: args.warmup,
             connections: args.connections.clone(),
             main,
-            tuned,
+            tuned: None,
+            database: None,
         }
     }
 
@@ -308,9 +348,12 @@ impl Report {
         std::iter::once(&self.main).chain(&self.tuned)
     }
 
-    /// What went wrong in either pass, in words; empty if all is well.
+    /// What went wrong, in words; empty if all is well.
     pub fn problems(&self) -> Vec<String> {
-        self.passes().flat_map(Pass::problems).collect()
+        let mut problems: Vec<String> = self.passes().flat_map(Pass::problems).collect();
+        let stopped = self.database.iter().filter_map(|d| d.failure.as_ref());
+        problems.extend(stopped.map(|f| format!("the database pass stopped short: {f}")));
+        problems
     }
 }
 
