@@ -37,7 +37,7 @@ const fn serving(name: &'static str, log: &'static str) -> Catalog {
     let source = Source::Database;
     Catalog { name, log, source }
 }
-const CHANGES: Catalog = serving("catalog-service (PostgreSQL, small)", "catalog-small.log");
+const SMALL: Catalog = serving("catalog-service (PostgreSQL, small)", "catalog-small.log");
 const LARGE: Catalog = serving("catalog-service (PostgreSQL, large)", "catalog-large.log");
 
 /// Follows `cluster` (if it did not start, that is the pass's failure) at each size, with the
@@ -60,7 +60,7 @@ pub(super) fn follow(
             let customers = path(data::CUSTOMERS);
             let import = ["import", "--products", &products, "--customers", &customers];
             crate::database::as_owner(&cluster, env.bin_dir, &import, env.stop)?;
-            let catalog = if size.2.is_some() { LARGE } else { CHANGES };
+            let catalog = if size.2.is_some() { LARGE } else { SMALL };
             let started = launch::start(env, settings, &[catalog], logs)?;
             stages.push(stage(env, &started, &mut owner, size)?);
         }
