@@ -17,6 +17,7 @@
 //! # Layout
 //! - [`cluster`]: the cluster itself (start on a free port, psql, stop, restart, drop).
 //! - [`config`]: the folder's layout, the TLS copies, `pg_hba.conf` and the server settings.
+//! - [`session`]: a `psql` session kept open, for statements sent one after another.
 //! - [`binaries`]: finding the installation.
 //! - [`user`]: running the server as the `postgres` user when the caller is root.
 //! - [`guardian`]: the process that cleans up if this one ends without dropping the cluster.
@@ -27,9 +28,11 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod guardian;
+pub mod session;
 pub mod user;
 
 pub use binaries::Binaries;
 pub use cluster::{Cluster, DEFAULT_PORTS, Options, SUPERUSER};
 pub use config::Tls;
 pub use error::Error;
+pub use session::Session;

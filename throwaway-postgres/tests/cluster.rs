@@ -175,3 +175,32 @@ fn another_database_is_open_to_the_certificate_roles_at_once() {
         "second\n"
     );
 }
+
+#[test]
+fn a_session_answers_each_statement_on_one_connection_and_stops_at_the_first_error() {
+    let certs = common::certs();
+    let cluster = common::start(certs.path());
+    let mut session = cluster.session().unwrap();
+    let backend = session.run("SELECT pg_backend_pid()").unwrap();
+    session
+        .run("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
+        .unwrap();
+    session.run("INSERT INTO t VALUES (1, 10);").unwrap();
+    // Committed when answered: another connection sees it.
+    assert_eq!(cluster.psql("SELECT n FROM t").unwrap(), "10\n");
+    let out = session
+        .run("UPDATE t SET n = n + 1; SELECT n FROM t; SELECT 'two'")
+        .unwrap();
+    assert_eq!(out, "11\ntwo\n");
+    assert_eq!(
+        session.run("SELECT pg_backend_pid()").unwrap(),
+        backend,
+        "the same connection"
+    );
+    let err = session.run("SELEC 1").unwrap_err().to_string();
+    assert!(
+        err.starts_with("psql session failed") && err.contains("syntax error"),
+        "{err}"
+    );
+    assert!(matches!(session.run("SELECT 1"), Err(Error::Stopped)));
+}

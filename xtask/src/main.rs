@@ -4,15 +4,16 @@ mod bench;
 mod database;
 mod services;
 
+use anyhow::Result;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pki::certs_dir::{self, GenCerts};
-use services::{Services, StopSignal};
+use process_testing::Services;
+use services::StopSignal;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "Project automation")]
@@ -33,10 +34,10 @@ enum Cmd {
     /// Load-test Catalog and Discount (release builds, on loopback) with wrk and write
     /// results.md, results.json and plot.svg to target/bench/.
     ///
-    /// Scenarios: A GET /products; B with X-USER-ID: 1; C a mix of customers; D 100 of
-    /// 10,000 products for customer 1; each at 1, 32 and 128 connections, with both services on
-    /// their defaults; then A and B again in a tuned pass (access log off, one Discount worker
-    /// thread). Needs wrk (installed with apt-get when missing and running as root).
+    /// Scenarios A to D (A GET /products; B with X-USER-ID: 1; C a mix of customers; D 100 of
+    /// 10,000 products), and A and B served from PostgreSQL, at 1, 32 and 128 connections with
+    /// both services on their defaults; A and B tuned; then Catalog following PostgreSQL. Needs
+    /// wrk and, unless --no-database, PostgreSQL (Debian's; wrk installed with apt-get as root).
     Bench(bench::BenchArgs),
 }
 
@@ -86,14 +87,9 @@ struct UpArgs {
 fn main() -> ExitCode {
     let done = match Cli::parse().command {
         Cmd::GenCerts(args) => {
-            let dir = args.out.unwrap_or_else(default_certs_dir);
-            let (force, leaf_hours, services) = (args.force, args.hours, args.services);
-            gen_certs(&GenCerts {
-                force,
-                leaf_hours,
-                services,
-                ..GenCerts::new(dir, args.days)
-            })
+            let mut opts = GenCerts::new(args.out.unwrap_or_else(default_certs_dir), args.days);
+            (opts.force, opts.leaf_hours, opts.services) = (args.force, args.hours, args.services);
+            gen_certs(&opts)
         }
         Cmd::Up(args) => up(args),
         Cmd::Bench(args) => bench::run(args),
@@ -115,7 +111,7 @@ fn default_certs_dir() -> PathBuf {
     workspace_root().join("certs")
 }
 
-fn gen_certs(opts: &GenCerts) -> anyhow::Result<()> {
+fn gen_certs(opts: &GenCerts) -> Result<()> {
     for w in certs_dir::gen_certs(opts)? {
         let action = if w.reused { "kept " } else { "wrote" };
         let key = w.key_path.file_name().unwrap_or_default().to_string_lossy();
@@ -125,7 +121,7 @@ fn gen_certs(opts: &GenCerts) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn up(args: UpArgs) -> anyhow::Result<()> {
+fn up(args: UpArgs) -> Result<()> {
     let stop = StopSignal::install()?;
     let certs = &args.certs.unwrap_or_else(default_certs_dir);
     if certs_dir::is_complete(certs) {
@@ -143,31 +139,32 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let (catalog_port, discount_port) = (args.catalog_port, args.discount_port);
     let discount_addr = SocketAddr::from(([127, 0, 0, 1], discount_port)).to_string();
     let catalog_addr = SocketAddr::from(([127, 0, 0, 1], catalog_port));
-    let spawn = |name: &str, args: &[&str]| {
+    let command = |name: &str| {
         let mut cmd = Command::new(bin_dir.join(name));
-        let child = cmd.args(args).arg("--certs-dir").arg(certs).spawn();
-        child.with_context(|| format!("cannot start {name}"))
+        cmd.arg("--certs-dir").arg(certs);
+        cmd
     };
     // Declared before the services: dropped (stopped, removed) after them.
-    let database = match args.database {
-        true => Some(database::start(certs, &bin_dir, &stop)?),
-        false => None,
-    };
+    let start = || database::start(certs, &bin_dir, &stop);
+    let database = args.database.then(start).transpose()?;
     let mut services = Services::default();
-    let discount = spawn("discount-service", &["--listen", &discount_addr])?;
-    services.push("discount-service", discount, None);
-    let catalog = catalog_addr.to_string();
-    let mut catalog_args = vec!["--listen", &catalog, "--discount-addr", &discount_addr];
-    let url = database.as_ref().map(|cluster| cluster.tls_url("catalog"));
-    catalog_args.extend(url.iter().flat_map(|url| ["--database-url", url.as_str()]));
-    let catalog = spawn("catalog-service", &catalog_args)?;
-    services.push("catalog-service", catalog, None);
+    let mut discount = command("discount-service");
+    discount.args(["--listen", &discount_addr]);
+    services.spawn("discount-service", &mut discount, None)?;
+    let mut catalog = command("catalog-service");
+    catalog.arg("--listen").arg(catalog_addr.to_string());
+    catalog.args(["--discount-addr", &discount_addr]);
+    if let Some(cluster) = &database {
+        catalog.args(["--database-url", &cluster.tls_url("catalog")]);
+    }
+    services.spawn("catalog-service", &mut catalog, None)?;
 
     let connect = || TcpStream::connect_timeout(&catalog_addr, Duration::from_millis(200));
     let not_up = || format!("Catalog did not start listening on {catalog_addr} within 60 s");
     let limit = Duration::from_secs(60);
     // The probe connection is closed at once: held, Catalog would drop it as unproven.
-    let up = services.wait_until(&stop, limit, || Ok(connect().ok().map(drop)), not_up)?;
+    let interrupted = || stop.requested();
+    let up = services.wait_until(&interrupted, limit, || Ok(connect().ok().map(drop)), not_up)?;
     if up.is_none() {
         return Ok(());
     }

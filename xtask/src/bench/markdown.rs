@@ -1,10 +1,11 @@
 //! `results.md`: the results model rendered in Markdown. Each pass's runs with requests and
-//! groups per discount RPC (the tuned pass's beside the main one's), the ratios to A, peak
-//! memory, and with `--traced` the spans each pass exported.
+//! groups per discount RPC (the tuned and database passes' beside the main one's), the ratios
+//! to A, peak memory, with `--traced` the spans each pass exported, and how Catalog followed
+//! PostgreSQL, held to its goals.
 
 use std::fmt::{Result, Write as _};
 
-use super::results::{HistogramDelta, Pass, Report, ratio};
+use super::results::{Following, HistogramDelta, Pass, Report, ratio};
 
 pub fn render(report: &Report) -> String {
     let mut md = String::new();
@@ -13,81 +14,72 @@ pub fn render(report: &Report) -> String {
 }
 
 fn write(md: &mut String, report: &Report) -> Result {
-    let flag = |on, text| if on { text } else { "" };
     let (smoke, traced) = (report.smoke, report.main.settings.traced);
-    writeln!(
-        md,
-        "# cargo xtask bench{}{}\n",
-        flag(smoke, " --smoke"),
-        flag(traced, " --traced")
-    )?;
+    let flags = [(smoke, " --smoke"), (traced, " --traced")];
+    let flags: String = flags.iter().filter(|f| f.0).map(|f| f.1).collect();
     let commit = report.git_commit.as_deref().unwrap_or("unknown");
     writeln!(
         md,
-        "{} s per run after {} s of warm-up per scenario; {}; {} CPUs shared by wrk and the \
-         services; commit {commit}.\n\nErrors are socket errors, timeouts (2 s), non-2xx answers \
-         and full-price answers (`x-discount-unavailable`). Requests/RPC: HTTP requests per \
-         discount RPC from Catalog during the run (`catalog_discount_requests_per_rpc` on \
-         Catalog's operations port, `/metrics`: growth of `_sum` over growth of `_count`; a \
-         request that finds a free slot goes alone, those that queue go together). Groups/RPC: \
-         the same from Discount's `discount_groups_per_rpc`, which counts `ApplyDiscountGroups` \
-         RPCs only. `-`: no such RPC in the run; `n/a`: not scraped.",
+        "# cargo xtask bench{flags}\n\n{} s per run after {} s of warm-up per scenario; {}; {} \
+         CPUs shared by wrk and the services; commit {commit}.\n\nErrors are socket errors, \
+         timeouts (2 s), non-2xx answers and full-price answers (`x-discount-unavailable`). \
+         Requests/RPC: HTTP requests per discount RPC from Catalog during the run \
+         (`catalog_discount_requests_per_rpc` on Catalog's operations port, `/metrics`: growth \
+         of `_sum` over growth of `_count`; a request that finds a free slot goes alone, those \
+         that queue go together). Groups/RPC: the same from Discount's \
+         `discount_groups_per_rpc`, which counts `ApplyDiscountGroups` RPCs only. `-`: no such \
+         RPC in the run; `n/a`: not scraped.",
         report.duration_secs, report.warmup_secs, report.wrk, report.cpus
     )?;
     pass_section(md, &report.main, None)?;
     if let Some(tuned) = &report.tuned {
         pass_section(md, tuned, Some(&report.main))?;
     }
+    if let Some(database) = &report.database {
+        following(md, database)?;
+    }
 
-    writeln!(md, "\n## Relative to A (no X-USER-ID)")?;
-    let mut rows = Vec::new();
+    let (mut ratios, mut memory) = (Vec::new(), Vec::new());
+    // Log lines, then spans, that a service dropped during a run.
+    let mut dropped = [Vec::new(), Vec::new()];
     for pass in report.passes() {
+        let name = pass.settings.name;
         for r in &pass.ratios {
             let (b, c) = (r.b_over_a_throughput, r.c_over_a_throughput);
-            let ratios = [b, c, r.b_over_a_p99, r.c_over_a_p99]
-                .map(ratio_cell)
-                .join(" | ");
-            rows.push(format!(
-                "{} | {} | {ratios}",
-                pass.settings.name, r.connections
-            ));
+            let cells = [b, c, r.b_over_a_p99, r.c_over_a_p99].map(ratio_cell);
+            let (c, cells) = (r.connections, cells.join(" | "));
+            ratios.push(format!("{name} | {c} | {cells}"));
         }
-    }
-    let head = "pass | connections | B/A requests/s | C/A requests/s | B/A p99 | C/A p99";
-    table(md, head, rows)?;
-
-    writeln!(md, "\n## Peak resident memory (VmHWM) after each pass")?;
-    let mut rows = Vec::new();
-    for pass in report.passes() {
         for m in &pass.memory {
             let mib = dash(m.vm_hwm_kib.map(|k| format!("{:.1}", k as f64 / 1024.0)));
-            rows.push(format!("{} | {} | {mib}", m.process, pass.settings.name));
+            memory.push(format!("{} | {name} | {mib}", m.process));
         }
-    }
-    table(md, "process | pass | VmHWM MiB", rows)?;
-
-    let log_lines = "Log lines dropped by a service's log writer during a run \
-                     (`log_lines_dropped_total`)";
-    let spans = "Spans a service dropped rather than exported during a run \
-                 (`trace_spans_dropped_total`: its export queue was full or an export failed)";
-    for (what, spans) in [(log_lines, false), (spans, true)] {
-        let mut notes = Vec::new();
-        for pass in report.passes() {
-            for s in &pass.scenarios {
-                for r in &s.runs {
-                    let m = &r.rpc_metrics;
-                    let [catalog, discount] = match spans {
-                        false => [m.catalog_log_lines_dropped, m.discount_log_lines_dropped],
-                        true => [m.catalog_spans_dropped, m.discount_spans_dropped],
-                    };
-                    let at = format!("{} ({}) at {}", s.key, pass.settings.name, r.connections);
-                    for (who, n) in [("Catalog", catalog), ("Discount", discount)] {
+        for s in &pass.scenarios {
+            for r in &s.runs {
+                let m = &r.rpc_metrics;
+                let at = format!("{} ({name}) at {}", s.key, r.connections);
+                let lines = [m.catalog_log_lines_dropped, m.discount_log_lines_dropped];
+                let spans = [m.catalog_spans_dropped, m.discount_spans_dropped];
+                for (i, counts) in [lines, spans].into_iter().enumerate() {
+                    for (who, n) in ["Catalog", "Discount"].into_iter().zip(counts) {
                         let n = n.filter(|&n| n > 0.0);
-                        notes.extend(n.map(|n| format!("{at}: {who} {n:.0}")));
+                        dropped[i].extend(n.map(|n| format!("{at}: {who} {n:.0}")));
                     }
                 }
             }
         }
+    }
+    writeln!(md, "\n## Relative to A (no X-USER-ID)")?;
+    let head = "pass | connections | B/A requests/s | C/A requests/s | B/A p99 | C/A p99";
+    table(md, head, ratios)?;
+    writeln!(md, "\n## Peak resident memory (VmHWM) after each pass")?;
+    table(md, "process | pass | VmHWM MiB", memory)?;
+    let whats = [
+        "Log lines dropped by a service's log writer during a run (`log_lines_dropped_total`)",
+        "Spans a service dropped rather than exported during a run (`trace_spans_dropped_total`: \
+         its export queue was full or an export failed)",
+    ];
+    for (what, notes) in whats.iter().zip(dropped) {
         if !notes.is_empty() {
             writeln!(md, "\n{what}: {}.", notes.join("; "))?;
         }
@@ -104,26 +96,20 @@ fn pass_section(md: &mut String, pass: &Pass, main: Option<&Pass>) -> Result {
     if let Some(failure) = &pass.failure {
         return writeln!(md, "It did not run ({describe}): {}", one_line(failure));
     }
-    match main {
+    let keys: Vec<&str> = pass.scenarios.iter().map(|s| s.key).collect();
+    let keys = keys.join(", ");
+    let intro = match main {
         // The defaults but for the operations port Discount opens for the bench's scrapes.
-        None if settings.name == "default" => writeln!(
-            md,
+        None if settings.name == "default" => format!(
             "Both services on their default settings, as a user runs them: {describe}. \
              Discount's operations port is open only for the bench's scrapes."
-        )?,
-        None => writeln!(
-            md,
-            "The services as asked, not all on their defaults: {describe}."
-        )?,
-        Some(_) => {
-            let keys: Vec<&str> = pass.scenarios.iter().map(|s| s.key).collect();
-            let keys = keys.join(", ");
-            writeln!(
-                md,
-                "Scenarios {keys} again, on fresh processes started after the main pass: {describe}."
-            )?;
-        }
-    }
+        ),
+        None => format!("The services as asked, not all on their defaults: {describe}."),
+        Some(_) => format!(
+            "Scenarios {keys} again, on fresh processes started after the main pass: {describe}."
+        ),
+    };
+    writeln!(md, "{intro}")?;
     let mut head = "scenario | connections | requests/s | p50 ms | p99 ms | errors | \
                     requests/RPC | groups/RPC"
         .to_owned();
@@ -134,25 +120,20 @@ fn pass_section(md: &mut String, pass: &Pass, main: Option<&Pass>) -> Result {
     for s in &pass.scenarios {
         let name = format!("{}: {}", s.key, s.description);
         for r in &s.runs {
-            let (connections, rps, p50, p99) =
-                (r.connections, r.requests_per_sec, r.p50_ms, r.p99_ms);
-            let (m, errors) = (&r.rpc_metrics, r.errors);
+            let m = &r.rpc_metrics;
             let per_rpc = [m.catalog_requests_per_rpc, m.discount_groups_per_rpc].map(per_rpc_cell);
-            let mut row =
-                format!("{name} | {connections} | {rps:.0} | {p50:.3} | {p99:.3} | {errors}");
-            row += &format!(" | {}", per_rpc.join(" | "));
-            if let Some(main) = main {
-                let before = main.run(s.key, connections).map(|m| m.requests_per_sec);
-                row += &format!(" | {}", ratio_cell(ratio(Some(rps), before)));
-            }
-            rows.push(row);
+            let (c, rps, p50, p99) = (r.connections, r.requests_per_sec, r.p50_ms, r.p99_ms);
+            let (errors, per_rpc) = (r.errors, per_rpc.join(" | "));
+            let cells = format!("{rps:.0} | {p50:.3} | {p99:.3} | {errors} | {per_rpc}");
+            let before = main.map(|main| main.run(s.key, c).map(|m| m.requests_per_sec));
+            let beside = before.map(|b| format!(" | {}", ratio_cell(ratio(Some(rps), b))));
+            let beside = beside.unwrap_or_default();
+            rows.push(format!("{name} | {c} | {cells}{beside}"));
         }
         if let Some(failure) = &s.failure {
-            let beside = if main.is_some() { " | –" } else { "" };
-            let failure = one_line(failure);
-            rows.push(format!(
-                "{name} | – | – | – | – | did not run: {failure} | – | –{beside}"
-            ));
+            let (beside, failure) = (if main.is_some() { " | –" } else { "" }, one_line(failure));
+            let (dashes, did_not_run) = ("– | – | – | –", format!("did not run: {failure}"));
+            rows.push(format!("{name} | {dashes} | {did_not_run} | – | –{beside}"));
         }
     }
     table(md, &head, rows)?;
@@ -167,6 +148,64 @@ fn pass_section(md: &mut String, pass: &Pass, main: Option<&Pass>) -> Result {
     Ok(())
 }
 
+/// How Catalog followed PostgreSQL at each size, the large transaction, and the goals.
+fn following(md: &mut String, following: &Following) -> Result {
+    let poll = following.poll_ms;
+    writeln!(
+        md,
+        "\n## Catalog following PostgreSQL\n\nEach size on a fresh Catalog, after \
+         `catalog-service import` of its products. First snapshot: from Catalog's start to its \
+         first 200 from `/products?limit=1`. Changes: prices changed one at a time by the owner \
+         (an `UPDATE` each, on one `psql` session), each timed from its commit to the new price \
+         in `/products/{{id}}`, asked every {poll} ms. VmHWM: Catalog's peak at the end."
+    )?;
+    let (mut rows, mut goals, mut large) = (Vec::new(), Vec::new(), String::new());
+    let mut goal = |goal: String, measured: String, met| {
+        let met = if met { "met" } else { "**not met**" };
+        goals.push(format!("{goal} | {measured} | {met}"));
+    };
+    for s in &following.stages {
+        let (at, first) = (s.products, s.first_snapshot_ms);
+        let (p50, p99) = (s.visible_p50_ms, s.visible_p99_ms);
+        let (changes, mib) = (s.visible_ms.len(), s.catalog_vm_hwm_kib.map(|k| k / 1024));
+        let (mib_cell, rss_met) = (dash(mib), mib.is_some_and(|m| m < 500));
+        rows.push(format!(
+            "{at} | {first:.0} | {mib_cell} | {changes} | {p50:.1} | {p99:.1}"
+        ));
+        let Some(t) = &s.transaction else {
+            let what = format!("a change served < 100 ms after its commit (p99), {at} products");
+            goal(what, format!("{p99:.1} ms"), p99 < 100.0);
+            continue;
+        };
+        let (rows, commit, served) = (t.rows, t.commit_ms, t.visible_ms);
+        let (quiet_rps, quiet_p99) = (t.quiet.requests_per_sec, t.quiet.p99_ms);
+        let (rps, p99, errors) = (t.during.requests_per_sec, t.during.p99_ms, t.during.errors);
+        writeln!(
+            large,
+            "\nAt {at} products, `UPDATE products SET price_in_cents = price_in_cents + 1 WHERE id \
+             <= {rows}` (one transaction) was committed in {commit:.0} ms, its last row served \
+             {served:.0} ms later. `/products?limit=100` (no `X-USER-ID`) at 32 connections: \
+             {quiet_rps:.0} requests/s, p99 {quiet_p99:.3} ms in a run without it; {rps:.0} \
+             requests/s, p99 {p99:.3} ms and {errors} errors in a run it fell in, a fifth of the \
+             way."
+        )?;
+        let what = format!("first snapshot < 10 s, {at} products");
+        goal(what, format!("{first:.0} ms"), first < 10_000.0);
+        let what = format!("peak RSS < 500 MiB, {at} products");
+        goal(what, format!("{mib_cell} MiB"), rss_met);
+        let what = format!("p99 while {rows} rows change ≤ 2 × quiet, all 200");
+        let met = p99 <= 2.0 * quiet_p99 && errors == 0;
+        goal(what, format!("{p99:.2} ms, quiet {quiet_p99:.2} ms"), met);
+    }
+    let head = "products | first snapshot ms | VmHWM MiB | changes | p50 ms | p99 ms";
+    table(md, head, rows)?;
+    if let Some(failure) = &following.failure {
+        writeln!(md, "\nIt stopped short: {}", one_line(failure))?;
+    }
+    writeln!(md, "{large}\nGoals, at the sizes of this run:")?;
+    table(md, "goal | measured | met", goals)
+}
+
 /// A Markdown table after a blank line, its columns named in `head` and its `rows` ("a | b"):
 /// the first column left-aligned, the others right.
 fn table(md: &mut String, head: &str, rows: Vec<String>) -> Result {
@@ -175,12 +214,13 @@ fn table(md: &mut String, head: &str, rows: Vec<String>) -> Result {
     rows.iter().try_for_each(|row| writeln!(md, "| {row} |"))
 }
 
-fn dash(cell: Option<String>) -> String {
-    cell.unwrap_or_else(|| "–".to_owned())
-}
-
 fn ratio_cell(r: Option<f64>) -> String {
     dash(r.map(|r| format!("{r:.2}")))
+}
+
+/// `value`, or `–` if there is none.
+fn dash(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or("–".into(), |v| v.to_string())
 }
 
 /// The mean per RPC, `-` when there was no RPC, `n/a` when the service was not scraped.
@@ -199,82 +239,27 @@ fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::bench::results::TracesReceived;
-    use crate::bench::results::tests::{memory, report, run, scenario};
-    use crate::bench::scenarios::tests::{assert_has, passes};
+    use crate::bench::results::tests::{database, report, sample};
+    use crate::bench::scenarios::tests::passes;
 
     #[test]
-    fn a_row_per_run_with_requests_per_rpc_and_a_line_per_failure() {
-        let md = render(&report(&["--smoke", "--tuned", "none"]));
-        assert!(md.starts_with("# cargo xtask bench --smoke\n"), "{md}");
-        assert_has(
-            &md,
-            &[
-                "| A: GET /products, no X-USER-ID | 32 | 1234 | 1.250 | 2.500 | 0 | - | n/a |",
-                "| B: GET /products, X-USER-ID: 1 | 32 | 617 | 2.500 | 5.000 | 0 | 3.00 | n/a |",
-                "| D: GET /products?limit=100 of 10,000, X-USER-ID: 1 | – | – | – | – | did not run: catalog-service does not accept --products | – | – |",
-                "| default | 32 | 0.50 | – | 2.00 | – |",
-                "Both services on their default settings, as a user runs them: `RUST_LOG=info` (access log on)",
-                "Discount `--ops-listen 127.0.0.1:0` (worker threads: its default",
-                "| discount-service | default | 10.0 |",
-            ],
-        );
-        assert!(!md.contains("Tuned pass"), "{md}");
+    fn every_pass_with_its_runs_failures_ratios_memory_and_the_database_pass_s_goals() {
+        insta::assert_snapshot!(render(&sample()));
     }
 
     #[test]
-    fn the_tuned_pass_is_labelled_and_set_beside_the_defaults() {
-        let mut report = report(&[]);
-        let scenarios = vec![
-            scenario("A", vec![run(32, 2000, 2000, Some((0.0, 0.0)))]),
-            scenario("B", vec![run(32, 800, 4000, Some((800.0, 400.0)))]),
-        ];
-        let memory = vec![memory("discount-service", 9)];
-        let settings = passes(&[]).1.unwrap().0;
-        report.tuned = Some(Pass::new(settings, scenarios, memory, None, &[32]));
-        assert_has(
-            &render(&report),
-            &[
-                "## Tuned pass: tuned\n\nScenarios A, B again, on fresh processes started after the main pass: \
-             `RUST_LOG=info,access=off` (access log off); Discount `--ops-listen 127.0.0.1:0 --worker-threads 1`;",
-                "| groups/RPC | requests/s tuned / default |",
-                "| B: GET /products, X-USER-ID: 1 | 32 | 800 | 2.000 | 4.000 | 0 | 2.00 | n/a | 1.30 |",
-                "| tuned | 32 | 0.40 | – | 2.00 | – |",
-                "| discount-service | tuned | 9.0 |",
-            ],
-        );
-        report.tuned.as_mut().unwrap().failure = Some("discount-service exited".into());
-        let failed = "## Tuned pass: tuned\n\nIt did not run (`RUST_LOG=info,access=off` (access log off); Discount `--ops-listen 127.0.0.1:0 --worker-threads 1`; Catalog on its defaults; tracing off (no `OTEL_*` variable)): discount-service exited\n";
-        assert_has(&render(&report), &[failed]);
-    }
-
-    #[test]
-    fn a_traced_run_says_so_with_the_spans_received_and_dropped() {
-        let mut traced = report(&["--smoke", "--traced", "--tuned", "none"]);
-        traced.main.traces = Some(TracesReceived {
-            spans: 4321,
-            exports: 9,
-        });
-        traced.main.scenarios[1].runs[0]
-            .rpc_metrics
-            .catalog_spans_dropped = Some(17.0);
-        let md = render(&traced);
-        assert!(
-            md.starts_with("# cargo xtask bench --smoke --traced\n"),
-            "{md}"
-        );
-        assert_has(
-            &md,
-            &[
-                "The services as asked, not all on their defaults:",
-                "; tracing on",
-                "Tracing: the `otlp-receiver` got 4321 spans in 9 exports",
-                "(`trace_spans_dropped_total`: its export queue was full or an export failed): B (traced) at 32: Catalog 17.",
-            ],
-        );
-        let plain = render(&report(&["--smoke"]));
-        assert!(
-            !plain.contains("Tracing:") && !plain.contains("trace_spans_dropped"),
-            "{plain}"
-        );
+    fn a_traced_run_says_so_with_the_spans_received_and_dropped_and_what_did_not_run() {
+        let mut traced = report("--smoke --traced --tuned A");
+        let (spans, exports) = (4321, 9);
+        traced.main.traces = Some(TracesReceived { spans, exports });
+        let b = &mut traced.main.scenarios[1].runs[0];
+        b.rpc_metrics.catalog_spans_dropped = Some(17.0);
+        let tuned = passes("--traced").1.unwrap().0;
+        traced.tuned = Some(Pass::failed(tuned, "discount-service exited".into()));
+        let mut stopped = database();
+        stopped.stages.truncate(1);
+        stopped.failure = Some("no psql".into());
+        traced.database = Some(stopped);
+        insta::assert_snapshot!(render(&traced));
     }
 }

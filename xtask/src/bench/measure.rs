@@ -6,21 +6,22 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, Result, bail};
 use process_testing::metric;
 use reqwest::blocking::Client;
 
+use super::Env;
 use super::results::{HistogramDelta, RpcMetrics, RunResult, ScenarioResult};
 use super::scenarios::Scenario;
-use super::{Env, wrk};
 
 /// Where a scenario's services answer: its Catalog (HTTP), Catalog's operations port and
-/// Discount's (`/metrics`).
+/// Discount's (`/metrics`); and when that Catalog was started.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Endpoints {
     pub(super) catalog: SocketAddr,
     pub(super) catalog_ops: SocketAddr,
     pub(super) discount_ops: SocketAddr,
+    pub(super) spawned: Instant,
 }
 
 /// Checks, warms up and measures one scenario at each concurrency, appending to `result`.
@@ -29,59 +30,66 @@ pub(super) fn run_scenario(
     scenario: &Scenario,
     at: Endpoints,
     result: &mut ScenarioResult,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     println!("\nscenario {}: {}", scenario.key, scenario.description);
     let url = format!("http://{}{}", at.catalog, scenario.path);
     // Catalog serves full prices until its lazy channel to Discount is up: ask for up to 10 s.
+    let polling = (Duration::from_millis(250), Duration::from_secs(10));
     for &(user, products, discounted) in scenario.probes {
-        let started = Instant::now();
-        while let Err(err) = ask(env.http, &url, user, (products, discounted)) {
-            if started.elapsed() > Duration::from_secs(10) {
-                let (path, user) = (scenario.path, user.unwrap_or("(none)"));
-                bail!("GET {path} with X-USER-ID {user} does not get the expected answer: {err:#}");
-            }
-            if env.stop.wait(Duration::from_millis(250)) {
-                bail!("interrupted");
-            }
-        }
+        let expect = (products, discounted);
+        let asked = poll(env, polling, || ask(env.http, &url, user, expect));
+        let (path, user) = (scenario.path, user.unwrap_or("(none)"));
+        let what = format!("GET {path} with X-USER-ID {user} does not get the expected answer");
+        asked.context(what)?;
     }
 
-    let script = env.scripts.join(format!("{}.lua", scenario.key));
-    std::fs::write(&script, [wrk::COUNTS, scenario.requests].concat())
-        .with_context(|| format!("cannot write {}", script.display()))?;
-    let (args, stop) = (env.args, env.stop);
-    let wrk = |c, secs| {
-        env.wrk
-            .run(&script, &url, c, Duration::from_secs(secs), stop)
-    };
+    let (args, wrk) = (env.args, env.wrk);
+    let lua = wrk.script(scenario.key, scenario.requests)?;
     let most = args.connections.iter().copied().max().unwrap_or(1);
     println!("  warm-up: {} s at {most} connections", args.warmup);
-    wrk(most, args.warmup).context("warm-up")?;
+    wrk.run(&lua, &url, most, args.warmup).context("warm-up")?;
 
     for &connections in &args.connections {
         let before = scrape(env.http, at);
-        let stats = wrk(connections, args.duration);
+        let stats = wrk.run(&lua, &url, connections, args.duration);
         let stats = stats.with_context(|| format!("run at {connections} connections"))?;
-        let rpcs = growth(&before, &scrape(env.http, at));
-        let run = RunResult::new(connections, wrk::threads_for(connections), stats, rpcs);
+        let run = RunResult::new(connections, stats, growth(&before, &scrape(env.http, at)));
         let (rps, p50, p99, errors) = (run.requests_per_sec, run.p50_ms, run.p99_ms, run.errors);
         let per_rpc = run.requests_per_rpc.map(|m| format!("{m:.2}"));
-        let per_rpc = per_rpc.as_deref().unwrap_or("-");
+        let per_rpc = per_rpc.unwrap_or_else(|| "-".into());
         println!(
             "  {connections:>4} connections: {rps:>9.0} requests/s, p50 {p50:.3} ms, \
              p99 {p99:.3} ms, {errors} errors, {per_rpc} requests/RPC"
         );
         result.runs.push(run);
-        if stop.requested() {
+        if env.stop.requested() {
             bail!("interrupted");
         }
     }
     Ok(())
 }
 
+/// Runs `check` every `every` until it succeeds, and returns how long that took, in
+/// milliseconds; fails with its last error after `patience`, or on Ctrl-C.
+pub(super) fn poll(
+    env: &Env,
+    (every, patience): (Duration, Duration),
+    mut check: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    let started = Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return Ok(started.elapsed().as_secs_f64() * 1e3),
+            Err(err) if started.elapsed() > patience => return Err(err),
+            Err(_) if env.stop.requested() => bail!("interrupted"),
+            Err(_) => std::thread::sleep(every),
+        }
+    }
+}
+
 /// `GET url` (with `X-USER-ID: user`), and checks the answer: status 200, not the full-price
 /// fallback, the products expected.
-fn ask(http: &Client, url: &str, user: Option<&str>, expect: (usize, bool)) -> anyhow::Result<()> {
+fn ask(http: &Client, url: &str, user: Option<&str>, expect: (usize, bool)) -> Result<()> {
     let reply = match user {
         Some(user) => http.get(url).header("X-USER-ID", user),
         None => http.get(url),
@@ -100,7 +108,7 @@ fn ask(http: &Client, url: &str, user: Option<&str>, expect: (usize, bool)) -> a
 }
 
 /// Checks that `body` holds the number of products expected, discounted where expected.
-fn check_products(body: &str, (count, discounted): (usize, bool)) -> anyhow::Result<()> {
+fn check_products(body: &str, (count, discounted): (usize, bool)) -> Result<()> {
     let products: Vec<serde_json::Value> =
         serde_json::from_str(body).context("the body is not a JSON array")?;
     let found = products.len();
@@ -122,13 +130,10 @@ fn check_products(body: &str, (count, discounted): (usize, bool)) -> anyhow::Res
 /// a warning: the run is still measured, its per-RPC figures are then unknown).
 fn scrape(http: &Client, at: Endpoints) -> [Option<String>; 2] {
     [(at.catalog_ops, "Catalog"), (at.discount_ops, "Discount")].map(|(addr, who)| {
-        let text = http
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .and_then(reqwest::blocking::Response::error_for_status)
-            .and_then(reqwest::blocking::Response::text);
-        text.map_err(|err| eprintln!("warning: cannot read {who}'s /metrics: {err}"))
-            .ok()
+        let sent = http.get(format!("http://{addr}/metrics")).send();
+        let text = sent.and_then(|r| r.error_for_status()?.text());
+        let warn = |err| eprintln!("warning: cannot read {who}'s /metrics: {err}");
+        text.map_err(warn).ok()
     })
 }
 
@@ -161,7 +166,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn growth_is_what_each_service_s_metrics_gained_summed_over_labels() {
+    fn growth_is_what_the_metrics_gained_summed_over_labels_absent_as_0_unscraped_as_none() {
         let before = "catalog_discount_requests_per_rpc_sum 10\n\
                       catalog_discount_requests_per_rpc_count 10\n\
                       discount_rpc_requests_total{rpc=\"ApplyDiscountBatch\",code=\"OK\"} 7\n";
@@ -171,23 +176,10 @@ mod tests {
                      discount_rpc_requests_total{rpc=\"ApplyDiscountGroups\",code=\"OK\"} 8\n";
         let both = |text: &str| [Some(text.to_owned()), Some(text.to_owned())];
         let rpcs = growth(&both(before), &both(after));
-        let delta = rpcs.catalog_requests_per_rpc.unwrap();
-        assert_eq!(
-            (delta.sum, delta.count, delta.mean()),
-            (45.5, 10.0, Some(4.55))
-        );
-        assert_eq!(rpcs.discount_rpcs, Some(10.0));
-        assert_eq!(
-            rpcs.discount_log_lines_dropped,
-            Some(0.0),
-            "absent counts as none"
-        );
-        assert_eq!(rpcs.discount_groups_per_rpc.and_then(|d| d.mean()), None);
+        let mean = rpcs.catalog_requests_per_rpc.and_then(|d| d.mean());
+        assert_eq!(mean, Some(4.55));
         let unscraped = growth(&[None, Some(before.into())], &both(after));
-        assert_eq!(
-            (unscraped.catalog_requests_per_rpc, unscraped.discount_rpcs),
-            (None, Some(10.0))
-        );
+        insta::assert_debug_snapshot!((rpcs, unscraped));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! `cargo xtask bench`: a reproducible load benchmark of Catalog (and, through it, Discount),
-//! described in docs/performance.md. A main pass (both services on their defaults) and a tuned
-//! pass, each on fresh processes ([`launch`]); each scenario ([`scenarios::SCENARIOS`]) checked,
-//! warmed up and measured with wrk ([`measure`]); one results model ([`results`]) written as
+//! described in docs/performance.md. A main pass (both services on their defaults), a tuned
+//! pass, each on fresh processes ([`launch`]), each scenario ([`scenarios::SCENARIOS`], and A
+//! and B served from PostgreSQL) checked, warmed up and measured with wrk ([`measure`]); then
+//! Catalog following PostgreSQL ([`database`]); one results model ([`results`]) written as
 //! `results.json`, `results.md` ([`markdown`]) and `plot.svg` ([`plot`]). `--smoke` checks that
 //! it still works end to end; nothing in CI times anything.
 
 mod data;
+mod database;
 mod launch;
 mod markdown;
 mod measure;
@@ -18,17 +20,19 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, Result, bail};
 use pki::certs_dir::{self, GenCerts};
 use reqwest::blocking::Client;
 
 use crate::services::StopSignal;
 use results::{Memory, Pass, Report, ScenarioResult};
-use scenarios::{CATALOGS, Catalog, PassSettings, SCENARIOS, Scenario};
+use scenarios::{Catalog, FROM_DATABASE, PassSettings, SCENARIOS, Scenario};
 use wrk::Wrk;
 
 pub use scenarios::BenchArgs;
 
+/// What every pass works with.
+#[derive(Clone, Copy)]
 struct Env<'a> {
     args: &'a BenchArgs,
     wrk: &'a Wrk,
@@ -36,19 +40,18 @@ struct Env<'a> {
     certs: &'a Path,
     /// Where Catalog's data files are.
     data: &'a Path,
-    /// Where the wrk scripts are written.
-    scripts: &'a Path,
     stop: &'a StopSignal,
     /// The client that checks answers and reads `/metrics`.
     http: &'a Client,
+    /// The database pass's PostgreSQL, as Catalog reaches it.
+    database_url: Option<&'a str>,
 }
 
 /// Runs the benchmark. Fails (after writing the results) if a scenario could not run or a run
 /// had errors.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: BenchArgs) -> Result<()> {
     let args = args.normalised();
     let out = (args.out.clone()).unwrap_or_else(|| crate::services::target_dir().join("bench"));
-    let main = PassSettings::new(false, &args);
     let stop = StopSignal::install()?;
     let started_unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
     let (logs, scripts) = (out.join("logs"), out.join("wrk"));
@@ -56,51 +59,51 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
 
-    let wrk = wrk::ensure(&stop)?;
-    println!("using {}", wrk.0);
+    let wrk = wrk::ensure(scripts, &stop)?;
+    println!("using {}", wrk.version);
     let binaries = ["discount-service", "catalog-service", launch::RECEIVER];
     let binaries = &binaries[..if args.traced { 3 } else { 2 }];
     let bin_dir = crate::services::cargo_build(binaries, true, &stop)?;
     let tmp = tempfile::Builder::new().prefix("xtask-bench-").tempdir();
     let tmp = tmp.context("cannot create a temporary folder")?;
     let certs = tmp.path().join("certs");
-    certs_dir::gen_certs(&GenCerts::new(certs.clone(), 1))
-        .context("cannot make certificates for the benchmark")?;
+    let made = certs_dir::gen_certs(&GenCerts::new(certs.clone(), 1));
+    made.context("cannot make certificates for the benchmark")?;
     data::write_data(tmp.path())?;
     let timeout = Duration::from_secs(5);
     let http = Client::builder().no_proxy().timeout(timeout).build();
+    // The database pass's PostgreSQL, up before the main pass: it serves A and B there too.
+    let cluster = (!args.no_database).then(|| crate::database::start(&certs, &bin_dir, &stop));
+    let running = cluster.as_ref().and_then(|c| c.as_ref().ok());
+    let url = running.map(|c| c.tls_url("catalog"));
     let env = Env {
         args: &args,
         wrk: &wrk,
         bin_dir: &bin_dir,
         certs: &certs,
         data: tmp.path(),
-        scripts: &scripts,
         stop: &stop,
         http: &http.context("cannot make an HTTP client")?,
+        database_url: url.as_deref(),
     };
 
-    println!("\nmain pass: {}", main.describe());
-    let main = run_pass(&env, &main, &SCENARIOS, &logs)?;
-    let tuned = match args.tuned_pass() {
-        None => None,
-        Some((settings, scenarios)) => {
-            println!("\ntuned pass: {}", settings.describe());
-            match run_pass(&env, &settings, &scenarios, &logs.join("tuned")) {
-                Ok(pass) => Some(pass),
-                Err(err) if stop.requested() => return Err(err),
-                Err(err) => {
-                    eprintln!("warning: the tuned pass failed: {err:#}");
-                    let mut failed = Pass::new(settings, vec![], vec![], None, &[]);
-                    failed.failure = Some(format!("{err:#}"));
-                    Some(failed)
-                }
-            }
-        }
-    };
+    let settings = PassSettings::new(false, &args);
+    println!("\nmain pass: {}", settings.describe());
+    let from_database = url.as_ref().map_or(&[][..], |_| &FROM_DATABASE[..]);
+    let scenarios = [&SCENARIOS, from_database].concat();
+    let main = run_pass(&env, &settings, &scenarios, &logs)?;
+    let tuned = args.tuned_pass().map(|(settings, scenarios)| {
+        println!("\ntuned pass: {}", settings.describe());
+        let pass = run_pass(&env, &settings, &scenarios, &logs.join("tuned"));
+        let failed = |why| Pass::failed(settings, why);
+        or_failed(&stop, "the tuned pass", pass, failed)
+    });
+    let database = cluster.map(|c| database::follow(&env, &settings, c, &logs.join("database")));
+    let (tuned, database) = (tuned.transpose()?, database.transpose()?);
 
     let started_unix = started_unix.map_or(0, |d| d.as_secs());
-    let report = Report::new(&args, started_unix, wrk.0.clone(), main, tuned);
+    let mut report = Report::new(&args, started_unix, wrk.version.clone(), main);
+    (report.tuned, report.database) = (tuned, database);
     write_report(&report, &out)?;
     let problems = report.problems().join("\n  - ");
     if !problems.is_empty() {
@@ -109,48 +112,59 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the processes as `settings` says (only the Catalogs `scenarios` need, logs in
-/// `logs`), measures each scenario, reads peak memory and stops them. A scenario that fails is
-/// recorded and the next one runs; processes that do not start, or Ctrl-C, are an error.
+/// `ran` if it did; if not, with a warning, `failed` with why; on Ctrl-C, its error.
+fn or_failed<T>(
+    stop: &StopSignal,
+    what: &str,
+    ran: Result<T>,
+    failed: impl FnOnce(String) -> T,
+) -> Result<T> {
+    match ran {
+        Err(err) if stop.requested() => Err(err),
+        Err(err) => {
+            eprintln!("warning: {what} failed: {err:#}");
+            Ok(failed(format!("{err:#}")))
+        }
+        ran => ran,
+    }
+}
+
+/// Starts the processes as `settings` says (the Catalogs `scenarios` need, those sharing one
+/// next to each other; logs in `logs`), measures each scenario, reads peak memory and stops
+/// them. A scenario that fails is recorded and the next one runs; processes that do not start,
+/// or Ctrl-C, are an error.
 fn run_pass(
     env: &Env<'_>,
     settings: &PassSettings,
     scenarios: &[Scenario],
     logs: &Path,
-) -> anyhow::Result<Pass> {
+) -> Result<Pass> {
     fs::create_dir_all(logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    let needed = |c: &Catalog| scenarios.iter().any(|s| s.catalog == *c);
-    let catalogs: Vec<Catalog> = CATALOGS.into_iter().filter(needed).collect();
+    let mut catalogs: Vec<Catalog> = scenarios.iter().map(|s| s.catalog).collect();
+    catalogs.dedup();
     let started = launch::start(env, settings, &catalogs, logs)?;
 
     let mut results = Vec::new();
     for scenario in scenarios {
         let mut result = ScenarioResult::new(scenario);
-        let at = started
-            .catalogs
-            .iter()
-            .find(|(c, _)| *c == scenario.catalog);
-        let at = at.map(|&(_, at)| at).context("no Catalog process for it");
-        let measured = at.and_then(|at| measure::run_scenario(env, scenario, at, &mut result));
-        if let Err(err) = measured {
-            if env.stop.requested() {
-                return Err(err);
-            }
-            eprintln!("warning: scenario {} failed: {err:#}", scenario.key);
-            result.failure = Some(format!("{err:#}"));
-        }
+        let mut catalogs = started.catalogs.iter();
+        let at = catalogs.find(|(c, _)| *c == scenario.catalog);
+        let at = at.context("no Catalog")?.1;
+        let measured = measure::run_scenario(env, scenario, at, &mut result);
+        let what = format!("scenario {}", scenario.key);
+        result.failure = or_failed(env.stop, &what, measured.map(|()| None), Some)?;
         results.push(result);
     }
 
-    let pids = started.services.pids();
-    let memory = pids.into_iter().map(Memory::of).collect();
+    let memory = started.services.pids().into_iter().map(Memory::of);
+    let memory = memory.collect();
     let traces = started.stop();
     let (settings, connections) = (settings.clone(), &env.args.connections);
     Ok(Pass::new(settings, results, memory, traces, connections))
 }
 
 /// Writes `results.md` (and prints it), `results.json` and `plot.svg` into `out`.
-fn write_report(report: &Report, out: &Path) -> anyhow::Result<()> {
+fn write_report(report: &Report, out: &Path) -> Result<()> {
     let md = markdown::render(report);
     print!("\n{md}");
     let json = serde_json::to_string_pretty(report).context("cannot serialise the results")?;

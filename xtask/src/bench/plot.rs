@@ -1,23 +1,26 @@
 //! `plot.svg`: throughput and p99 latency against concurrent connections, one line per
-//! scenario, drawn with plotters' SVG backend (no font or bitmap libraries: the SVG names a
-//! font family and the viewer draws the text).
+//! scenario of the main pass (A and B served from PostgreSQL among them), drawn with plotters'
+//! SVG backend (no font or bitmap libraries: the SVG names a font family and the viewer draws
+//! the text).
 
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{Context, Result};
 use plotters::prelude::*;
 
 use super::results::{RunResult, ScenarioResult};
 
-const COLOURS: [RGBColor; 4] = [
+const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
 ];
 
 /// Draws `scenarios` (those with runs) at `connections` into the SVG file `path`.
-pub fn draw(path: &Path, scenarios: &[ScenarioResult], connections: &[u32]) -> anyhow::Result<()> {
+pub fn draw(path: &Path, scenarios: &[ScenarioResult], connections: &[u32]) -> Result<()> {
     let drawn: Vec<&ScenarioResult> = scenarios.iter().filter(|s| !s.runs.is_empty()).collect();
     let legend_height = 24 * u32::try_from(drawn.len()).unwrap_or(4) + 16;
     let root = SVGBackend::new(path, (1200, 500 + legend_height)).into_drawing_area();
@@ -33,13 +36,9 @@ pub fn draw(path: &Path, scenarios: &[ScenarioResult], connections: &[u32]) -> a
         count.map_or_else(String::new, u32::to_string)
     };
     let requests_per_sec: fn(&RunResult) -> f64 = |r| r.requests_per_sec;
+    let throughput = "Throughput (requests/s, higher is better)";
     let panels = [
-        (
-            left,
-            "Throughput (requests/s, higher is better)",
-            requests_per_sec,
-            0,
-        ),
+        (left, throughput, requests_per_sec, 0),
         (right, "p99 latency (ms, lower is better)", |r| r.p99_ms, 1),
     ];
     for (area, title, value, decimals) in panels {
@@ -63,28 +62,21 @@ pub fn draw(path: &Path, scenarios: &[ScenarioResult], connections: &[u32]) -> a
             .draw()
             .context("cannot draw the axes")?;
         for (s, colour) in drawn.iter().zip(COLOURS.iter().cycle()) {
-            let points = s
-                .runs
-                .iter()
-                .filter_map(|r| Some((slot(r.connections)?, value(r))));
+            let point = |r: &RunResult| Some((slot(r.connections)?, value(r)));
+            let points = s.runs.iter().filter_map(point);
             let line = LineSeries::new(points, colour.stroke_width(2)).point_size(4);
             chart.draw_series(line).context("cannot draw a series")?;
         }
     }
 
     // One legend for both charts, below them, so it never hides a point.
-    for ((s, colour), y) in drawn
-        .iter()
-        .zip(COLOURS.iter().cycle())
-        .zip((12..).step_by(24))
-    {
+    let colours = COLOURS.iter().cycle();
+    for ((s, colour), y) in drawn.iter().zip(colours).zip((12..).step_by(24)) {
         let line = PathElement::new(vec![(90, y + 7), (120, y + 7)], colour.stroke_width(3));
         let name = format!("{}: {}", s.key, s.description);
         let text = Text::new(name, (130, y), ("sans-serif", 14).into_font());
-        legend
-            .draw(&line)
-            .and_then(|()| legend.draw(&text))
-            .context("cannot draw the legend")?;
+        let drawn = legend.draw(&line).and_then(|()| legend.draw(&text));
+        drawn.context("cannot draw the legend")?;
     }
     root.present()
         .with_context(|| format!("cannot write {}", path.display()))
@@ -93,35 +85,20 @@ pub fn draw(path: &Path, scenarios: &[ScenarioResult], connections: &[u32]) -> a
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::results::tests::{run, scenario};
-
-    fn drawn(scenarios: &[ScenarioResult], connections: &[u32]) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plot.svg");
-        draw(&path, scenarios, connections).unwrap();
-        std::fs::read_to_string(&path).unwrap()
-    }
+    use crate::bench::results::tests::sample;
 
     #[test]
     fn draws_every_scenario_that_ran_with_its_legend_and_each_concurrency() {
-        let runs = |rps: [u64; 3]| [1, 32, 128].map(|c| run(c, rps[c as usize % 3], 200, None));
-        let mut failed = scenario("D", vec![]);
-        failed.failure = Some("did not start".into());
-        let (a, b) = (
-            runs([9000, 90000, 80000]).into(),
-            runs([3000, 25000, 24000]).into(),
-        );
-        let svg = drawn(&[scenario("A", a), scenario("B", b), failed], &[1, 32, 128]);
-        assert!(
-            svg.starts_with("<svg") && svg.contains("\n128\n"),
-            "each concurrency: {svg}"
-        );
-        assert!(svg.contains("A: GET /products, no X-USER-ID") && svg.contains("B: GET"));
-        assert!(
-            !svg.contains("D: GET"),
-            "a scenario without runs has no line"
-        );
-        let one = drawn(&[scenario("A", vec![run(32, 9000, 100, None)])], &[32]);
-        assert!(one.contains("\n32\n"), "{one}");
+        let dir = tempfile::tempdir().unwrap();
+        let (path, report) = (dir.path().join("plot.svg"), sample());
+        draw(&path, &report.main.scenarios, &report.connections).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("\n32\n"), "{svg}");
+        let legend = "A: GET /products, no X-USER-ID\nB-db: B, Catalog serving from PostgreSQL";
+        for name in legend.lines() {
+            assert!(svg.contains(name), "no {name} in {svg}");
+        }
+        let no_run = "a scenario without runs has no line";
+        assert!(!svg.contains("D: GET"), "{no_run}");
     }
 }

@@ -1,9 +1,10 @@
 //! The benchmark's results, one model for both files: `results.json` is it serialised as it
 //! is, `results.md` ([`super::markdown`]) renders it. What each pass (the services' defaults,
 //! then the tuned one) measured, with requests and groups per discount RPC, the B/A and C/A
-//! ratios, peak memory, the spans the OTLP receiver got (`--traced`), and what went wrong.
+//! ratios, peak memory, the spans the OTLP receiver got (`--traced`), how Catalog followed
+//! PostgreSQL, and what went wrong.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Serialize;
 
@@ -30,6 +31,8 @@ pub struct Report {
     pub main: Pass,
     /// The tuned pass, on processes of its own, if one was asked for.
     pub tuned: Option<Pass>,
+    /// Catalog following PostgreSQL, unless `--no-database`.
+    pub database: Option<Following>,
 }
 
 /// One pass: its services' settings and what they measured.
@@ -118,25 +121,6 @@ impl HistogramDelta {
     }
 }
 
-impl RunResult {
-    /// The summary of `stats`, measured with `connections` and `wrk_threads`, and what the
-    /// services' metrics counted meanwhile.
-    pub fn new(connections: u32, wrk_threads: u32, stats: WrkStats, rpcs: RpcMetrics) -> Self {
-        Self {
-            connections,
-            wrk_threads,
-            requests_per_sec: stats.requests_per_sec(),
-            p50_ms: stats.p50_us as f64 / 1000.0,
-            p99_ms: stats.p99_us as f64 / 1000.0,
-            errors: stats.total_errors(),
-            requests_per_rpc: rpcs.catalog_requests_per_rpc.and_then(|d| d.mean()),
-            groups_per_rpc: rpcs.discount_groups_per_rpc.and_then(|d| d.mean()),
-            rpc_metrics: rpcs,
-            wrk: stats,
-        }
-    }
-}
-
 /// Scenario B and C relative to A at one concurrency: throughput and p99 latency ratios.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Ratios {
@@ -156,17 +140,75 @@ pub struct Memory {
     pub vm_hwm_kib: Option<u64>,
 }
 
-impl ScenarioResult {
-    pub fn new(scenario: &Scenario) -> Self {
-        let (key, description, path) = (scenario.key, scenario.description, scenario.path);
-        let (catalog, runs, failure) = (scenario.catalog.name, Vec::new(), None);
+/// Catalog following PostgreSQL at each size, a fresh process each (the database pass).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Following {
+    /// How often a change, or the first snapshot, was looked for: the times' resolution.
+    pub poll_ms: u64,
+    pub stages: Vec<Stage>,
+    /// Why the pass stopped short (or did not start), if it did.
+    pub failure: Option<String>,
+}
+
+/// One size: its catalog read in full, then prices changed one at a time by the owner (an
+/// `UPDATE` each, on one `psql` session), each timed from its commit acknowledged to the new
+/// price in `/products/{id}` (`visible_ms`, in order).
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    pub products: u32,
+    /// From Catalog's spawn to its first `200` from `/products?limit=1`.
+    pub first_snapshot_ms: f64,
+    /// Catalog's peak resident memory (VmHWM) at the end, in KiB.
+    pub catalog_vm_hwm_kib: Option<u64>,
+    pub visible_p50_ms: f64,
+    pub visible_p99_ms: f64,
+    pub visible_ms: Vec<f64>,
+    pub transaction: Option<Transaction>,
+}
+
+/// `UPDATE products SET price_in_cents = price_in_cents + 1 WHERE id <= rows`, one transaction
+/// sent a fifth of the way into a wrk run of `/products?limit=100` at 32 connections
+/// (`during`), after a run without it (`quiet`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Transaction {
+    pub rows: u32,
+    /// From sending it to its commit acknowledged.
+    pub commit_ms: f64,
+    /// From its commit to the last row's new price in `/products/{rows}`.
+    pub visible_ms: f64,
+    pub quiet: RunResult,
+    pub during: RunResult,
+}
+
+impl RunResult {
+    /// The summary of `stats`, measured at `connections`, and what the services' metrics
+    /// counted meanwhile.
+    pub fn new(connections: u32, stats: WrkStats, rpcs: RpcMetrics) -> Self {
         Self {
-            key,
-            description,
-            catalog,
-            path,
-            runs,
-            failure,
+            connections,
+            wrk_threads: super::wrk::threads_for(connections),
+            requests_per_sec: stats.requests_per_sec(),
+            p50_ms: stats.p50_us as f64 / 1000.0,
+            p99_ms: stats.p99_us as f64 / 1000.0,
+            errors: stats.total_errors(),
+            requests_per_rpc: rpcs.catalog_requests_per_rpc.and_then(|d| d.mean()),
+            groups_per_rpc: rpcs.discount_groups_per_rpc.and_then(|d| d.mean()),
+            rpc_metrics: rpcs,
+            wrk: stats,
+        }
+    }
+}
+
+impl ScenarioResult {
+    /// `scenario`, before it runs.
+    pub fn new(scenario: &Scenario) -> Self {
+        Self {
+            key: scenario.key,
+            description: scenario.description,
+            catalog: scenario.catalog.name,
+            path: scenario.path,
+            runs: Vec::new(),
+            failure: None,
         }
     }
 }
@@ -174,16 +216,22 @@ impl ScenarioResult {
 impl Memory {
     /// The peak resident set of process `pid`, called `process`.
     pub fn of((process, pid): (String, u32)) -> Self {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
-        let status = status.unwrap_or_default();
-        let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"));
-        let vm_hwm_kib = line.and_then(|l| l.trim().strip_suffix("kB")?.trim().parse().ok());
+        let vm_hwm_kib = process_testing::peak_resident_kib(pid);
         Self {
             process,
             pid,
             vm_hwm_kib,
         }
     }
+}
+
+/// The `p`-quantile of `samples` by nearest rank (the least sample that at least that share
+/// of them do not exceed); `NaN` if there are none.
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.max(1) - 1).copied().unwrap_or(f64::NAN)
 }
 
 /// `num / den`, if both exist and `den` is positive.
@@ -200,32 +248,39 @@ impl Pass {
         traces: Option<TracesReceived>,
         connections: &[u32],
     ) -> Self {
-        let (ratios, failure) = (Vec::new(), None);
-        let mut pass = Self {
+        let run = |key, c| run_of(&scenarios, key, c);
+        let ratios = connections.iter().map(|&c| {
+            let rps = |key| run(key, c).map(|r| r.requests_per_sec);
+            let p99 = |key| run(key, c).map(|r| r.p99_ms);
+            Ratios {
+                connections: c,
+                b_over_a_throughput: ratio(rps("B"), rps("A")),
+                c_over_a_throughput: ratio(rps("C"), rps("A")),
+                b_over_a_p99: ratio(p99("B"), p99("A")),
+                c_over_a_p99: ratio(p99("C"), p99("A")),
+            }
+        });
+        let (ratios, failure) = (ratios.collect(), None);
+        Self {
             settings,
             scenarios,
             ratios,
             memory,
             traces,
             failure,
-        };
-        let rps = |key, c| pass.run(key, c).map(|r| r.requests_per_sec);
-        let p99 = |key, c| pass.run(key, c).map(|r| r.p99_ms);
-        let ratios = connections.iter().map(|&c| Ratios {
-            connections: c,
-            b_over_a_throughput: ratio(rps("B", c), rps("A", c)),
-            c_over_a_throughput: ratio(rps("C", c), rps("A", c)),
-            b_over_a_p99: ratio(p99("B", c), p99("A", c)),
-            c_over_a_p99: ratio(p99("C", c), p99("A", c)),
-        });
-        pass.ratios = ratios.collect();
-        pass
+        }
+    }
+
+    /// A pass that did not run, and why.
+    pub fn failed(settings: PassSettings, why: String) -> Self {
+        let mut failed = Self::new(settings, vec![], vec![], None, &[]);
+        failed.failure = Some(why);
+        failed
     }
 
     /// The run of scenario `key` at `connections`, if there was one.
     pub fn run(&self, key: &str, connections: u32) -> Option<&RunResult> {
-        let scenario = self.scenarios.iter().find(|s| s.key == key)?;
-        scenario.runs.iter().find(|r| r.connections == connections)
+        run_of(&self.scenarios, key, connections)
     }
 
     /// What went wrong in this pass, in words: it did not run, a traced pass whose receiver
@@ -235,8 +290,8 @@ impl Pass {
         if let Some(failure) = &self.failure {
             return vec![format!("the {name} pass did not run: {failure}")];
         }
-        let mut problems = Vec::new();
         let traced = format!("the {name} pass was traced but the otlp-receiver");
+        let mut problems = Vec::new();
         match self.traces {
             _ if !self.settings.traced => {}
             None => problems.push(format!("{traced}'s count is missing (see its log)")),
@@ -245,43 +300,35 @@ impl Pass {
         }
         for s in &self.scenarios {
             let scenario = format!("scenario {} ({name})", s.key);
-            if let Some(failure) = &s.failure {
-                problems.push(format!("{scenario} did not run: {failure}"));
-            }
+            let failure = s.failure.iter();
+            problems.extend(failure.map(|f| format!("{scenario} did not run: {f}")));
             for r in s.runs.iter().filter(|r| r.errors > 0) {
-                let (w, connections, errors) = (&r.wrk, r.connections, r.errors);
-                let (non2xx, fallback) = (w.non2xx.max(w.errors.status), w.degraded);
-                let why = format!(
-                    "{:?}, non-2xx {non2xx}, full-price fallback {fallback}",
-                    w.errors
-                );
-                problems.push(format!(
-                    "{scenario} at {connections} connections: {errors} errors ({why})"
-                ));
+                let (w, errors, c) = (&r.wrk, r.errors, r.connections);
+                let (socket, non2xx) = (w.errors, w.non2xx.max(w.errors.status));
+                let (fallback, at) = (w.degraded, format!("{scenario} at {c} connections"));
+                let why = format!("{socket:?}, non-2xx {non2xx}, full-price fallback {fallback}");
+                problems.push(format!("{at}: {errors} errors ({why})"));
             }
         }
         problems
     }
 }
 
+/// The run of scenario `key` at `connections` among `scenarios`, if there was one.
+fn run_of<'a>(scenarios: &'a [ScenarioResult], key: &str, c: u32) -> Option<&'a RunResult> {
+    let scenario = scenarios.iter().find(|s| s.key == key)?;
+    scenario.runs.iter().find(|r| r.connections == c)
+}
+
 impl Report {
     /// The report of a run of `args` that started at `started_unix`, with wrk `wrk`, on this
-    /// machine and commit.
-    pub fn new(
-        args: &BenchArgs,
-        started_unix: u64,
-        wrk: String,
-        main: Pass,
-        tuned: Option<Pass>,
-    ) -> Self {
+    /// machine and commit, with its main pass (the others to be added).
+    pub fn new(args: &BenchArgs, started_unix: u64, wrk: String, main: Pass) -> Self {
         let mut git = Command::new("git");
-        git.args(["rev-parse", "--short", "HEAD"])
-            .current_dir(crate::workspace_root());
-        let git = git
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .filter(|out| out.status.success());
+        // Its stderr is captured with its output, not shown.
+        git.args(["rev-parse", "--short", "HEAD"]);
+        let git = git.current_dir(crate::workspace_root()).output().ok();
+        let git = git.filter(|out| out.status.success());
         Self {
             started_unix,
             git_commit: git.map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned()),
@@ -292,7 +339,8 @@ impl Report {
             warmup_secs: args.warmup,
             connections: args.connections.clone(),
             main,
-            tuned,
+            tuned: None,
+            database: None,
         }
     }
 
@@ -300,125 +348,15 @@ impl Report {
         std::iter::once(&self.main).chain(&self.tuned)
     }
 
-    /// What went wrong in either pass, in words; empty if all is well.
+    /// What went wrong, in words; empty if all is well.
     pub fn problems(&self) -> Vec<String> {
-        self.passes().flat_map(Pass::problems).collect()
+        let mut problems: Vec<String> = self.passes().flat_map(Pass::problems).collect();
+        let stopped = self.database.iter().filter_map(|d| d.failure.as_ref());
+        problems.extend(stopped.map(|f| format!("the database pass stopped short: {f}")));
+        problems
     }
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::*;
-    use crate::bench::scenarios::SCENARIOS;
-    use crate::bench::scenarios::tests::{args, passes};
-
-    /// A run at `c` connections of `requests` in 1 s with this p99, and Catalog's requests per
-    /// RPC as (sum, count) if scraped.
-    pub(in crate::bench) fn run(c: u32, n: u64, p99_us: u64, rpc: Option<(f64, f64)>) -> RunResult {
-        let (mut stats, mut rpcs) = (WrkStats::default(), RpcMetrics::default());
-        (
-            stats.requests,
-            stats.duration_us,
-            stats.p50_us,
-            stats.p99_us,
-        ) = (n, 1_000_000, p99_us / 2, p99_us);
-        rpcs.catalog_requests_per_rpc = rpc.map(|(sum, count)| HistogramDelta { sum, count });
-        RunResult::new(c, 2, stats, rpcs)
-    }
-
-    pub(in crate::bench) fn scenario(key: &str, runs: Vec<RunResult>) -> ScenarioResult {
-        let mut result = ScenarioResult::new(SCENARIOS.iter().find(|s| s.key == key).unwrap());
-        result.runs = runs;
-        result
-    }
-
-    /// The peak memory of `process`, in MiB.
-    pub(in crate::bench) fn memory(process: &str, mib: u64) -> Memory {
-        let mut memory = Memory::of((process.into(), 0));
-        memory.vm_hwm_kib = Some(mib * 1024);
-        memory
-    }
-
-    /// A smoke report with `args` as on the command line: A and B ran at 32 connections, D
-    /// did not; no tuned pass.
-    pub(in crate::bench) fn report(args: &[&str]) -> Report {
-        let mut failed = scenario("D", vec![]);
-        failed.failure = Some("catalog-service does not accept --products".into());
-        let a = scenario("A", vec![run(32, 1234, 2500, Some((0.0, 0.0)))]);
-        let b = scenario("B", vec![run(32, 617, 5000, Some((900.0, 300.0)))]);
-        let (scenarios, memory) = (vec![a, b, failed], vec![memory("discount-service", 10)]);
-        let main = Pass::new(passes(args).0, scenarios, memory, None, &[32]);
-        Report::new(&self::args(args), 0, "wrk 4.1.0".into(), main, None)
-    }
-
-    #[test]
-    fn ratios_compare_b_and_c_with_a_at_each_concurrency() {
-        let a = scenario(
-            "A",
-            vec![run(1, 1000, 100, None), run(32, 4000, 1000, None)],
-        );
-        let b = scenario("B", vec![run(1, 500, 200, None), run(32, 1000, 4000, None)]);
-        let c = scenario("C", vec![run(1, 800, 150, None)]);
-        let pass = Pass::new(passes(&[]).0, vec![a, b, c], vec![], None, &[1, 32, 128]);
-        let ratios = serde_json::to_string(&pass.ratios).unwrap();
-        let want = r#"[{"connections":1,"b_over_a_throughput":0.5,"c_over_a_throughput":0.8,"b_over_a_p99":2.0,"c_over_a_p99":1.4999999999999998},{"connections":32,"b_over_a_throughput":0.25,"c_over_a_throughput":null,"b_over_a_p99":4.0,"c_over_a_p99":null},{"connections":128,"b_over_a_throughput":null,"c_over_a_throughput":null,"b_over_a_p99":null,"c_over_a_p99":null}]"#;
-        assert_eq!(ratios, want);
-        assert_eq!(ratio(Some(1.0), Some(0.0)), None);
-    }
-
-    #[test]
-    fn reads_this_process_s_peak_memory() {
-        let me = Memory::of(("xtask".into(), std::process::id()));
-        assert!(me.vm_hwm_kib.is_some_and(|k| k > 0), "{me:?}");
-    }
-
-    #[test]
-    fn problems_name_failed_scenarios_runs_with_errors_passes_that_did_not_run_and_spans_missing() {
-        let mut report = report(&[]);
-        let mut with_errors = scenario("B", vec![run(32, 1000, 2000, None)]);
-        (with_errors.runs[0].errors, with_errors.runs[0].wrk.degraded) = (3, 3);
-        let tuned = passes(&[]).1.unwrap().0;
-        report.tuned = Some(Pass::new(tuned, vec![with_errors], vec![], None, &[32]));
-        let want = "scenario D (default) did not run: catalog-service does not accept --products\nscenario B (tuned) at 32 connections: 3 errors (SocketErrors { connect: 0, read: 0, write: 0, status: 0, timeout: 0 }, non-2xx 0, full-price fallback 3)";
-        assert_eq!(report.problems().join("\n"), want);
-        report.tuned.as_mut().unwrap().failure = Some("no Discount".into());
-        assert_eq!(
-            report.problems()[1],
-            "the tuned pass did not run: no Discount"
-        );
-
-        let mut traced = self::report(&["--traced", "--tuned", "none"]);
-        traced.main.scenarios.truncate(2);
-        let missing =
-            "the traced pass was traced but the otlp-receiver's count is missing (see its log)";
-        assert_eq!(traced.problems(), [missing]);
-        traced.main.traces = Some(TracesReceived {
-            spans: 0,
-            exports: 0,
-        });
-        assert_eq!(
-            traced.problems(),
-            ["the traced pass was traced but the otlp-receiver got no span"]
-        );
-        traced.main.traces = Some(TracesReceived {
-            spans: 9,
-            exports: 1,
-        });
-        assert!(traced.problems().is_empty());
-    }
-
-    #[test]
-    fn the_json_has_the_main_pass_at_the_top_and_the_means_of_each_run() {
-        let report = report(&[]);
-        let json = serde_json::to_value(&report).unwrap();
-        assert_eq!(json["settings"]["name"], "default");
-        assert_eq!(json["ratios"][0]["b_over_a_throughput"], 0.5);
-        assert!(
-            json["tuned"].is_null() && json.get("failure").is_none(),
-            "{json}"
-        );
-        let b = serde_json::to_string(&report.main.scenarios[1].runs[0]).unwrap();
-        let want = r#"{"connections":32,"wrk_threads":2,"requests_per_sec":617.0,"p50_ms":2.5,"p99_ms":5.0,"errors":0,"requests_per_rpc":3.0,"groups_per_rpc":null,"rpc_metrics":{"catalog_requests_per_rpc":{"sum":900.0,"count":300.0},"discount_groups_per_rpc":null,"discount_rpcs":null,"catalog_log_lines_dropped":null,"discount_log_lines_dropped":null,"catalog_spans_dropped":null,"discount_spans_dropped":null},"wrk":{"requests":617,"duration_us":1000000,"bytes":0,"p50_us":2500,"p90_us":0,"p99_us":5000,"max_us":0,"mean_us":0.0,"errors":{"connect":0,"read":0,"write":0,"status":0,"timeout":0},"non2xx":0,"degraded":0}}"#;
-        assert_eq!(b, want);
-    }
-}
+#[path = "results_tests.rs"]
+pub(super) mod tests;

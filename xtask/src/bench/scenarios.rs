@@ -1,7 +1,7 @@
 //! What `cargo xtask bench` measures and how: its options ([`BenchArgs`]), the services'
-//! settings in each pass ([`PassSettings`]: the defaults, then the tuned pass), the three
-//! Catalog processes ([`CATALOGS`]) and the four scenarios ([`SCENARIOS`]) with the answers
-//! each must get before it is measured.
+//! settings in each pass ([`PassSettings`]: the defaults, then the tuned pass), the Catalog
+//! processes ([`Catalog`]), and the four scenarios ([`SCENARIOS`]) and A and B served from
+//! PostgreSQL ([`FROM_DATABASE`]) with the answers each must get before it is measured.
 
 use std::path::PathBuf;
 
@@ -25,7 +25,7 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub connections: Vec<u32>,
     /// Check that the benchmark still works: 1 s of warm-up and 1 s of load per scenario, at
-    /// 32 connections only.
+    /// 32 connections only; the database pass at 1,000 and 10,000 products.
     #[arg(long, conflicts_with_all = ["duration", "warmup", "connections"])]
     pub smoke: bool,
     /// Folder for results.md, results.json, plot.svg and the services' logs
@@ -55,6 +55,11 @@ pub struct BenchArgs {
     /// runs them.
     #[arg(long)]
     pub traced: bool,
+    /// Skip the database pass: A and B with Catalog serving from a throwaway PostgreSQL, beside
+    /// the main pass's, then how soon it serves a committed change, and a large catalog's
+    /// start-up, memory and latency while many rows change.
+    #[arg(long)]
+    pub no_database: bool,
 }
 
 impl BenchArgs {
@@ -98,8 +103,10 @@ pub struct PassSettings {
     pub traced: bool,
 }
 
-/// `RUST_LOG` as a user runs the services: one access-log line per HTTP request and per RPC.
-const DEFAULT_RUST_LOG: &str = "info";
+/// `RUST_LOG` as a user runs the services (one access-log line per HTTP request and per RPC),
+/// and as the tuned pass runs them.
+const INFO: &str = "info";
+const TUNED_LOG: &str = "info,access=off";
 
 impl PassSettings {
     /// The main pass (the defaults, but for `--discount-threads`), or the tuned pass: no access
@@ -118,31 +125,23 @@ impl PassSettings {
         // The operations port only answers the bench's scrapes: Discount records its metrics
         // whether the port is open or not.
         let mut discount_args = vec!["--ops-listen".to_owned(), "127.0.0.1:0".to_owned()];
-        if let Some(n) = threads {
-            discount_args.extend(["--worker-threads".to_owned(), n.to_string()]);
-        }
+        let threads_arg = threads.map(|n| ["--worker-threads".to_owned(), n.to_string()]);
+        discount_args.extend(threads_arg.into_iter().flatten());
         let extra = |args: &[String]| if tuned { args.to_vec() } else { Vec::new() };
         discount_args.extend(extra(&args.tuned_discount_arg));
+        let (rust_log, traced) = (if tuned { TUNED_LOG } else { INFO }, args.traced);
         Self {
             name,
-            rust_log: if tuned {
-                "info,access=off"
-            } else {
-                DEFAULT_RUST_LOG
-            },
+            rust_log,
             discount_worker_threads: threads,
             discount_args,
             catalog_args: extra(&args.tuned_catalog_arg),
-            traced: args.traced,
+            traced,
         }
     }
 
     pub fn describe(&self) -> String {
-        let access = if self.rust_log == DEFAULT_RUST_LOG {
-            "on"
-        } else {
-            "off"
-        };
+        let access = if self.rust_log == INFO { "on" } else { "off" };
         let threads = match self.discount_worker_threads {
             None => " (worker threads: its default, one per core)",
             Some(_) => "",
@@ -151,46 +150,63 @@ impl PassSettings {
             [] => "Catalog on its defaults".to_owned(),
             args => format!("Catalog `{}`", args.join(" ")),
         };
-        let tracing = if self.traced {
-            "tracing on: every request's spans (`OTEL_TRACES_SAMPLER=always_on`) exported over \
-             OTLP/gRPC to a local `otlp-receiver`"
-        } else {
-            "tracing off (no `OTEL_*` variable)"
+        let tracing = match self.traced {
+            true => TRACED,
+            false => "tracing off (no `OTEL_*` variable)",
         };
+        let (rust_log, discount) = (self.rust_log, self.discount_args.join(" "));
         format!(
-            "`RUST_LOG={}` (access log {access}); Discount `{}`{threads}; {catalog}; {tracing}",
-            self.rust_log,
-            self.discount_args.join(" ")
+            "`RUST_LOG={rust_log}` (access log {access}); Discount `{discount}`{threads}; \
+             {catalog}; {tracing}"
         )
     }
 }
 
-/// A Catalog process: its name in messages and results, its log file, and its products file
-/// (given with the 500 customers'; `None`: SPEC's embedded products and customers).
+/// How [`PassSettings::describe`] says that a pass is traced.
+const TRACED: &str = "tracing on: every request's spans (`OTEL_TRACES_SAMPLER=always_on`) \
+                      exported over OTLP/gRPC to a local `otlp-receiver`";
+
+/// A Catalog process: its name in messages and results, its log file, and where it reads its
+/// catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Catalog {
     pub(super) name: &'static str,
     pub(super) log: &'static str,
-    pub(super) products: Option<&'static str>,
+    pub(super) source: Source,
+}
+
+/// Where a Catalog process reads its catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// SPEC's embedded products and customers.
+    Embedded,
+    /// This products file, with the 500 customers' file.
+    Files(&'static str),
+    /// The benchmark's PostgreSQL (`--database-url`).
+    Database,
 }
 
 const SPEC: Catalog = Catalog {
     name: "catalog-service (SPEC data)",
     log: "catalog-spec.log",
-    products: None,
+    source: Source::Embedded,
 };
 const CUSTOMERS: Catalog = Catalog {
     name: "catalog-service (3 products, 500 customers)",
     log: "catalog-customers.log",
-    products: Some(data::SPEC_PRODUCTS),
+    source: Source::Files(data::SPEC_PRODUCTS),
 };
 const LARGE: Catalog = Catalog {
     name: "catalog-service (10,000 products, 500 customers)",
     log: "catalog-large.log",
-    products: Some(data::LARGE_PRODUCTS),
+    source: Source::Files(data::LARGE_PRODUCTS),
 };
-/// Every Catalog process, in the order they start.
-pub(super) const CATALOGS: [Catalog; 3] = [SPEC, CUSTOMERS, LARGE];
+/// SPEC's data, imported into PostgreSQL.
+const DATABASE: Catalog = Catalog {
+    name: "catalog-service (PostgreSQL, SPEC data)",
+    log: "catalog-database.log",
+    source: Source::Database,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Scenario {
@@ -198,7 +214,7 @@ pub(super) struct Scenario {
     pub(super) description: &'static str,
     pub(super) catalog: Catalog,
     pub(super) path: &'static str,
-    /// Lua run after [`super::wrk::COUNTS`]: what each request sends.
+    /// What each request sends: Lua after wrk's counting script ([`super::wrk::Wrk::script`]).
     pub(super) requests: &'static str,
     /// Requests to check before measuring: their `X-USER-ID`, how many products the answer
     /// must hold, and whether every product priced above zero carries a `discount_value` (else
@@ -250,6 +266,23 @@ pub(super) const SCENARIOS: [Scenario; 4] = [
     },
 ];
 
+/// A and B with Catalog serving from PostgreSQL: in the main pass, beside them, unless
+/// `--no-database`.
+pub(super) const FROM_DATABASE: [Scenario; 2] = [
+    from_database("A-db", "A, Catalog serving from PostgreSQL", SCENARIOS[0]),
+    from_database("B-db", "B, Catalog serving from PostgreSQL", SCENARIOS[1]),
+];
+
+const fn from_database(key: &'static str, description: &'static str, s: Scenario) -> Scenario {
+    let catalog = DATABASE;
+    Scenario {
+        key,
+        description,
+        catalog,
+        ..s
+    }
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -261,75 +294,46 @@ pub(super) mod tests {
         bench: BenchArgs,
     }
 
-    /// The options of `cargo xtask bench ARGS`, normalised.
-    pub(in crate::bench) fn args(args: &[&str]) -> BenchArgs {
-        let args = std::iter::once("bench").chain(args.iter().copied());
+    /// The options of `cargo xtask bench ARGS` (split at spaces), normalised.
+    pub(in crate::bench) fn args(args: &str) -> BenchArgs {
+        let args = std::iter::once("bench").chain(args.split_whitespace());
         Cli::try_parse_from(args).unwrap().bench.normalised()
     }
 
     /// The main pass and the tuned one (if any) with its scenarios' keys.
-    pub(in crate::bench) fn passes(
-        args: &[&str],
-    ) -> (PassSettings, Option<(PassSettings, Vec<&'static str>)>) {
+    pub(in crate::bench) fn passes(args: &str) -> (PassSettings, Option<(PassSettings, String)>) {
         let args = self::args(args);
-        let keys = |(pass, s): (_, Vec<Scenario>)| (pass, s.iter().map(|s| s.key).collect());
-        (PassSettings::new(false, &args), args.tuned_pass().map(keys))
+        let keys = |s: Vec<Scenario>| s.iter().map(|s| s.key).collect::<Vec<_>>().join(",");
+        let tuned = args.tuned_pass().map(|(pass, s)| (pass, keys(s)));
+        (PassSettings::new(false, &args), tuned)
     }
 
     /// Each pass's name, `RUST_LOG`, Discount's and each Catalog's flags, whether traced, and
     /// scenarios, for `cargo xtask bench ARGS`.
-    fn summary(args: &[&str]) -> String {
+    fn summary(args: &str) -> String {
         let (main, tuned) = passes(args);
-        let summary = |p: &PassSettings, keys: &[&str]| {
+        let summary = |p: &PassSettings, keys: &str| {
             let (discount, catalog) = (p.discount_args.join(" "), p.catalog_args.join(" "));
-            let keys = keys.join(",");
-            format!(
-                "{} {}: `{discount}` `{catalog}` {} {keys}",
-                p.name, p.rust_log, p.traced
-            )
+            let (name, rust_log, traced) = (p.name, p.rust_log, p.traced);
+            format!("{name} {rust_log}: `{discount}` `{catalog}` {traced} {keys}")
         };
         let tuned = tuned.map_or("none".into(), |(p, keys)| summary(&p, &keys));
-        summary(&main, &["all"]) + " / " + &tuned
-    }
-
-    /// Asserts that `text` holds every one of `parts`.
-    pub(in crate::bench) fn assert_has(text: &str, parts: &[&str]) {
-        for part in parts {
-            assert!(text.contains(part), "no {part:?} in:\n{text}");
-        }
+        summary(&main, "all") + " / " + &tuned
     }
 
     #[test]
-    fn the_main_pass_runs_the_services_on_their_defaults_and_the_tuned_pass_a_and_b_tuned() {
-        let want = "default info: `--ops-listen 127.0.0.1:0` `` false all / tuned info,access=off: `--ops-listen 127.0.0.1:0 --worker-threads 1` `` false A,B";
-        assert_eq!(summary(&[]), want);
-        let main = passes(&[]).0;
-        let want = "`RUST_LOG=info` (access log on); Discount `--ops-listen 127.0.0.1:0` (worker threads: its default, one per core); Catalog on its defaults; tracing off (no `OTEL_*` variable)";
-        assert_eq!(main.describe(), want);
-        assert_eq!(args(&[]).connections, [1, 32, 128]);
-        assert_eq!(args(&["--smoke"]).connections, [32]);
-    }
-
-    #[test]
-    fn discount_threads_tracing_and_extra_flags_change_the_passes_as_asked() {
-        let threads = summary(&["--discount-threads", "3", "--tuned", "d,b"]);
-        let want = "main info: `--ops-listen 127.0.0.1:0 --worker-threads 3` `` false all / tuned info,access=off: `--ops-listen 127.0.0.1:0 --worker-threads 3` `` false B,D";
-        assert_eq!(threads, want);
-        let traced = summary(&["--smoke", "--traced", "--tuned", "all"]);
-        let want = "traced info: `--ops-listen 127.0.0.1:0` `` true all / tuned-traced info,access=off: `--ops-listen 127.0.0.1:0 --worker-threads 1` `` true A,B,C,D";
-        assert_eq!(traced, want);
-        let want = "; tracing on: every request's spans (`OTEL_TRACES_SAMPLER=always_on`) exported over OTLP/gRPC to a local `otlp-receiver`";
-        assert!(passes(&["--traced"]).0.describe().ends_with(want));
-        assert!(summary(&["--traced", "--discount-threads", "2"]).starts_with("main-traced "));
-        let extra = summary(&[
-            "--tuned-catalog-arg",
-            "--rpcs=4",
-            "--tuned-discount-arg=--x=5",
-        ]);
-        let want = "default info: `--ops-listen 127.0.0.1:0` `` false all / tuned info,access=off: `--ops-listen 127.0.0.1:0 --worker-threads 1 --x=5` `--rpcs=4` false A,B";
-        assert_eq!(extra, want);
-        assert!(summary(&["--tuned", "none"]).ends_with(" / none"));
-        let parse = |tuned| Cli::try_parse_from(["bench", "--tuned", tuned]).map(|_| ());
-        assert!(parse("A,Z").is_err());
+    fn each_pass_runs_the_services_as_the_flags_say_and_the_main_pass_on_their_defaults() {
+        // One a line, the first none.
+        let cases = "\n--discount-threads 3 --tuned d,b\n--smoke --traced --tuned all\n\
+                     --tuned-catalog-arg --rpcs=4 --tuned-discount-arg=--x=5\n--tuned none\n\
+                     --traced --discount-threads 2";
+        let summary_of = |args| format!("{args} => {}", summary(args));
+        let cases = cases.split('\n').map(summary_of);
+        let describes = ["", "--traced"].map(|args| passes(args).0.describe());
+        let summaries: Vec<String> = cases.chain(describes).collect();
+        insta::assert_snapshot!(summaries.join("\n"));
+        let connections = (args("").connections, args("--smoke").connections);
+        assert_eq!(connections, (vec![1, 32, 128], vec![32]));
+        assert!(Cli::try_parse_from(["bench", "--tuned", "A,Z"]).is_err());
     }
 }

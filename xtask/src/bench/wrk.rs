@@ -1,16 +1,16 @@
 //! Driving [wrk](https://github.com/wg/wrk), the HTTP load generator (Debian package `wrk`):
-//! finding or installing it, running it with a script ([`COUNTS`] and a scenario's requests),
-//! and reading back the one JSON line the script prints. A response that is not 2xx, or that
+//! finding or installing it, writing its scripts ([`COUNTS`] and what each request sends),
+//! running it, and reading back the one JSON line the script prints. A response that is not 2xx, or that
 //! carries Catalog's `x-discount-unavailable` (full prices), counts as an error: such a run
 //! measured something else. (Handing every response to Lua costs wrk a little CPU, alike in
 //! every scenario.)
 
-use std::io::{ErrorKind, Read, Seek};
-use std::path::Path;
+use std::io::{ErrorKind, Seek};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::services::{StopSignal, wait_child};
@@ -18,27 +18,31 @@ use crate::services::{StopSignal, wait_child};
 /// The prefix of the line the scripts' `done()` prints.
 const MARKER: &str = "XTASK_BENCH_JSON ";
 
-/// wrk, ready to run: its version, `wrk -v` without the copyright ("wrk 4.1.0 [epoll]").
+/// wrk, ready to run: its version (`wrk -v` without the copyright: "wrk 4.1.0 [epoll]"), the
+/// folder its scripts are written to, and the signal that interrupts a run.
 #[derive(Debug, Clone)]
-pub struct Wrk(pub String);
+pub struct Wrk {
+    pub version: String,
+    scripts: PathBuf,
+    stop: StopSignal,
+}
 
 /// Finds wrk on PATH; if missing, installs Debian's package when running as root, else fails
-/// saying how to install it.
-pub fn ensure(stop: &StopSignal) -> anyhow::Result<Wrk> {
+/// saying how to install it. Its scripts go to `scripts`.
+pub fn ensure(scripts: PathBuf, stop: &StopSignal) -> Result<Wrk> {
     // `wrk -v` prints its version and exits non-zero.
     let version = || Command::new("wrk").arg("-v").output();
     let out = match version() {
         Err(err) if err.kind() == ErrorKind::NotFound && rustix::process::geteuid().is_root() => {
             println!("wrk is not installed: installing Debian's package (apt-get install wrk)...");
             for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "wrk"]] {
-                let mut child = Command::new("apt-get")
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .spawn()
-                    .context("wrk is not installed and apt-get cannot be run: install wrk")?;
+                let mut apt = Command::new("apt-get");
+                let apt = apt.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+                let cannot = "wrk is not installed and apt-get cannot be run: install wrk";
                 let what = format!("apt-get {}", args.join(" "));
-                wait_child(&mut child, &what, stop, Duration::from_secs(900))
-                    .context("install wrk by hand and run again")?;
+                let limit = Duration::from_secs(900);
+                let installed = wait_child(&mut apt.spawn().context(cannot)?, &what, stop, limit);
+                installed.context("install wrk by hand and run again")?;
             }
             version().context("apt-get installed wrk but it cannot be run")?
         }
@@ -52,12 +56,16 @@ pub fn ensure(stop: &StopSignal) -> anyhow::Result<Wrk> {
     let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
     let first_line = text.lines().next().unwrap_or("wrk");
     let version = first_line.split(" Copyright").next().unwrap_or(first_line);
-    Ok(Wrk(version.trim().to_owned()))
+    Ok(Wrk {
+        version: version.trim().to_owned(),
+        scripts,
+        stop: stop.clone(),
+    })
 }
 
 /// The Lua every script starts with: it counts non-2xx and full-price responses and prints
 /// [`MARKER`] and the run's figures as JSON when the run is done.
-pub const COUNTS: &str = include_str!("lua/counts.lua");
+const COUNTS: &str = include_str!("lua/counts.lua");
 
 /// wrk's threads for `connections`: 2 at most (the machine has few cores, and the services
 /// need them), and a divisor of `connections` so that wrk opens exactly that many.
@@ -66,33 +74,30 @@ pub fn threads_for(connections: u32) -> u32 {
 }
 
 impl Wrk {
-    /// Runs wrk with `script` on `url` and returns what its `done()` printed.
-    pub fn run(
-        &self,
-        script: &Path,
-        url: &str,
-        connections: u32,
-        duration: Duration,
-        stop: &StopSignal,
-    ) -> anyhow::Result<WrkStats> {
+    /// Writes the script `{name}.lua`: [`COUNTS`], then `requests` (what each request sends).
+    pub fn script(&self, name: &str, requests: &str) -> Result<PathBuf> {
+        let script = self.scripts.join(format!("{name}.lua"));
+        let written = std::fs::write(&script, [COUNTS, requests].concat());
+        written.with_context(|| format!("cannot write {}", script.display()))?;
+        Ok(script)
+    }
+
+    /// Runs wrk with `script` on `url`, `c` connections at a time for `secs` seconds, and
+    /// returns what its `done()` printed.
+    pub fn run(&self, script: &Path, url: &str, c: u32, secs: u64) -> Result<WrkStats> {
+        let (stop, duration) = (&self.stop, Duration::from_secs(secs.max(1)));
         let mut output = tempfile::tempfile().context("cannot make a file for wrk's output")?;
-        let mut child = Command::new("wrk")
-            .arg(format!("--threads={}", threads_for(connections)))
-            .arg(format!("--connections={connections}"))
-            .arg(format!("--duration={}s", duration.as_secs().max(1)))
-            .args(["--timeout=2s", "--script"])
-            .arg(script)
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(output.try_clone()?)
-            .stderr(output.try_clone()?)
-            .spawn()
-            .context("cannot run wrk")?;
-        let what = format!("wrk -c {connections}");
+        let (threads, secs) = (threads_for(c), duration.as_secs());
+        let mut wrk = Command::new("wrk");
+        wrk.args([format!("--threads={threads}"), format!("--connections={c}")]);
+        wrk.args([format!("--duration={secs}s"), "--timeout=2s".into()]);
+        wrk.arg("--script").arg(script).arg(url);
+        let (out, err) = (output.try_clone()?, output.try_clone()?);
+        let wrk = wrk.stdin(Stdio::null()).stdout(out).stderr(err).spawn();
+        let (mut child, what) = (wrk.context("cannot run wrk")?, format!("wrk -c {c}"));
         let done = wait_child(&mut child, &what, stop, duration + Duration::from_secs(30));
-        let mut out = String::new();
         output.rewind()?;
-        output.read_to_string(&mut out)?;
+        let out = std::io::read_to_string(&output)?;
         match done {
             // wrk's own words say why it failed; an interruption needs none.
             Err(err) if !stop.requested() => return Err(err.context(out)),
@@ -145,11 +150,9 @@ impl WrkStats {
 }
 
 /// Finds and parses the `done()` line in wrk's output.
-pub fn parse_output(output: &str) -> anyhow::Result<WrkStats> {
-    let line = output
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(MARKER))
-        .context("no result line from the script's done() hook")?;
+pub fn parse_output(output: &str) -> Result<WrkStats> {
+    let line = output.lines().find_map(|l| l.trim().strip_prefix(MARKER));
+    let line = line.context("no result line from the script's done() hook")?;
     serde_json::from_str(line).with_context(|| format!("cannot parse wrk's result line {line:?}"))
 }
 
@@ -157,32 +160,21 @@ pub fn parse_output(output: &str) -> anyhow::Result<WrkStats> {
 mod tests {
     use super::*;
 
-    const OUTPUT: &str = "Running 1s test @ http://127.0.0.1:40000/products
-  29000 requests in 1.00s, 12.00MB read
-XTASK_BENCH_JSON {\"requests\":29000,\"duration_us\":1001000,\"bytes\":12582912,\"p50_us\":1050,\"p90_us\":1400,\"p99_us\":2300,\"max_us\":9000,\"mean_us\":1100.5,\"errors\":{\"connect\":0,\"read\":1,\"write\":0,\"status\":2,\"timeout\":3},\"non2xx\":2,\"degraded\":4}
-";
-
     #[test]
-    fn parses_the_done_line_among_wrk_s_own_output() {
-        let stats = parse_output(OUTPUT).unwrap();
-        let (requests, p50_us, p99_us) = (stats.requests, stats.p50_us, stats.p99_us);
-        assert_eq!(
-            (requests, p50_us, p99_us, stats.errors.timeout),
-            (29000, 1050, 2300, 3)
-        );
+    fn parses_the_done_line_among_wrk_s_own_output_or_says_it_is_missing_or_broken() {
+        let output = "Running 1s test @ http://127.0.0.1:40000/products\n  29000 requests in 1.00s\n\
+            XTASK_BENCH_JSON {\"requests\":29000,\"duration_us\":1001000,\"bytes\":12582912,\
+            \"p50_us\":1050,\"p90_us\":1400,\"p99_us\":2300,\"max_us\":9000,\"mean_us\":1100.5,\
+            \"errors\":{\"connect\":0,\"read\":1,\"write\":0,\"status\":2,\"timeout\":3},\
+            \"non2xx\":2,\"degraded\":4}\n";
+        let stats = parse_output(output).unwrap();
+        insta::assert_debug_snapshot!(stats);
         assert!((stats.requests_per_sec() - 28971.03).abs() < 0.01);
         // read 1 + timeout 3 + non-2xx 2 (the 2 statuses above 399 are among them) + degraded 4
         assert_eq!(stats.total_errors(), 10);
-    }
-
-    #[test]
-    fn missing_or_broken_line_is_an_error() {
         assert!(parse_output("Running 1s test\n").is_err());
+        let threads = [1, 32, 128, 33].map(threads_for);
+        assert_eq!(threads, [1, 2, 2, 1], "divisors of the connections");
         assert!(parse_output("XTASK_BENCH_JSON {\"requests\":1}\n").is_err());
-    }
-
-    #[test]
-    fn threads_divide_connections() {
-        assert_eq!([1, 32, 128, 33].map(threads_for), [1, 2, 2, 1]);
     }
 }
