@@ -16,7 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // own (mutual-TLS) channel anyway.
     // Default stubs answer UNIMPLEMENTED for RPCs a server does not implement, so a server
     // (or a test double) written against an older contract keeps compiling as RPCs are added.
+    // The codec is the crate's own (`src/codec.rs`): prost's messages, encoded and decoded in
+    // one pass each.
     tonic_prost_build::configure()
+        .codec_path("crate::codec::ProtoCodec")
         .build_transport(false)
         .generate_default_stubs(true)
         .compile_fds(descriptors)?;

@@ -2,6 +2,8 @@
 //! JSON serialisation (all but the closing brace), made once when the product enters a
 //! snapshot. A response is assembled by copying these fragments, adding a `discount_value`
 //! where the customer gets one ([`render_json`]), instead of serialising every product anew.
+//! A `discount_value` is written from fixed text, its cents with `itoa`, and its `pct` (a
+//! float, which takes real work to print) formatted once per response and copied after that.
 
 use bytes::Bytes;
 
@@ -33,13 +35,20 @@ impl StoredProduct {
         self.tag
     }
 
-    /// Appends this product's JSON object, with `discount` if there is one.
-    pub fn write_json(&self, out: &mut Vec<u8>, discount: Option<DiscountView>) {
+    /// Appends this product's JSON object, with `discount` if there is one (its `pct` as
+    /// `pct` has it rendered).
+    pub fn write_json(&self, out: &mut Vec<u8>, discount: Option<DiscountView>, pct: &mut PctText) {
         out.extend_from_slice(self.json_head.as_bytes());
         if let Some(discount) = discount {
-            out.extend_from_slice(b",\"discount_value\":");
-            // Serialising a struct of two numbers into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, &discount);
+            out.extend_from_slice(b",\"discount_value\":{\"pct\":");
+            out.extend_from_slice(pct.of(discount.pct));
+            out.extend_from_slice(b",\"value_in_cents\":");
+            out.extend_from_slice(
+                itoa::Buffer::new()
+                    .format(discount.value_in_cents)
+                    .as_bytes(),
+            );
+            out.push(b'}');
         }
         out.push(b'}');
     }
@@ -47,6 +56,28 @@ impl StoredProduct {
     /// Upper bound of the JSON size without a discount, for buffer sizing.
     fn json_len(&self) -> usize {
         self.json_head.len() + 1
+    }
+}
+
+/// A discount's `pct` as JSON, formatted as serde_json formats an `f32`, and only when it
+/// differs from the last one (a response's discounts nearly always share theirs).
+#[derive(Debug, Default)]
+pub struct PctText {
+    /// The bits of the `pct` that `text` renders.
+    bits: Option<u32>,
+    text: Vec<u8>,
+}
+
+impl PctText {
+    /// `pct` as JSON.
+    pub fn of(&mut self, pct: f32) -> &[u8] {
+        if self.bits != Some(pct.to_bits()) {
+            self.text.clear();
+            // A float always serialises (a non-finite one as `null`, as serde_json writes it).
+            let _ = serde_json::to_writer(&mut self.text, &pct);
+            self.bits = Some(pct.to_bits());
+        }
+        &self.text
     }
 }
 
@@ -67,13 +98,14 @@ pub fn render_json(
         .map(|p| p.json_len() + 1 + extra)
         .sum::<usize>();
     let mut out = Vec::with_capacity(capacity);
+    let mut pct = PctText::default();
     out.push(b'[');
     for (i, product) in products.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         let discount = discounts.and_then(|d| d.get(i).copied().flatten());
-        product.write_json(&mut out, discount);
+        product.write_json(&mut out, discount, &mut pct);
     }
     out.push(b']');
     Bytes::from(out)
@@ -109,6 +141,36 @@ mod tests {
         let text = std::str::from_utf8(&json).unwrap();
         assert!(text.starts_with(r#"[{"id":1,"slug":"iphone-x","description":"64GB, black and iOS 12","price_in_cents":99999,"discount_value":{"pct":0.1,"value_in_cents":89999}},{"id":2,"#), "{text}");
         serde_json::from_str::<serde_json::Value>(text).unwrap();
+    }
+
+    #[test]
+    fn a_discount_is_written_as_serde_writes_it() {
+        let data = CatalogData::embedded_default();
+        let stored = stored(&data.products);
+        let mut pct = PctText::default();
+        for view in [
+            (0.1, 89_999),
+            (0.1, 0),
+            (0.25, i32::MAX),
+            (1.0, 7),
+            (0.0, -1),
+            (f32::MIN_POSITIVE, 1),
+            (0.1, 5),
+        ] {
+            let discount = DiscountView {
+                pct: view.0,
+                value_in_cents: view.1,
+            };
+            // What serialising the struct with serde_json gives, byte for byte.
+            let mut expected = serde_json::to_string(&data.products[0]).unwrap();
+            expected.pop();
+            expected.push_str(",\"discount_value\":");
+            expected.push_str(&serde_json::to_string(&discount).unwrap());
+            expected.push('}');
+            let mut ours = Vec::new();
+            stored[0].write_json(&mut ours, Some(discount), &mut pct);
+            assert_eq!(String::from_utf8(ours).unwrap(), expected);
+        }
     }
 
     #[test]

@@ -26,12 +26,17 @@ fn require_customer(customer: Option<Customer>) -> Result<Customer, Status> {
     customer.ok_or_else(|| Status::invalid_argument("customer is required"))
 }
 
-/// Applies the rule to one product; `field` names it in error messages (`product`,
-/// `products[3]`).
+/// The refusal of a negative price, naming its field (`products[3].price_in_cents`, ...).
+pub(crate) fn negative_price(field: impl std::fmt::Display, price: i32) -> Status {
+    Status::invalid_argument(format!("{field} must not be negative, got {price}"))
+}
+
+/// Applies the rule to one product; `field` names its price in an error
+/// (`product.price_in_cents`, `products[3].price_in_cents`) and is formatted only then.
 fn discount_product(
     customer: &Customer,
     mut product: Product,
-    field: &str,
+    field: impl FnOnce() -> String,
 ) -> Result<Product, Status> {
     match rule::discount_for(customer.id, product.price_in_cents) {
         Ok(Some(discount)) => {
@@ -43,9 +48,7 @@ fn discount_product(
         }
         // No discount: the product goes back exactly as it came.
         Ok(None) => Ok(product),
-        Err(RuleError::NegativePrice(price)) => Err(Status::invalid_argument(format!(
-            "{field}.price_in_cents must not be negative, got {price}"
-        ))),
+        Err(RuleError::NegativePrice(price)) => Err(negative_price(field(), price)),
     }
 }
 
@@ -54,7 +57,7 @@ pub fn apply_one(request: DiscountRequest) -> Result<DiscountResponse, Status> {
     let DiscountRequest { customer, product } = request;
     let customer = require_customer(customer)?;
     let product = product.ok_or_else(|| Status::invalid_argument("product is required"))?;
-    let product = discount_product(&customer, product, "product")?;
+    let product = discount_product(&customer, product, || "product.price_in_cents".into())?;
     Ok(DiscountResponse {
         product: Some(product),
     })
@@ -73,7 +76,11 @@ pub fn apply_batch(request: BatchDiscountRequest) -> Result<BatchDiscountRespons
     let products = products
         .into_iter()
         .enumerate()
-        .map(|(i, product)| discount_product(&customer, product, &format!("products[{i}]")))
+        .map(|(i, product)| {
+            discount_product(&customer, product, || {
+                format!("products[{i}].price_in_cents")
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(BatchDiscountResponse { products })
 }

@@ -14,7 +14,12 @@ use tonic::Status;
 pub const CATALOG_IDENTITY: &str = "spiffe://shop.local/catalog";
 
 /// The RPCs an allow-list rule may name (`*` stands for all of them).
-pub const RPCS: [&str; 3] = ["ApplyDiscount", "ApplyDiscountBatch", "ApplyDiscountGroups"];
+pub const RPCS: [&str; 4] = [
+    "ApplyDiscount",
+    "ApplyDiscountBatch",
+    "ApplyDiscountGroups",
+    "ApplyDiscountPrices",
+];
 
 /// Which identities may call which RPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +30,7 @@ pub struct AllowList {
 /// A rule that cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid --allow rule {rule:?}: {reason} (expected RPC=IDENTITY[,IDENTITY...], RPC being one of ApplyDiscount, ApplyDiscountBatch, ApplyDiscountGroups or *)"
+    "invalid --allow rule {rule:?}: {reason} (expected RPC=IDENTITY[,IDENTITY...], RPC being one of ApplyDiscount, ApplyDiscountBatch, ApplyDiscountGroups, ApplyDiscountPrices or *)"
 )]
 pub struct RuleError {
     rule: String,

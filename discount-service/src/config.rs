@@ -47,8 +47,8 @@ pub struct Cli {
     pub listen: SocketAddr,
 
     /// Who may call what: `RPC=IDENTITY[,IDENTITY...]`, RPC being ApplyDiscount,
-    /// ApplyDiscountBatch, ApplyDiscountGroups or * (repeatable; in the variable, separate rules
-    /// with ';').
+    /// ApplyDiscountBatch, ApplyDiscountGroups, ApplyDiscountPrices or * (repeatable; in the
+    /// variable, separate rules with ';').
     #[arg(
         long = "allow",
         env = "DISCOUNT_ALLOW",

@@ -5,7 +5,8 @@
 //! - [`authz`]: the allow-list of caller identities per RPC.
 //! - [`rule`]: the business rule as a pure function over `rust_decimal` (no I/O, no gRPC).
 //! - [`apply`]: the RPCs' work once the caller is allowed: input checks, the rule applied to
-//!   each product (or group of products), the answer.
+//!   each product (or group of products), the answer; [`prices`]: the same for the compact
+//!   `ApplyDiscountPrices`, Catalog's RPC.
 //! - [`service`]: the `ecommerce.Discount` handlers: authorization, then [`apply`], then the
 //!   access-log line and metrics of each RPC.
 //! - [`server`]: serves the handlers on an already-bound listener through rustls, until a
@@ -23,6 +24,7 @@ pub mod authz;
 pub mod config;
 pub mod limits;
 pub mod metric_descriptions;
+pub mod prices;
 pub mod rule;
 pub mod server;
 pub mod service;

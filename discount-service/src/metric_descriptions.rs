@@ -36,8 +36,8 @@ pub const METRICS: &[Description] = &[
         name: "discount_groups_per_rpc",
         kind: Kind::Histogram,
         unit: Unit::Count,
-        help: "Groups (coalesced Catalog requests) each successful ApplyDiscountGroups RPC \
-               carried; no labels.",
+        help: "Groups (coalesced Catalog requests) each successful ApplyDiscountPrices or \
+               ApplyDiscountGroups RPC carried; no labels.",
     },
     Description {
         name: "discount_authz_denied_total",

@@ -1,9 +1,11 @@
 //! The discount rule, as pure functions over decimal arithmetic.
 //!
 //! Customer 1 gets 10% off every product priced above zero. The original system computed
-//! `price / 100`, took 10% off, multiplied by 100 and truncated to whole cents; doing the same
-//! in `rust_decimal` (exact base-10 arithmetic) gives the same cents for every price, where
-//! binary floating point would not (e.g. 0.1 has no exact `f64`).
+//! `price / 100`, took 10% off, multiplied by 100 and truncated to whole cents. In exact
+//! base-10 arithmetic (`rust_decimal`) the division and the multiplication by 100 cancel, so
+//! that is the price in cents times 0.9, truncated: one multiplication per product, which gives
+//! the same cents for every price, where binary floating point would not (0.1 and 0.9 have no
+//! exact `f64`).
 
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
@@ -13,6 +15,9 @@ pub const ELIGIBLE_CUSTOMER_ID: i32 = 1;
 
 /// The discount as a fraction (10%), exactly.
 pub const DISCOUNT_RATE: Decimal = Decimal::from_parts(1, 0, 0, false, 1);
+
+/// The share of the price the customer pays: `1 - DISCOUNT_RATE` (0.9), exactly.
+pub const KEPT_RATE: Decimal = Decimal::from_parts(9, 0, 0, false, 1);
 
 /// The discount as it travels on the wire (`DiscountValue.pct` is a `float`).
 pub const DISCOUNT_PCT: f32 = 0.1;
@@ -51,14 +56,13 @@ pub fn discount_for(customer_id: i32, price_in_cents: i32) -> Result<Option<Disc
 
 /// The price after the 10% discount, truncated to whole cents, for a non-negative price.
 ///
-/// Follows the original computation step by step: cents to currency units, minus 10%, back to
-/// cents, truncate.
+/// `price × 0.9` is exact in decimal (a scale-1 product of two exact values, no rescaling), and
+/// converting it to an integer truncates toward zero: the original's cents, with no further
+/// arithmetic (`matches_the_original_computation` checks it against the original's steps).
 pub fn discounted_cents(price_in_cents: i32) -> i32 {
-    let price = Decimal::new(i64::from(price_in_cents), 2);
-    let discounted = price - price * DISCOUNT_RATE;
-    let cents = (discounted * Decimal::ONE_HUNDRED).trunc();
-    // For 0 <= price <= i32::MAX the result lies in 0..=price, so it always fits an i32; the
-    // fallback keeps this total for negative input too (truncation toward zero also fits).
+    let cents = Decimal::from(price_in_cents) * KEPT_RATE;
+    // `to_i32` truncates toward zero. For 0 <= price <= i32::MAX the result lies in 0..=price,
+    // so it always fits an i32; the fallback keeps this total for negative input too.
     cents.to_i32().unwrap_or(price_in_cents)
 }
 
@@ -114,8 +118,18 @@ mod tests {
     }
 
     #[test]
-    fn rate_is_exactly_one_tenth() {
+    fn rate_is_exactly_one_tenth_and_the_rest_is_kept() {
         assert_eq!(DISCOUNT_RATE.to_string(), "0.1");
+        assert_eq!(KEPT_RATE, Decimal::ONE - DISCOUNT_RATE);
+    }
+
+    /// The original's steps, in decimal: cents to currency units, minus 10%, back to cents,
+    /// truncated.
+    fn original_steps(price_in_cents: i32) -> i32 {
+        let price = Decimal::new(i64::from(price_in_cents), 2);
+        let discounted = price - price * DISCOUNT_RATE;
+        let cents = (discounted * Decimal::ONE_HUNDRED).trunc();
+        cents.to_i32().expect("fits")
     }
 
     proptest! {
@@ -124,6 +138,11 @@ mod tests {
         fn matches_integer_formula_over_all_non_negative_prices(price in 0..=i32::MAX) {
             let expected = i64::from(price) * 9 / 10;
             prop_assert_eq!(i64::from(discounted_cents(price)), expected);
+        }
+
+        #[test]
+        fn matches_the_original_computation(price in 0..=i32::MAX) {
+            prop_assert_eq!(discounted_cents(price), original_steps(price));
         }
 
         #[test]

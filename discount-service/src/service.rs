@@ -8,7 +8,7 @@ use std::time::Instant;
 use ecommerce_proto::pb::discount_server::Discount;
 use ecommerce_proto::pb::{
     BatchDiscountRequest, BatchDiscountResponse, DiscountGroupsRequest, DiscountGroupsResponse,
-    DiscountRequest, DiscountResponse,
+    DiscountRequest, DiscountResponse, PricesRequest, PricesResponse,
 };
 use mtls::PeerInfo;
 use service_runtime::otel::{KeyValue, Span, SpanKind, Tracer};
@@ -19,6 +19,7 @@ pub use crate::apply::{
     MAX_BATCH_PRODUCTS, MAX_GROUPS, MAX_GROUPS_PRODUCTS, apply_batch, apply_groups, apply_one,
 };
 use crate::authz::AllowList;
+pub use crate::prices::apply_prices;
 
 /// The Discount service: who may call it ([`AllowList`]) and the rule, which needs nothing
 /// but the request.
@@ -237,6 +238,30 @@ impl Discount for DiscountService {
                 (groups, products.sum())
             });
             apply_groups(request.into_inner())
+        });
+        if result.is_ok() {
+            metrics::histogram!("discount_groups_per_rpc").record(groups as f64);
+        }
+        log.finish(&result);
+        result.map(Response::new)
+    }
+
+    async fn apply_discount_prices(
+        &self,
+        request: Request<PricesRequest>,
+    ) -> Result<Response<PricesResponse>, Status> {
+        let log = RpcLog::start(&self.tracer, "ApplyDiscountPrices", &request);
+        let groups = request.get_ref().groups.len();
+        let result = self.authorize(&log).and_then(|()| {
+            let _rule = log.rule_span(|| {
+                let products = request
+                    .get_ref()
+                    .groups
+                    .iter()
+                    .map(crate::prices::group_size);
+                (groups, products.sum())
+            });
+            apply_prices(request.into_inner())
         });
         if result.is_ok() {
             metrics::histogram!("discount_groups_per_rpc").record(groups as f64);

@@ -6,6 +6,8 @@
 //! third-party client needs only this crate (prost and tonic's codegen), not the services' TLS
 //! or runtime.
 
+pub mod codec;
+
 /// Generated from `proto/ecommerce.proto` (package `ecommerce`).
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
 pub mod pb {

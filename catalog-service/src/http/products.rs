@@ -17,7 +17,7 @@ use super::response::{ApiError, DISCOUNT_UNAVAILABLE_HEADER, DiscountUnavailable
 use super::state::AppState;
 use crate::catalog::{DiscountView, PriceTag};
 use crate::openapi::{ErrorDoc, ProductDoc};
-use crate::rendered::{StoredProduct, render_json};
+use crate::rendered::{PctText, StoredProduct, render_json};
 use crate::snapshot::Snapshot;
 use service_runtime::otel::Parent;
 
@@ -134,6 +134,7 @@ async fn priced(
                 product.write_json(
                     &mut out,
                     discounts.and_then(|d| d.first().copied().flatten()),
+                    &mut PctText::default(),
                 );
                 Bytes::from(out)
             }
