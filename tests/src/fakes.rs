@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ecommerce_proto::pb::discount_server::{Discount, DiscountServer as GrpcDiscountServer};
 use ecommerce_proto::pb::{
     BatchDiscountRequest, BatchDiscountResponse, DiscountGroupsRequest, DiscountGroupsResponse,
-    DiscountRequest, DiscountResponse,
+    DiscountRequest, DiscountResponse, PricesRequest, PricesResponse,
 };
 use mtls::Reloadable;
 use pki::ServicePki;
@@ -32,12 +32,13 @@ pub struct CountingDiscount {
     pub unary_calls: Arc<AtomicUsize>,
     /// `ApplyDiscountBatch` calls received.
     pub batch_calls: Arc<AtomicUsize>,
-    /// Answer the groups RPC with `UNIMPLEMENTED`.
+    /// Answer the groups RPCs with `UNIMPLEMENTED`.
     pub without_groups: bool,
-    /// Answer the groups RPC with `PERMISSION_DENIED` (an allow-list that names only the
+    /// Answer the groups RPCs with `PERMISSION_DENIED` (an allow-list that names only the
     /// older RPCs).
     pub deny_groups: bool,
-    /// The number of groups in each `ApplyDiscountGroups` call received, in arrival order.
+    /// The number of groups in each groups RPC received (`ApplyDiscountPrices`, what Catalog
+    /// sends, or `ApplyDiscountGroups`), in arrival order.
     pub group_sizes: Arc<std::sync::Mutex<Vec<usize>>>,
     /// When set, every discount RPC waits for a permit before answering (and uses it up):
     /// the test lets answers go one by one with `add_permits`.
@@ -112,7 +113,7 @@ impl CountingDiscount {
         }
     }
 
-    /// A server with `ApplyDiscount` and `ApplyDiscountBatch`, but not `ApplyDiscountGroups`.
+    /// A server with `ApplyDiscount` and `ApplyDiscountBatch`, but neither groups RPC.
     pub fn without_groups() -> Self {
         Self {
             without_groups: true,
@@ -182,6 +183,27 @@ impl Discount for CountingDiscount {
         self.hang_if_asked().await;
         self.products_asked.fetch_add(products, Ordering::SeqCst);
         discount_service::service::apply_groups(request.into_inner()).map(Response::new)
+    }
+
+    async fn apply_discount_prices(
+        &self,
+        request: Request<PricesRequest>,
+    ) -> Result<Response<PricesResponse>, Status> {
+        if self.original_style || self.without_groups {
+            return Err(Status::unimplemented("unknown method ApplyDiscountPrices"));
+        }
+        if self.deny_groups {
+            return Err(Status::permission_denied(
+                "spiffe://shop.local/catalog may not call ApplyDiscountPrices",
+            ));
+        }
+        self.record(&request);
+        let groups = &request.get_ref().groups;
+        self.group_sizes.lock().unwrap().push(groups.len());
+        let products: usize = groups.iter().map(|group| group.product_ids.len()).sum();
+        self.hang_if_asked().await;
+        self.products_asked.fetch_add(products, Ordering::SeqCst);
+        discount_service::service::apply_prices(request.into_inner()).map(Response::new)
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tonic::{Code, Status};
 
 use super::retry::{self, Origin};
+use super::wire::{Reply, to_batch};
 use crate::balancer::Replicas;
 
 /// How long Catalog uses per-product calls after Discount said it has no batch RPC, before it
@@ -92,14 +93,16 @@ impl Calls {
         &self.replicas
     }
 
-    /// Discount's answer for `group`'s products (same order), within `deadline`: one
-    /// `ApplyDiscountBatch`, or per-product calls where Discount has no batch RPC.
+    /// Discount's answer for `group`'s products (same order), within `deadline`, from a
+    /// Discount without `ApplyDiscountPrices`: one `ApplyDiscountBatch`, or per-product calls
+    /// where Discount has no batch RPC either.
     pub(super) async fn one_group(
         &self,
-        group: pb::BatchDiscountRequest,
+        group: &pb::PriceGroup,
         origin: Origin<'_>,
         deadline: tokio::time::Instant,
-    ) -> Result<Vec<pb::Product>, Status> {
+    ) -> Result<Reply, Status> {
+        let group = to_batch(group);
         if self.batch.is_on() {
             match self.batch_rpc(&group, origin, deadline).await {
                 Err(status) if status.code() == Code::Unimplemented => {
@@ -109,10 +112,12 @@ impl Calls {
                          using concurrent ApplyDiscount calls"
                     );
                 }
-                answer => return answer,
+                answer => return answer.map(Reply::Products),
             }
         }
-        self.one_by_one(group, origin, deadline).await
+        self.one_by_one(group, origin, deadline)
+            .await
+            .map(Reply::Products)
     }
 
     async fn batch_rpc(

@@ -1,13 +1,15 @@
 //! Coalesced sending: each request either sends its own RPC at once or waits in the
 //! [`Coalescer`]'s queue, and whoever frees a slot sends everything queued as one
-//! `ApplyDiscountGroups` RPC (one group per HTTP request), handing each request its own answer.
+//! `ApplyDiscountPrices` RPC (one group per HTTP request), handing each request its own answer.
+//! A request that goes out at once is an `ApplyDiscountPrices` of one group: one RPC, one
+//! message shape, whatever the load.
 //!
 //! Every request keeps its own deadline: it stops waiting when its deadline passes, while the
-//! RPC goes on for the others. A Discount that refuses `ApplyDiscountGroups` (`UNIMPLEMENTED`,
-//! or `PERMISSION_DENIED` from an allow-list naming only the older RPCs) gets each group on its
-//! own instead, as [`Calls::one_group`] sends it, and the groups RPC is tried again after
-//! [`GROUPS_RETRY_AFTER`]; a batch refused as too large is sent group by group the same way,
-//! and a batch of one always goes on its own.
+//! RPC goes on for the others. A Discount that refuses `ApplyDiscountPrices` (`UNIMPLEMENTED`
+//! from a server built before it, or `PERMISSION_DENIED` from an allow-list naming only the
+//! older RPCs) gets each group on its own instead, as [`Calls::one_group`] sends it, and the
+//! RPC is tried again after [`PRICES_RETRY_AFTER`]; a batch refused as too large is sent group
+//! by group the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +24,17 @@ use service_runtime::otel::{KeyValue, Parent, SpanKind};
 use super::calls::{Calls, OffSwitch};
 use super::coalesce::{Admission, CoalesceSettings, Coalescer};
 use super::retry::{self, Origin};
+use super::wire::Reply;
 
-/// How long Catalog sends queued requests one by one after Discount said it has no groups
-/// RPC, before it tries the groups RPC again.
-pub const GROUPS_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// How long Catalog sends each request on its own after Discount said it has no
+/// `ApplyDiscountPrices` (or may not be asked it), before it tries that RPC again.
+pub const PRICES_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-type Answer = Result<Vec<pb::Product>, Status>;
+type Answer = Result<Reply, Status>;
+
+/// Groups Discount would not take in one `ApplyDiscountPrices`, handed back to be sent on
+/// their own.
+struct Refused(Vec<pb::PriceGroup>);
 
 /// When a batch is sent request by request (to a server without the groups RPC), at most this
 /// many of those RPCs are in flight at once for one batch.
@@ -36,7 +43,7 @@ const EACH_ON_ITS_OWN_AT_ONCE: usize = 8;
 /// A request waiting for a coalesced RPC.
 #[derive(Debug)]
 struct Queued {
-    group: pb::BatchDiscountRequest,
+    group: pb::PriceGroup,
     request_id: http::HeaderValue,
     deadline: tokio::time::Instant,
     reply: oneshot::Sender<Answer>,
@@ -51,7 +58,8 @@ struct Queued {
 #[derive(Debug)]
 pub(super) struct Coalesced {
     calls: Calls,
-    groups: OffSwitch,
+    /// Whether `ApplyDiscountPrices` is tried.
+    prices: OffSwitch,
     coalescer: Coalescer<Queued>,
 }
 
@@ -59,7 +67,7 @@ impl Coalesced {
     pub(super) fn new(calls: Calls, settings: CoalesceSettings) -> Arc<Self> {
         Arc::new(Self {
             calls,
-            groups: OffSwitch::new(),
+            prices: OffSwitch::new(),
             coalescer: Coalescer::new(settings),
         })
     }
@@ -77,7 +85,7 @@ impl Coalesced {
     /// with `RESOURCE_EXHAUSTED`. The RPC's spans join `parent`'s trace.
     pub(super) async fn submit(
         self: &Arc<Self>,
-        group: pb::BatchDiscountRequest,
+        group: pb::PriceGroup,
         request_id: &http::HeaderValue,
         deadline: tokio::time::Instant,
         parent: &Parent,
@@ -106,7 +114,7 @@ impl Coalesced {
                     parent,
                     links: &[],
                 };
-                self.calls.one_group(group, origin, deadline).await
+                self.on_its_own(group, origin, deadline).await
             }
             (Admission::Queued, _, Some(answer)) => {
                 match tokio::time::timeout_at(deadline, answer).await {
@@ -144,7 +152,7 @@ impl Coalesced {
                 });
             }
         }
-        if batch.len() == 1 || !self.groups.is_on() {
+        if !self.prices.is_on() {
             self.each_on_its_own(batch).await;
             return;
         }
@@ -178,58 +186,19 @@ impl Coalesced {
                 queued.parent,
             ));
         }
-        metrics::histogram!("catalog_discount_requests_per_rpc").record(groups.len() as f64);
-        let message = pb::DiscountGroupsRequest { groups };
         let origin = Origin {
             request_id: &request_id,
             parent: &leader,
             links: &links,
         };
-        let method = "ApplyDiscountGroups";
-        let answer = retry::call(
-            self.calls.replicas(),
-            deadline,
-            method,
-            origin,
-            |mut client, stamp| {
-                let request = stamp.request(message.clone());
-                async move { Ok(client.apply_discount_groups(request).await?.into_inner()) }
-            },
-        )
-        .await;
-        match answer {
-            Ok(response) if response.results.len() == waiting.len() => {
-                for ((reply, ..), result) in waiting.into_iter().zip(response.results) {
-                    let _ = reply.send(group_answer(result));
+        match self.prices_rpc(groups, origin, deadline).await {
+            Ok(answers) => {
+                for ((reply, ..), answer) in waiting.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
                 }
             }
-            Ok(response) => {
-                // Results are matched to requests by position: with a count that does not
-                // match, no position can be trusted, and no request gets someone else's prices.
-                let status = Status::internal(format!(
-                    "ApplyDiscountGroups answered {} groups for {} sent",
-                    response.results.len(),
-                    waiting.len()
-                ));
-                for (reply, ..) in waiting {
-                    let _ = reply.send(Err(status.clone()));
-                }
-            }
-            Err(status) if refuses_the_rpc(&status) => {
-                // An older server (UNIMPLEMENTED), an allow-list that names the older RPCs but
-                // not this one (PERMISSION_DENIED), or a batch too large for this server: every
-                // request still gets its discount, each on its own.
-                if matches!(status.code(), Code::Unimplemented | Code::PermissionDenied) {
-                    self.groups.turn_off_for(GROUPS_RETRY_AFTER);
-                }
-                tracing::info!(
-                    code = ?status.code(),
-                    "Discount refused ApplyDiscountGroups ({}); sending each request's \
-                     discounts on their own",
-                    status.message()
-                );
-                let batch = message
-                    .groups
+            Err(Refused(groups)) => {
+                let batch = groups
                     .into_iter()
                     .zip(waiting)
                     .map(|(group, (reply, request_id, deadline, parent))| Queued {
@@ -243,11 +212,81 @@ impl Coalesced {
                     .collect();
                 self.each_on_its_own(batch).await;
             }
-            Err(status) => {
-                for (reply, ..) in waiting {
-                    let _ = reply.send(Err(status.clone()));
-                }
+        }
+    }
+
+    /// One request's group sent at once: an `ApplyDiscountPrices` of one group, or, from a
+    /// Discount without it, the older RPCs.
+    async fn on_its_own(
+        &self,
+        group: pb::PriceGroup,
+        origin: Origin<'_>,
+        deadline: tokio::time::Instant,
+    ) -> Answer {
+        if !self.prices.is_on() {
+            return self.calls.one_group(&group, origin, deadline).await;
+        }
+        match self.prices_rpc(vec![group], origin, deadline).await {
+            Ok(mut answers) => answers
+                .pop()
+                .unwrap_or_else(|| Err(Status::internal("no answer for the group sent"))),
+            Err(Refused(groups)) => match groups.first() {
+                Some(group) => self.calls.one_group(group, origin, deadline).await,
+                None => Err(Status::internal("the group sent was lost")),
+            },
+        }
+    }
+
+    /// One `ApplyDiscountPrices` carrying `groups`: each group's answer, in order (the RPC's
+    /// error for each, if it failed), or [`Refused`] when Discount turned the RPC down in a way
+    /// that says nothing about the groups in it.
+    async fn prices_rpc(
+        &self,
+        groups: Vec<pb::PriceGroup>,
+        origin: Origin<'_>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Answer>, Refused> {
+        let sent = groups.len();
+        metrics::histogram!("catalog_discount_requests_per_rpc").record(sent as f64);
+        let message = pb::PricesRequest { groups };
+        let answer = retry::call(
+            self.calls.replicas(),
+            deadline,
+            "ApplyDiscountPrices",
+            origin,
+            |mut client, stamp| {
+                let request = stamp.request(message.clone());
+                async move { Ok(client.apply_discount_prices(request).await?.into_inner()) }
+            },
+        )
+        .await;
+        let every = |status: Status| (0..sent).map(|_| Err(status.clone())).collect();
+        match answer {
+            Ok(response) if response.results.len() == sent => {
+                Ok(response.results.into_iter().map(group_answer).collect())
             }
+            // Results are matched to requests by position: with a count that does not match,
+            // no position can be trusted, and no request gets someone else's prices.
+            Ok(response) => Ok(every(Status::internal(format!(
+                "ApplyDiscountPrices answered {} groups for {sent} sent",
+                response.results.len(),
+            )))),
+            Err(status) if refuses_the_rpc(&status) => {
+                // A server from before this RPC (UNIMPLEMENTED), an allow-list that names the
+                // older RPCs but not this one (PERMISSION_DENIED), or a batch too large for
+                // this server: every request still gets its discount, each on its own.
+                if matches!(status.code(), Code::Unimplemented | Code::PermissionDenied) {
+                    self.prices.turn_off_for(PRICES_RETRY_AFTER);
+                }
+                tracing::info!(
+                    code = ?status.code(),
+                    "Discount refused ApplyDiscountPrices ({}); sending each request's \
+                     discounts on their own",
+                    status.message()
+                );
+                Err(Refused(message.groups))
+            }
+            Err(status) => Ok(every(status)),
         }
     }
 
@@ -263,7 +302,7 @@ impl Coalesced {
                 };
                 let answer = self
                     .calls
-                    .one_group(queued.group, origin, queued.deadline)
+                    .one_group(&queued.group, origin, queued.deadline)
                     .await;
                 let _ = queued.reply.send(answer);
             })
@@ -271,7 +310,7 @@ impl Coalesced {
     }
 }
 
-/// Whether a refusal of a whole `ApplyDiscountGroups` says nothing about the requests in it,
+/// Whether a refusal of a whole `ApplyDiscountPrices` says nothing about the requests in it,
 /// so each can still be sent on its own.
 fn refuses_the_rpc(status: &Status) -> bool {
     matches!(
@@ -285,13 +324,13 @@ fn refuses_the_rpc(status: &Status) -> bool {
 }
 
 /// One group's part of the answer: its products, or its own error.
-fn group_answer(result: pb::DiscountGroupResult) -> Answer {
+fn group_answer(result: pb::PricesResult) -> Answer {
     match result.result {
-        Some(pb::discount_group_result::Result::Discounted(batch)) => Ok(batch.products),
-        Some(pb::discount_group_result::Result::Error(error)) => {
+        Some(pb::prices_result::Result::Discounted(discounts)) => Ok(Reply::Discounts(discounts)),
+        Some(pb::prices_result::Result::Error(error)) => {
             Err(Status::new(Code::from(error.code), error.message))
         }
-        None => Err(Status::internal("ApplyDiscountGroups left a group empty")),
+        None => Err(Status::internal("ApplyDiscountPrices left a group empty")),
     }
 }
 
@@ -364,7 +403,7 @@ impl Drop for Held {
 
 /// A queued request's weight against the batch's product budget.
 fn products(queued: &Queued) -> usize {
-    queued.group.products.len()
+    queued.group.product_ids.len()
 }
 
 fn is_waiting(queued: &Queued) -> bool {

@@ -8,10 +8,12 @@
 //!   `Channel`: the same connection handling without the `Channel`'s request buffer, a task
 //!   hand-off per RPC that showed up in the profile under load.
 //! - **Coalescing** (group commit): at most [`CoalesceSettings::rpcs_in_flight`] RPCs are in
-//!   flight. A request that finds one free sends its own `ApplyDiscountBatch` at once; requests
-//!   arriving while all are busy queue, and the next free slot sends them all as one
-//!   `ApplyDiscountGroups` (a lone one as its own `ApplyDiscountBatch`). At low load nothing waits; under load the fixed cost of an RPC is
-//!   shared by every request in it. The queue is bounded: a full queue is full prices at once.
+//!   flight. A request that finds one free sends its own `ApplyDiscountPrices` (one group) at
+//!   once; requests arriving while all are busy queue, and the next free slot sends them all
+//!   as one `ApplyDiscountPrices`, a group per request. At low load nothing waits; under load
+//!   the fixed cost of an RPC is shared by every request in it. The queue is bounded: a full
+//!   queue is full prices at once. Each product travels as its id and price, each answer as
+//!   its discount: a few bytes per product.
 //! - A Discount built from an older proto gets what it knows: each request on its own
 //!   (`ApplyDiscountBatch`), or one `ApplyDiscount` per product, bounded per request and
 //!   overall ([`FallbackSettings`]); the newer RPCs are tried again after a minute.
@@ -34,7 +36,6 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ecommerce_proto::pb;
 use mtls::Reloadable;
 use service_runtime::otel::{KeyValue, Parent, SpanKind};
 
@@ -42,12 +43,12 @@ use crate::balancer::{ReplicaSettings, Replicas};
 use crate::catalog::{Customer, DiscountView, PriceTag};
 use calls::Calls;
 use groups::Coalesced;
-use wire::{extract, to_pb};
+use wire::{extract, to_group};
 
 pub use calls::{BATCH_RETRY_AFTER, FallbackSettings};
 pub use coalesce::CoalesceSettings;
 pub use failure::DiscountFailure;
-pub use groups::GROUPS_RETRY_AFTER;
+pub use groups::PRICES_RETRY_AFTER;
 
 // The address type and the set-up error belong to the balancer, which is set up from them;
 // they are part of this client's settings and errors too, so they can be named from here.
@@ -158,14 +159,7 @@ impl DiscountGateway {
         request_id: &http::HeaderValue,
         parent: &Parent,
     ) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
-        let group = pb::BatchDiscountRequest {
-            customer: Some(pb::Customer {
-                id: customer.id,
-                first_name: customer.first_name.clone(),
-                last_name: customer.last_name.clone(),
-            }),
-            products: products.iter().map(to_pb).collect(),
-        };
+        let group = to_group(customer.id, products);
         // One deadline for everything, waiting and retries included. The last attempt's timer
         // ends at this very instant, so it always fires (and takes a silent replica out)
         // before the overall timeout below could cut the work off.

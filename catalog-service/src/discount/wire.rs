@@ -1,6 +1,6 @@
 //! What goes over the wire to Discount and back: requests that carry Catalog's deadline, the
-//! request id and the trace context, products reduced to id and price, and answers checked and reduced to the
-//! discounts.
+//! request id and the trace context, products reduced to id and price, and answers checked and
+//! reduced to the discounts.
 
 use std::time::Duration;
 
@@ -42,21 +42,93 @@ impl Stamp<'_> {
     }
 }
 
-/// What Discount is sent about a product: its id and price. Slug and description stay empty
-/// (valid proto3, and the rule ignores them): Catalog takes only `discount_value` from the
-/// answer, so sending them would only double the bytes on the wire.
-pub(super) fn to_pb(product: &PriceTag) -> pb::Product {
-    pb::Product {
-        id: product.id,
-        price_in_cents: product.price_in_cents,
-        ..pb::Product::default()
+/// A group's answer, as the RPC that carried it gave it.
+#[derive(Debug)]
+pub(super) enum Reply {
+    /// `ApplyDiscountPrices`: the discounts alone.
+    Discounts(pb::Discounts),
+    /// The older RPCs (`ApplyDiscountBatch`, `ApplyDiscount`): the products back, discounted.
+    Products(Vec<pb::Product>),
+}
+
+/// What Discount is sent for one request: the customer's id and, of each product, its id and
+/// price (Discount needs nothing else, and Catalog takes only the discounts back).
+pub(super) fn to_group(customer_id: i32, products: &[PriceTag]) -> pb::PriceGroup {
+    pb::PriceGroup {
+        customer_id,
+        product_ids: products.iter().map(|p| p.id).collect(),
+        prices_in_cents: products.iter().map(|p| p.price_in_cents).collect(),
     }
 }
 
-/// Takes only the discounts from Discount's answer, after checking that it answers for exactly
-/// the products asked about, in order, with plausible prices. Catalog stays the source of truth
-/// for everything else about a product.
+/// `group` as the older RPCs take it: slug and description stay empty (valid proto3, and the
+/// rule ignores them), and so do the customer's names.
+pub(super) fn to_batch(group: &pb::PriceGroup) -> pb::BatchDiscountRequest {
+    pb::BatchDiscountRequest {
+        customer: Some(pb::Customer {
+            id: group.customer_id,
+            ..pb::Customer::default()
+        }),
+        products: group
+            .product_ids
+            .iter()
+            .zip(&group.prices_in_cents)
+            .map(|(&id, &price_in_cents)| pb::Product {
+                id,
+                price_in_cents,
+                ..pb::Product::default()
+            })
+            .collect(),
+    }
+}
+
+/// Takes the discounts from Discount's answer, after checking that it answers for exactly the
+/// products asked about, in order, with plausible values. Catalog stays the source of truth for
+/// everything else about a product.
 pub(super) fn extract(
+    asked: &[PriceTag],
+    reply: Reply,
+) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
+    match reply {
+        Reply::Discounts(discounts) => from_discounts(asked, discounts),
+        Reply::Products(products) => from_products(asked, products),
+    }
+}
+
+fn from_discounts(
+    asked: &[PriceTag],
+    discounts: pb::Discounts,
+) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
+    let pb::Discounts {
+        pct,
+        value_in_cents,
+    } = discounts;
+    if pct.is_empty() && value_in_cents.is_empty() {
+        return Ok(vec![None; asked.len()]);
+    }
+    if pct.len() != asked.len() || value_in_cents.len() != asked.len() {
+        return Err(DiscountFailure::BadResponse(format!(
+            "{} discounts and {} values back for {} products sent",
+            pct.len(),
+            value_in_cents.len(),
+            asked.len()
+        )));
+    }
+    asked
+        .iter()
+        .zip(pct.into_iter().zip(value_in_cents))
+        .map(|(asked, (pct, value_in_cents))| {
+            // A pct of 0 is no discount: the value is the price, and not shown.
+            let discount = pb::DiscountValue {
+                pct,
+                value_in_cents,
+            };
+            checked(asked, (pct != 0.0).then_some(discount))
+        })
+        .collect()
+}
+
+fn from_products(
     asked: &[PriceTag],
     answer: Vec<pb::Product>,
 ) -> Result<Vec<Option<DiscountView>>, DiscountFailure> {
@@ -77,24 +149,33 @@ pub(super) fn extract(
                     asked.id, got.id
                 )));
             }
-            match got.discount_value {
-                None => Ok(None),
-                Some(d)
-                    if (0..=asked.price_in_cents).contains(&d.value_in_cents)
-                        && (0.0..=1.0).contains(&d.pct) =>
-                {
-                    Ok(Some(DiscountView {
-                        pct: d.pct,
-                        value_in_cents: d.value_in_cents,
-                    }))
-                }
-                Some(d) => Err(DiscountFailure::BadResponse(format!(
-                    "product {} discounted to {} cents from {}",
-                    asked.id, d.value_in_cents, asked.price_in_cents
-                ))),
-            }
+            checked(asked, got.discount_value)
         })
         .collect()
+}
+
+/// A discount for `asked`, if it is one: a fraction between 0 and 1 and a value between 0
+/// and the price.
+fn checked(
+    asked: &PriceTag,
+    discount: Option<pb::DiscountValue>,
+) -> Result<Option<DiscountView>, DiscountFailure> {
+    match discount {
+        None => Ok(None),
+        Some(d)
+            if (0..=asked.price_in_cents).contains(&d.value_in_cents)
+                && (0.0..=1.0).contains(&d.pct) =>
+        {
+            Ok(Some(DiscountView {
+                pct: d.pct,
+                value_in_cents: d.value_in_cents,
+            }))
+        }
+        Some(d) => Err(DiscountFailure::BadResponse(format!(
+            "product {} discounted to {} cents ({} off) from {}",
+            asked.id, d.value_in_cents, d.pct, asked.price_in_cents
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -116,10 +197,53 @@ mod tests {
         }
     }
 
+    fn products(answer: Vec<pb::Product>) -> Reply {
+        Reply::Products(answer)
+    }
+
+    fn discounts(pct: &[f32], value_in_cents: &[i32]) -> Reply {
+        Reply::Discounts(pb::Discounts {
+            pct: pct.to_vec(),
+            value_in_cents: value_in_cents.to_vec(),
+        })
+    }
+
     #[test]
-    fn answers_must_match_what_was_asked() {
+    fn discounts_must_match_what_was_asked() {
         let asked = [product(1, 100), product(2, 200)];
-        let ok = extract(&asked, vec![answer(1, Some(90)), answer(2, None)]).unwrap();
+        let ok = extract(&asked, discounts(&[0.1, 0.0], &[90, 200])).unwrap();
+        assert_eq!(
+            ok,
+            [
+                Some(DiscountView {
+                    pct: 0.1,
+                    value_in_cents: 90
+                }),
+                None
+            ]
+        );
+        assert_eq!(extract(&asked, discounts(&[], &[])).unwrap(), [None, None]);
+        for bad in [
+            discounts(&[0.1], &[90]),
+            discounts(&[0.1, 0.1], &[90]),
+            discounts(&[0.1, 0.1, 0.1], &[90, 180, 1]),
+            discounts(&[0.1, 0.0], &[101, 200]),
+            discounts(&[0.1, 0.0], &[-1, 200]),
+            discounts(&[1.5, 0.0], &[90, 200]),
+            discounts(&[-0.1, 0.0], &[90, 200]),
+            discounts(&[f32::NAN, 0.0], &[90, 200]),
+        ] {
+            assert!(matches!(
+                extract(&asked, bad),
+                Err(DiscountFailure::BadResponse(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn products_must_match_what_was_asked() {
+        let asked = [product(1, 100), product(2, 200)];
+        let ok = extract(&asked, products(vec![answer(1, Some(90)), answer(2, None)])).unwrap();
         assert_eq!(ok[0].map(|d| d.value_in_cents), Some(90));
         assert_eq!(ok[1], None);
 
@@ -140,9 +264,30 @@ mod tests {
             ],
         ] {
             assert!(matches!(
-                extract(&asked, bad),
+                extract(&asked, products(bad)),
                 Err(DiscountFailure::BadResponse(_))
             ));
         }
+    }
+
+    #[test]
+    fn the_older_rpcs_are_sent_ids_and_prices() {
+        let group = to_group(7, &[product(1, 100), product(2, 200)]);
+        assert_eq!(group.product_ids, [1, 2]);
+        assert_eq!(group.prices_in_cents, [100, 200]);
+        let batch = to_batch(&group);
+        assert_eq!(batch.customer.map(|c| c.id), Some(7));
+        let sent: Vec<_> = batch
+            .products
+            .iter()
+            .map(|p| (p.id, p.price_in_cents))
+            .collect();
+        assert_eq!(sent, [(1, 100), (2, 200)]);
+        assert!(
+            batch
+                .products
+                .iter()
+                .all(|p| p.slug.is_empty() && p.discount_value.is_none())
+        );
     }
 }

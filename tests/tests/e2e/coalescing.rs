@@ -114,10 +114,11 @@ async fn concurrent_requests_of_different_customers_share_one_rpc_and_get_their_
         };
         assert_eq!(answer.await.unwrap(), expected, "customer {user}");
     }
-    // Seven requests that asked Discount, two RPCs: the second carried six groups.
+    // Seven requests that asked Discount, two RPCs: the first request's own, the second
+    // carrying the six others' groups.
     assert_eq!(counting.calls(), 2);
-    assert_eq!(*counting.group_sizes.lock().unwrap(), [6]);
-    assert_eq!(counting.batch_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(*counting.group_sizes.lock().unwrap(), [1, 6]);
+    assert_eq!(counting.batch_calls.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
@@ -142,7 +143,7 @@ async fn a_request_whose_deadline_passes_in_flight_gets_full_prices_and_the_rest
         counting.calls() == 2
     })
     .await;
-    assert_eq!(*counting.group_sizes.lock().unwrap(), [2]);
+    assert_eq!(*counting.group_sizes.lock().unwrap(), [1, 2]);
     // Discount holds the coalesced RPC: the early request's deadline passes meanwhile, and it
     // is answered then, on its own, with full prices.
     for answer in early {

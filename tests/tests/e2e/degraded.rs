@@ -109,7 +109,7 @@ async fn a_hung_discount_holds_up_one_request_at_a_time_not_all_of_them() {
     let catalog = spawn_catalog(&pki, discount.addr, options).await;
     // The first request waits out the deadline, which takes the hung Discount out of rotation.
     assert_full_price_with_reason(catalog.addr, "deadline-exceeded").await;
-    assert_eq!(hung.batch_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(hung.calls(), 1);
 
     let addr = catalog.addr;
     let mut requests = tokio::task::JoinSet::new();
@@ -131,7 +131,7 @@ async fn a_hung_discount_holds_up_one_request_at_a_time_not_all_of_them() {
     let mut expected = vec!["deadline-exceeded".to_owned()];
     expected.extend(std::iter::repeat_n("unavailable".to_owned(), 19));
     assert_eq!(reasons, expected);
-    assert_eq!(hung.batch_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(hung.calls(), 2);
 }
 
 #[tokio::test]
