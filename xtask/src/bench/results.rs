@@ -216,11 +216,10 @@ impl ScenarioResult {
 impl Memory {
     /// The peak resident set of process `pid`, called `process`.
     pub fn of((process, pid): (String, u32)) -> Self {
-        let vm_hwm_kib = process_testing::peak_resident_kib(pid);
         Self {
             process,
             pid,
-            vm_hwm_kib,
+            vm_hwm_kib: process_testing::peak_resident_kib(pid),
         }
     }
 }

@@ -142,18 +142,14 @@ impl PassSettings {
 
     pub fn describe(&self) -> String {
         let access = if self.rust_log == INFO { "on" } else { "off" };
-        let threads = match self.discount_worker_threads {
-            None => " (worker threads: its default, one per core)",
-            Some(_) => "",
-        };
+        let default = " (worker threads: its default, one per core)";
+        let threads = self.discount_worker_threads.map_or(default, |_| "");
         let catalog = match self.catalog_args.as_slice() {
             [] => "Catalog on its defaults".to_owned(),
             args => format!("Catalog `{}`", args.join(" ")),
         };
-        let tracing = match self.traced {
-            true => TRACED,
-            false => "tracing off (no `OTEL_*` variable)",
-        };
+        let off = "tracing off (no `OTEL_*` variable)";
+        let tracing = if self.traced { TRACED } else { off };
         let (rust_log, discount) = (self.rust_log, self.discount_args.join(" "));
         format!(
             "`RUST_LOG={rust_log}` (access log {access}); Discount `{discount}`{threads}; \
