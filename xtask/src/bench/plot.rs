@@ -11,7 +11,9 @@ use plotters::prelude::*;
 use super::results::{RunResult, ScenarioResult};
 
 /// The lines' colours, as 0xRRGGBB (matplotlib's "tab10"), in the scenarios' order.
-const COLOURS: [u32; 6] = [0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b];
+const COLOURS: [u32; 7] = [
+    0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2,
+];
 
 /// Draws `scenarios` (those with runs) at `connections` into the SVG file `path`.
 pub fn draw(path: &Path, scenarios: &[ScenarioResult], connections: &[u32]) -> Result<()> {
@@ -90,11 +92,11 @@ mod tests {
         draw(&path, &report.main.scenarios, &report.connections).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("\n32\n"), "{svg}");
-        let legend = "A: GET /products, no X-USER-ID\nB-db: B, Catalog serving from PostgreSQL";
+        let legend = "D-plain: D&apos;s plain twin: ?limit=100 without X-USER-ID\nA-db: A, Catalog";
         for name in legend.lines() {
             assert!(svg.contains(name), "no {name} in {svg}");
         }
         let no_run = "a scenario without runs has no line";
-        assert!(!svg.contains("D: GET"), "{no_run}");
+        assert!(!svg.contains("B-db: B"), "{no_run}");
     }
 }
