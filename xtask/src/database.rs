@@ -37,8 +37,7 @@ pub fn as_owner(cluster: &Cluster, bin_dir: &Path, args: &[&str], stop: &StopSig
 
 /// Prints a `psql` command that changes a price, to see the change in `/products` at once.
 pub fn print_try(cluster: &Cluster) {
-    let psql = cluster.psql_path().display();
-    let url = cluster.owner_url();
+    let (psql, url) = (cluster.psql_path().display(), cluster.owner_url());
     println!("Then: {psql} '{url}' -c 'UPDATE products SET price_in_cents = 100 WHERE id = 1'");
     println!("      and curl again: Catalog follows the database as it changes.");
 }

@@ -35,9 +35,10 @@ enum Cmd {
     /// results.md, results.json and plot.svg to target/bench/.
     ///
     /// Scenarios A to D (A GET /products; B with X-USER-ID: 1; C a mix of customers; D 100 of
-    /// 10,000 products), and A and B served from PostgreSQL, at 1, 32 and 128 connections with
-    /// both services on their defaults; A and B tuned; then Catalog following PostgreSQL. Needs
-    /// wrk and, unless --no-database, PostgreSQL (Debian's; wrk installed with apt-get as root).
+    /// 10,000 products, beside D-plain: the same without X-USER-ID), and A and B served from
+    /// PostgreSQL, at 1, 32 and 128 connections with both services on their defaults; A and B
+    /// tuned; then Catalog following PostgreSQL. Needs wrk and, unless --no-database,
+    /// PostgreSQL (Debian's; wrk installed with apt-get as root).
     Bench(bench::BenchArgs),
 }
 

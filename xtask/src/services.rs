@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use process_testing::terminate_within;
 
 /// Ctrl-C (SIGINT) and SIGTERM, caught for the whole process (a handler can be installed only
@@ -54,9 +54,7 @@ pub fn wait_child(child: &mut Child, what: &str, stop: &StopSignal, limit: Durat
         let stopped = stop.wait(Duration::from_millis(100));
         if stopped || started.elapsed() > limit {
             terminate_within(child, Duration::from_secs(5));
-            if stopped {
-                bail!("interrupted while waiting for {what}");
-            }
+            ensure!(!stopped, "interrupted while waiting for {what}");
             bail!("{what} did not finish within {} s", limit.as_secs());
         }
     }

@@ -17,7 +17,7 @@ use super::launch::{self, Started};
 use super::measure::{Endpoints, poll};
 use super::results::{Following, Memory, RpcMetrics, RunResult, Stage, Transaction, percentile};
 use super::scenarios::{Catalog, PassSettings, Source};
-use super::{Env, data};
+use super::{Env, data, or_failed};
 
 /// How often a price, or the first snapshot, is looked for (the times' resolution), and for
 /// how long at most.
@@ -66,10 +66,7 @@ pub(super) fn follow(
         }
         Ok(())
     });
-    let failure = match followed {
-        Err(err) if env.stop.requested() => return Err(err),
-        followed => followed.err().map(|err| format!("{err:#}")),
-    };
+    let failure = or_failed(env.stop, "the database pass", followed.map(|()| None), Some)?;
     Ok(Following {
         poll_ms: POLL_MS,
         stages,

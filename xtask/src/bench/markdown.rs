@@ -1,7 +1,7 @@
 //! `results.md`: the results model rendered in Markdown. Each pass's runs with requests and
 //! groups per discount RPC (the tuned and database passes' beside the main one's), the ratios
-//! to A, peak memory, with `--traced` the spans each pass exported, and how Catalog followed
-//! PostgreSQL, held to its goals.
+//! to A and of D to its plain twin, peak memory, with `--traced` the spans each pass exported,
+//! and how Catalog followed PostgreSQL, held to its goals.
 
 use std::fmt::{Result, Write as _};
 
@@ -45,8 +45,10 @@ fn write(md: &mut String, report: &Report) -> Result {
     for pass in report.passes() {
         let name = pass.settings.name;
         for r in &pass.ratios {
-            let (b, c) = (r.b_over_a_throughput, r.c_over_a_throughput);
-            let cells = [b, c, r.b_over_a_p99, r.c_over_a_p99].map(ratio_cell);
+            let d = (r.d_over_d_plain_throughput, r.d_over_d_plain_p99);
+            let rps = [r.b_over_a_throughput, r.c_over_a_throughput, d.0];
+            let p99 = [r.b_over_a_p99, r.c_over_a_p99, d.1];
+            let cells: Vec<String> = [rps, p99].concat().into_iter().map(ratio_cell).collect();
             let (c, cells) = (r.connections, cells.join(" | "));
             ratios.push(format!("{name} | {c} | {cells}"));
         }
@@ -69,8 +71,9 @@ fn write(md: &mut String, report: &Report) -> Result {
             }
         }
     }
-    writeln!(md, "\n## Relative to A (no X-USER-ID)")?;
-    let head = "pass | connections | B/A requests/s | C/A requests/s | B/A p99 | C/A p99";
+    writeln!(md, "\n## Ratios: B and C to A, D to its plain twin")?;
+    let head = "pass | connections | B/A requests/s | C/A requests/s | D/D-plain requests/s | \
+                B/A p99 | C/A p99 | D/D-plain p99";
     table(md, head, ratios)?;
     writeln!(md, "\n## Peak resident memory (VmHWM) after each pass")?;
     table(md, "process | pass | VmHWM MiB", memory)?;

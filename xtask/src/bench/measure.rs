@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use process_testing::metric;
 use reqwest::blocking::Client;
 
@@ -98,9 +98,7 @@ fn ask(http: &Client, url: &str, user: Option<&str>, expect: (usize, bool)) -> R
     let fallback = reply.headers().get("x-discount-unavailable").cloned();
     let status = reply.status();
     let body = reply.text().context("cannot read the answer")?;
-    if status != reqwest::StatusCode::OK {
-        bail!("status {status} ({body})");
-    }
+    ensure!(status == 200, "status {status} ({body})");
     if let Some(reason) = fallback {
         bail!("Catalog served full prices because Discount could not be asked ({reason:?})");
     }
@@ -112,9 +110,7 @@ fn check_products(body: &str, (count, discounted): (usize, bool)) -> Result<()> 
     let products: Vec<serde_json::Value> =
         serde_json::from_str(body).context("the body is not a JSON array")?;
     let found = products.len();
-    if found != count {
-        bail!("{found} products in the answer, expected {count}");
-    }
+    ensure!(found == count, "{found} products, expected {count}");
     for p in &products {
         let priced = p["price_in_cents"].as_i64().unwrap_or_default() > 0;
         let has_discount = p.get("discount_value").is_some();
@@ -190,6 +186,6 @@ mod tests {
         let err = check_products(body, (2, false)).unwrap_err().to_string();
         assert_eq!(err, "product 1 has a discount_value");
         let err = check_products(body, (100, true)).unwrap_err().to_string();
-        assert_eq!(err, "2 products in the answer, expected 100");
+        assert_eq!(err, "2 products, expected 100");
     }
 }

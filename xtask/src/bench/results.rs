@@ -1,8 +1,8 @@
 //! The benchmark's results, one model for both files: `results.json` is it serialised as it
 //! is, `results.md` ([`super::markdown`]) renders it. What each pass (the services' defaults,
-//! then the tuned one) measured, with requests and groups per discount RPC, the B/A and C/A
-//! ratios, peak memory, the spans the OTLP receiver got (`--traced`), how Catalog followed
-//! PostgreSQL, and what went wrong.
+//! then the tuned one) measured, with requests and groups per discount RPC, the B/A, C/A and
+//! D/D-plain ratios, peak memory, the spans the OTLP receiver got (`--traced`), how Catalog
+//! followed PostgreSQL, and what went wrong.
 
 use std::process::Command;
 
@@ -121,14 +121,16 @@ impl HistogramDelta {
     }
 }
 
-/// Scenario B and C relative to A at one concurrency: throughput and p99 latency ratios.
+/// B and C relative to A, and D to its plain twin, at one concurrency: throughput and p99 ratios.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Ratios {
     pub connections: u32,
     pub b_over_a_throughput: Option<f64>,
     pub c_over_a_throughput: Option<f64>,
+    pub d_over_d_plain_throughput: Option<f64>,
     pub b_over_a_p99: Option<f64>,
     pub c_over_a_p99: Option<f64>,
+    pub d_over_d_plain_p99: Option<f64>,
 }
 
 /// Peak resident memory of one process: a service, or the OTLP receiver of a traced pass.
@@ -216,11 +218,10 @@ impl ScenarioResult {
 impl Memory {
     /// The peak resident set of process `pid`, called `process`.
     pub fn of((process, pid): (String, u32)) -> Self {
-        let vm_hwm_kib = process_testing::peak_resident_kib(pid);
         Self {
             process,
             pid,
-            vm_hwm_kib,
+            vm_hwm_kib: process_testing::peak_resident_kib(pid),
         }
     }
 }
@@ -256,8 +257,10 @@ impl Pass {
                 connections: c,
                 b_over_a_throughput: ratio(rps("B"), rps("A")),
                 c_over_a_throughput: ratio(rps("C"), rps("A")),
+                d_over_d_plain_throughput: ratio(rps("D"), rps("D-plain")),
                 b_over_a_p99: ratio(p99("B"), p99("A")),
                 c_over_a_p99: ratio(p99("C"), p99("A")),
+                d_over_d_plain_p99: ratio(p99("D"), p99("D-plain")),
             }
         });
         let (ratios, failure) = (ratios.collect(), None);

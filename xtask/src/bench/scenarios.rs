@@ -1,6 +1,6 @@
 //! What `cargo xtask bench` measures and how: its options ([`BenchArgs`]), the services'
 //! settings in each pass ([`PassSettings`]: the defaults, then the tuned pass), the Catalog
-//! processes ([`Catalog`]), and the four scenarios ([`SCENARIOS`]) and A and B served from
+//! processes ([`Catalog`]), and the scenarios ([`SCENARIOS`]) and A and B served from
 //! PostgreSQL ([`FROM_DATABASE`]) with the answers each must get before it is measured.
 
 use std::path::PathBuf;
@@ -41,7 +41,7 @@ pub struct BenchArgs {
     /// the access log off (`RUST_LOG=info,access=off`) and Discount on one worker thread:
     /// comma-separated keys, `all` or `none`. Its figures are shown beside the defaults'.
     #[arg(long, value_name = "A,B,..|all|none", value_delimiter = ',', default_value = "A,B",
-          ignore_case = true, value_parser = ["A", "B", "C", "D", "all", "none"])]
+          ignore_case = true, value_parser = ["A", "B", "C", "D", "D-plain", "all", "none"])]
     pub tuned: Vec<String>,
     /// An extra flag for every Catalog of the tuned pass (repeatable), e.g.
     /// `--tuned-catalog-arg=--discount-rpcs-in-flight=4`.
@@ -142,18 +142,14 @@ impl PassSettings {
 
     pub fn describe(&self) -> String {
         let access = if self.rust_log == INFO { "on" } else { "off" };
-        let threads = match self.discount_worker_threads {
-            None => " (worker threads: its default, one per core)",
-            Some(_) => "",
-        };
+        let default = " (worker threads: its default, one per core)";
+        let threads = self.discount_worker_threads.map_or(default, |_| "");
         let catalog = match self.catalog_args.as_slice() {
             [] => "Catalog on its defaults".to_owned(),
             args => format!("Catalog `{}`", args.join(" ")),
         };
-        let tracing = match self.traced {
-            true => TRACED,
-            false => "tracing off (no `OTEL_*` variable)",
-        };
+        let off = "tracing off (no `OTEL_*` variable)";
+        let tracing = if self.traced { TRACED } else { off };
         let (rust_log, discount) = (self.rust_log, self.discount_args.join(" "));
         format!(
             "`RUST_LOG={rust_log}` (access log {access}); Discount `{discount}`{threads}; \
@@ -225,7 +221,7 @@ pub(super) struct Scenario {
 /// Every request as customer 1, SPEC's John Snow (the one Discount rewards).
 const USER_1: &str = "wrk.headers[\"X-USER-ID\"] = \"1\"\n";
 
-pub(super) const SCENARIOS: [Scenario; 4] = [
+pub(super) const SCENARIOS: [Scenario; 5] = [
     Scenario {
         key: "A",
         description: "GET /products, no X-USER-ID",
@@ -263,6 +259,15 @@ pub(super) const SCENARIOS: [Scenario; 4] = [
         path: "/products?limit=100",
         requests: USER_1,
         probes: &[(Some("1"), 100, true)],
+    },
+    // Next to D, so that they share its Catalog: what D costs beyond serving the same page.
+    Scenario {
+        key: "D-plain",
+        description: "D's plain twin: ?limit=100 without X-USER-ID",
+        catalog: LARGE,
+        path: "/products?limit=100",
+        requests: "",
+        probes: &[(None, 100, false)],
     },
 ];
 
@@ -324,7 +329,7 @@ pub(super) mod tests {
     #[test]
     fn each_pass_runs_the_services_as_the_flags_say_and_the_main_pass_on_their_defaults() {
         // One a line, the first none.
-        let cases = "\n--discount-threads 3 --tuned d,b\n--smoke --traced --tuned all\n\
+        let cases = "\n--discount-threads 3 --tuned d,b,D-PLAIN\n--smoke --traced --tuned all\n\
                      --tuned-catalog-arg --rpcs=4 --tuned-discount-arg=--x=5\n--tuned none\n\
                      --traced --discount-threads 2";
         let summary_of = |args| format!("{args} => {}", summary(args));
