@@ -80,9 +80,10 @@ impl Coalesced {
         self.coalescer.queued()
     }
 
-    /// Discount's answer for `group` (same order as its products), within `deadline`: sent now
-    /// if a slot is free, else with the next coalesced RPC. A full queue is answered at once
-    /// with `RESOURCE_EXHAUSTED`. The RPC's spans join `parent`'s trace.
+    /// Discount's answer for `group` (same order as its products): sent now if a slot is free,
+    /// else with the next coalesced RPC. The RPC is bounded by `deadline`; a queued request's
+    /// wait is bounded by its caller (dropping this future ends it). A full queue is answered
+    /// at once with `RESOURCE_EXHAUSTED`. The RPC's spans join `parent`'s trace.
     pub(super) async fn submit(
         self: &Arc<Self>,
         group: pb::PriceGroup,
@@ -116,17 +117,13 @@ impl Coalesced {
                 };
                 self.on_its_own(group, origin, deadline).await
             }
-            (Admission::Queued, _, Some(answer)) => {
-                match tokio::time::timeout_at(deadline, answer).await {
-                    Ok(Ok(answer)) => answer,
-                    Ok(Err(_)) => Err(Status::unavailable(
-                        "the coalesced RPC carrying this request was dropped",
-                    )),
-                    Err(_) => Err(Status::deadline_exceeded(
-                        "no answer from the coalesced RPC before the deadline",
-                    )),
-                }
-            }
+            // The caller bounds the wait by the deadline (one timer per request); when it
+            // stops waiting, the dropped receiver takes this request out of the next batch.
+            (Admission::Queued, _, Some(answer)) => answer.await.unwrap_or_else(|_| {
+                Err(Status::unavailable(
+                    "the coalesced RPC carrying this request was dropped",
+                ))
+            }),
             (Admission::Full, ..) => {
                 metrics::counter!("catalog_discount_queue_full_total").increment(1);
                 Err(Status::resource_exhausted(

@@ -114,18 +114,17 @@ fn from_discounts(
             asked.len()
         )));
     }
-    asked
-        .iter()
-        .zip(pct.into_iter().zip(value_in_cents))
-        .map(|(asked, (pct, value_in_cents))| {
-            // A pct of 0 is no discount: the value is the price, and not shown.
-            let discount = pb::DiscountValue {
-                pct,
-                value_in_cents,
-            };
-            checked(asked, (pct != 0.0).then_some(discount))
-        })
-        .collect()
+    // A loop rather than `collect::<Result<Vec<_>, _>>()`, which cannot size the list first.
+    let mut views = Vec::with_capacity(asked.len());
+    for ((asked, pct), value_in_cents) in asked.iter().zip(pct).zip(value_in_cents) {
+        // A pct of 0 is no discount: the value is the price, and not shown.
+        let discount = pb::DiscountValue {
+            pct,
+            value_in_cents,
+        };
+        views.push(checked(asked, (pct != 0.0).then_some(discount))?);
+    }
+    Ok(views)
 }
 
 fn from_products(
