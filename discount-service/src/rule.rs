@@ -8,7 +8,6 @@
 //! exact `f64`).
 
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 
 /// The customer who gets the discount.
 pub const ELIGIBLE_CUSTOMER_ID: i32 = 1;
@@ -57,19 +56,21 @@ pub fn discount_for(customer_id: i32, price_in_cents: i32) -> Result<Option<Disc
 /// The price after the 10% discount, truncated to whole cents, for a non-negative price.
 ///
 /// `price × 0.9` is exact in decimal (a scale-1 product of two exact values, no rescaling), and
-/// converting it to an integer truncates toward zero: the original's cents, with no further
-/// arithmetic (`matches_the_original_computation` checks it against the original's steps).
+/// truncating it to whole cents is the original's result, with no further arithmetic
+/// (`matches_the_original_computation` checks it against the original's steps).
 pub fn discounted_cents(price_in_cents: i32) -> i32 {
-    let cents = Decimal::from(price_in_cents) * KEPT_RATE;
-    // `to_i32` truncates toward zero. For 0 <= price <= i32::MAX the result lies in 0..=price,
-    // so it always fits an i32; the fallback keeps this total for negative input too.
-    cents.to_i32().unwrap_or(price_in_cents)
+    let cents = (Decimal::from(price_in_cents) * KEPT_RATE).trunc();
+    // Truncated, the value is its mantissa (scale 0): read as it is, not truncated again as
+    // `to_i32` would. For 0 <= price <= i32::MAX it lies in 0..=price, so it always fits an
+    // i32; the fallback keeps this total for negative input too.
+    i32::try_from(cents.mantissa()).unwrap_or(price_in_cents)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use rust_decimal::prelude::ToPrimitive;
 
     #[test]
     fn spec_prices_truncate_to_the_originals_cents() {
