@@ -12,7 +12,7 @@
 //! by group the same way.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ecommerce_proto::pb;
 use futures_util::StreamExt;
@@ -93,7 +93,8 @@ impl Coalesced {
     ) -> Answer {
         let mut group = Some(group);
         let mut waiting = None;
-        let admission = self.coalescer.admit(|| {
+        let now = Instant::now();
+        let admission = self.coalescer.admit(now, || {
             let (reply, answer) = oneshot::channel();
             waiting = Some(answer);
             Queued {
@@ -109,7 +110,7 @@ impl Coalesced {
             (Admission::Lead, Some(group), _) => {
                 // Held across the RPC; dropped (even if this request is cancelled), it hands
                 // the slot to the requests that queued meanwhile.
-                let _slot = Slot::new(self.clone());
+                let _slot = Slot::new(self.clone(), now);
                 let origin = Origin {
                     request_id,
                     parent,
@@ -246,6 +247,7 @@ impl Coalesced {
         let sent = groups.len();
         metrics::histogram!("catalog_discount_requests_per_rpc").record(sent as f64);
         let message = pb::PricesRequest { groups };
+        let sent_at = Instant::now();
         let answer = retry::call(
             self.calls.replicas(),
             deadline,
@@ -260,6 +262,8 @@ impl Coalesced {
         let every = |status: Status| (0..sent).map(|_| Err(status.clone())).collect();
         match answer {
             Ok(response) if response.results.len() == sent => {
+                // How long an RPC usually takes decides when another may open beside it.
+                self.coalescer.record(sent_at.elapsed());
                 Ok(response.results.into_iter().map(group_answer).collect())
             }
             // Results are matched to requests by position: with a count that does not match,
@@ -337,23 +341,28 @@ fn group_answer(result: pb::PricesResult) -> Answer {
 #[derive(Debug)]
 struct Slot {
     sender: Arc<Coalesced>,
+    /// When the slot's RPC started.
+    started: Instant,
 }
 
 impl Slot {
-    fn new(sender: Arc<Coalesced>) -> Self {
-        Self { sender }
+    fn new(sender: Arc<Coalesced>, started: Instant) -> Self {
+        Self { sender, started }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let Some(batch) = self.sender.coalescer.take_batch(is_waiting, products) else {
+        let now = Instant::now();
+        let coalescer = &self.sender.coalescer;
+        let Some(batch) = coalescer.take_batch((self.started, now), is_waiting, products) else {
             return;
         };
         // The guard is made here, not in the task: a task dropped before its first poll (the
         // runtime is shutting down) still frees the slot.
         let held = Held {
             sender: self.sender.clone(),
+            started: now,
             freed: false,
         };
         match tokio::runtime::Handle::try_current() {
@@ -372,8 +381,13 @@ impl Drop for Slot {
 async fn drive(mut held: Held, mut batch: Vec<Queued>) {
     loop {
         held.sender.send(batch).await;
-        match held.sender.coalescer.take_batch(is_waiting, products) {
-            Some(next) => batch = next,
+        let now = Instant::now();
+        let done = (held.started, now);
+        match held.sender.coalescer.take_batch(done, is_waiting, products) {
+            Some(next) => {
+                batch = next;
+                held.started = now;
+            }
             None => {
                 held.freed = true;
                 return;
@@ -386,6 +400,8 @@ async fn drive(mut held: Held, mut batch: Vec<Queued>) {
 /// stops, even before it first runs).
 struct Held {
     sender: Arc<Coalesced>,
+    /// When the slot's current RPC started.
+    started: Instant,
     /// The slot was freed by `take_batch` finding nothing to send.
     freed: bool,
 }
@@ -393,7 +409,7 @@ struct Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if !self.freed {
-            drop(self.sender.coalescer.release());
+            drop(self.sender.coalescer.release(self.started));
         }
     }
 }

@@ -73,9 +73,10 @@ async fn a_steady_stream_is_shared_fairly_by_three_replicas() {
         .map(|(counting, _)| counting.calls())
         .collect();
     let total: usize = answered.iter().sum();
-    // One batch RPC per request (the last few may still be in flight when counted).
+    // An RPC carries at most the four clients' requests (the last few may still be in flight
+    // when counted).
     assert!(
-        total + 4 >= requests,
+        total * 4 + 4 >= requests,
         "{total} RPCs for {requests} requests"
     );
     for (i, n) in answered.iter().enumerate() {
@@ -99,8 +100,9 @@ async fn a_killed_replica_fails_no_request_and_gets_traffic_again_once_restarted
     let at_kill = replicas[1].answered();
     let others_at_kill = replicas[0].answered() + replicas[2].answered();
     stream.wait_for_more(300).await;
+    // An RPC carries at most the four clients' requests.
     assert!(
-        replicas[0].answered() + replicas[2].answered() >= others_at_kill + 290,
+        replicas[0].answered() + replicas[2].answered() >= others_at_kill + 300 / 4 - 4,
         "the others did not take over: {:?}",
         answered(&replicas)
     );
