@@ -342,7 +342,7 @@ mod tests {
         for i in 1..=4 {
             c.admit(at(0), || i);
         }
-        let live = |i: &u32| i % 2 == 0;
+        let live = |i: &u32| i.is_multiple_of(2);
         assert_eq!(c.take_batch((at(0), at(1)), live, |_| 1), Some(vec![2, 4]));
         // Only dead requests left: the slot is freed.
         c.admit(at(1), || 5);
