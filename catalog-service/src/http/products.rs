@@ -24,6 +24,14 @@ use service_runtime::otel::Parent;
 /// The parent of a request with nothing to trace.
 static NO_PARENT: Parent = Parent::none();
 
+/// `catalog_discount_calls_total{outcome="ok"}`, looked up in the recorder once (the
+/// application installs the recorder before it serves): finding a labelled counter on every
+/// discounted request showed in the profile.
+fn discount_calls_ok() -> &'static metrics::Counter {
+    static OK: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    OK.get_or_init(|| metrics::counter!("catalog_discount_calls_total", "outcome" => "ok"))
+}
+
 /// The products, one page at a time, discounted for the caller.
 #[utoipa::path(get, path = "/products", tag = "products",
     params(
@@ -153,10 +161,13 @@ async fn priced(
         .discounts
         .discounts(customer, &asked, &request_id.0, span.unwrap_or(&NO_PARENT))
         .await;
-    let label = outcome
-        .as_ref()
-        .map_or_else(|failure| failure.reason(), |_| "ok");
-    metrics::counter!("catalog_discount_calls_total", "outcome" => label).increment(1);
+    match &outcome {
+        Ok(_) => discount_calls_ok().increment(1),
+        Err(failure) => {
+            let label = failure.reason();
+            metrics::counter!("catalog_discount_calls_total", "outcome" => label).increment(1);
+        }
+    }
     match outcome {
         Ok(discounts) => json(StatusCode::OK, render(Some(&discounts))),
         Err(failure) => {
