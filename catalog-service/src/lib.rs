@@ -27,9 +27,9 @@
 //!   - `failure`: [`discount::DiscountFailure`], why a discount could not be applied.
 //!   - `coalesce`: the bookkeeping of coalescing (group commit): the bounded queue and the
 //!     RPC slots that decide whether a request's RPC goes out now or with others.
-//!   - `groups`: coalesced sending: one `ApplyDiscountGroups` RPC for everything queued (a
-//!     lone request as its own batch), each request handed its own answer, and the fallback to
-//!     one call per group.
+//!   - `groups`: coalesced sending: one `ApplyDiscountPrices` RPC for everything queued (a
+//!     lone request as a group of one), each request handed its own answer, and the fallback
+//!     to one call per group.
 //!   - `calls`: one request's products sent on their own: `ApplyDiscountBatch`, or one
 //!     `ApplyDiscount` per product against an original-style Discount.
 //! - [`balancer`]: client-side balancing across Discount's replicas, one long-lived mTLS

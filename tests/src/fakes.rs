@@ -23,7 +23,7 @@ use crate::net::{Running, bind_loopback, shutdown_on};
 /// A Discount that counts what it is asked, delegating the answers to the real service. With
 /// `original_style`, it behaves like a server built from the original proto: `ApplyDiscount`
 /// only, `UNIMPLEMENTED` for the batch and groups RPCs; with `without_groups`, like a server
-/// from before `ApplyDiscountGroups`.
+/// with the batch RPC but neither groups RPC (`ApplyDiscountGroups`, `ApplyDiscountPrices`).
 #[derive(Debug, Default, Clone)]
 pub struct CountingDiscount {
     /// Answer the batch RPC with `UNIMPLEMENTED`.

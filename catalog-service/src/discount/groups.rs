@@ -245,7 +245,6 @@ impl Coalesced {
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Answer>, Refused> {
         let sent = groups.len();
-        metrics::histogram!("catalog_discount_requests_per_rpc").record(sent as f64);
         let message = pb::PricesRequest { groups };
         let sent_at = Instant::now();
         let answer = retry::call(
@@ -260,6 +259,10 @@ impl Coalesced {
         )
         .await;
         let every = |status: Status| (0..sent).map(|_| Err(status.clone())).collect();
+        if !matches!(&answer, Err(status) if refuses_the_rpc(status)) {
+            // A refused RPC is counted by the calls that replace it.
+            metrics::histogram!("catalog_discount_requests_per_rpc").record(sent as f64);
+        }
         match answer {
             Ok(response) if response.results.len() == sent => {
                 // How long an RPC usually takes decides when another may open beside it.

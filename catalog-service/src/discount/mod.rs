@@ -8,9 +8,10 @@
 //!   `Channel`: the same connection handling without the `Channel`'s request buffer, a task
 //!   hand-off per RPC that showed up in the profile under load.
 //! - **Coalescing** (group commit): at most [`CoalesceSettings::rpcs_in_flight`] RPCs are in
-//!   flight. A request that finds one free sends its own `ApplyDiscountPrices` (one group) at
-//!   once; requests arriving while all are busy queue, and the next free slot sends them all
-//!   as one `ApplyDiscountPrices`, a group per request. At low load nothing waits; under load
+//!   flight. A request that finds none in flight sends its own `ApplyDiscountPrices` (one
+//!   group) at once; requests arriving while one is in flight queue (another slot opens only
+//!   while those in flight are slow), and the next free slot sends them all as one
+//!   `ApplyDiscountPrices`, a group per request. At low load nothing waits; under load
 //!   the fixed cost of an RPC is shared by every request in it. The queue is bounded: a full
 //!   queue is full prices at once. Each product travels as its id and price, each answer as
 //!   its discount: a few bytes per product.

@@ -117,7 +117,13 @@ fn from_discounts(
     // A loop rather than `collect::<Result<Vec<_>, _>>()`, which cannot size the list first.
     let mut views = Vec::with_capacity(asked.len());
     for ((asked, pct), value_in_cents) in asked.iter().zip(pct).zip(value_in_cents) {
-        // A pct of 0 is no discount: the value is the price, and not shown.
+        // A pct of 0 is no discount: the value must be the price, and is not shown.
+        if pct == 0.0 && value_in_cents != asked.price_in_cents {
+            return Err(DiscountFailure::BadResponse(format!(
+                "product {} without a discount at {value_in_cents} cents, priced {}",
+                asked.id, asked.price_in_cents
+            )));
+        }
         let discount = pb::DiscountValue {
             pct,
             value_in_cents,
@@ -153,8 +159,10 @@ fn from_products(
         .collect()
 }
 
-/// A discount for `asked`, if it is one: a fraction between 0 and 1 and a value between 0
-/// and the price.
+/// A discount for `asked`, if it is one: a fraction between 0 and 1 and a value between 0 and
+/// the price that is the price less that fraction, truncated (within what an `f32` fraction
+/// can say). Answers are matched to products by position, so this is what catches values
+/// shifted from one product to another.
 fn checked(
     asked: &PriceTag,
     discount: Option<pb::DiscountValue>,
@@ -163,7 +171,8 @@ fn checked(
         None => Ok(None),
         Some(d)
             if (0..=asked.price_in_cents).contains(&d.value_in_cents)
-                && (0.0..=1.0).contains(&d.pct) =>
+                && (0.0..=1.0).contains(&d.pct)
+                && consistent(asked.price_in_cents, d) =>
         {
             Ok(Some(DiscountView {
                 pct: d.pct,
@@ -175,6 +184,13 @@ fn checked(
             asked.id, d.value_in_cents, d.pct, asked.price_in_cents
         ))),
     }
+}
+
+/// Whether `d.value_in_cents` is `price` less `d.pct` of it, give or take a cent and the
+/// precision of an `f32` fraction.
+fn consistent(price: i32, d: pb::DiscountValue) -> bool {
+    let expected = f64::from(price) * (1.0 - f64::from(d.pct));
+    (expected - f64::from(d.value_in_cents)).abs() <= 1.0 + f64::from(price) / f64::from(1 << 20)
 }
 
 #[cfg(test)]
@@ -231,11 +247,32 @@ mod tests {
             discounts(&[1.5, 0.0], &[90, 200]),
             discounts(&[-0.1, 0.0], &[90, 200]),
             discounts(&[f32::NAN, 0.0], &[90, 200]),
+            // Without a discount, the value is the price.
+            discounts(&[0.1, 0.0], &[90, 199]),
+            // Values shifted between products, each below its price.
+            discounts(&[0.1, 0.1], &[90, 60]),
+            discounts(&[0.5, 0.1], &[90, 180]),
         ] {
             assert!(matches!(
                 extract(&asked, bad),
                 Err(DiscountFailure::BadResponse(_))
             ));
+        }
+    }
+
+    #[test]
+    fn the_rules_answers_are_consistent_for_every_size_of_price() {
+        // What Discount answers: 90% of the price, truncated, with the f32 fraction 0.1.
+        let prices = (1..200_000)
+            .step_by(7)
+            .chain([1 << 24, 1 << 30, i32::MAX - 1, i32::MAX]);
+        for price in prices {
+            let value_in_cents = (i64::from(price) * 9 / 10) as i32;
+            let d = pb::DiscountValue {
+                pct: 0.1,
+                value_in_cents,
+            };
+            assert!(consistent(price, d), "{price} -> {value_in_cents}");
         }
     }
 

@@ -93,8 +93,9 @@ async fn half_the_default_message_limit_takes_catalogs_largest_request() {
     .await;
     let mut client = grpc_client(discount.addr, &pki.ca, Some(&pki.catalog));
 
-    // As Catalog sends it at its bounds: MAX_GROUPS groups, MAX_GROUPS_PRODUCTS products in
-    // all, each product its id and price only, both as long as a positive varint gets (5 bytes).
+    // As a Catalog from before ApplyDiscountPrices sends it at its bounds (ApplyDiscountPrices
+    // carries the same in fewer bytes): MAX_GROUPS groups, MAX_GROUPS_PRODUCTS products in all,
+    // each product its id and price only, both as long as a positive varint gets (5 bytes).
     let mut groups = vec![
         BatchDiscountRequest {
             customer: Some(Customer {

@@ -25,9 +25,9 @@ fn write(md: &mut String, report: &Report) -> Result {
          timeouts (2 s), non-2xx answers and full-price answers (`x-discount-unavailable`). \
          Requests/RPC: HTTP requests per discount RPC from Catalog during the run \
          (`catalog_discount_requests_per_rpc` on Catalog's operations port, `/metrics`: growth \
-         of `_sum` over growth of `_count`; a request that finds a free slot goes alone, those \
-         that queue go together). Groups/RPC: the same from Discount's \
-         `discount_groups_per_rpc`, which counts `ApplyDiscountGroups` RPCs only. `-`: no such \
+         of `_sum` over growth of `_count`; a request that finds no RPC in flight goes alone, \
+         those that queue go together). Groups/RPC: the same from Discount's \
+         `discount_groups_per_rpc`, which counts the groups RPCs only. `-`: no such \
          RPC in the run; `n/a`: not scraped.",
         report.duration_secs, report.warmup_secs, report.wrk, report.cpus
     )?;

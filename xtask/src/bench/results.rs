@@ -84,7 +84,7 @@ pub struct RunResult {
     /// HTTP requests per discount RPC from Catalog during the run (the mean of
     /// `catalog_discount_requests_per_rpc`); `None`: no RPC, or Catalog could not be scraped.
     pub requests_per_rpc: Option<f64>,
-    /// Groups per `ApplyDiscountGroups` RPC at Discount during the run (the mean of
+    /// Groups per groups RPC at Discount during the run (the mean of
     /// `discount_groups_per_rpc`); `None`: no such RPC, or Discount could not be scraped.
     pub groups_per_rpc: Option<f64>,
     pub rpc_metrics: RpcMetrics,
