@@ -89,28 +89,15 @@ pub fn apply_batch(request: BatchDiscountRequest) -> Result<BatchDiscountRespons
 /// [`apply_batch`] would answer it, a refused group carrying its own error.
 pub fn apply_groups(request: DiscountGroupsRequest) -> Result<DiscountGroupsResponse, Status> {
     let DiscountGroupsRequest { groups } = request;
-    if groups.len() > MAX_GROUPS {
-        return Err(Status::invalid_argument(format!(
-            "groups: at most {MAX_GROUPS} per request, got {}",
-            groups.len()
-        )));
-    }
-    let products: usize = groups.iter().map(|group| group.products.len()).sum();
-    if products > MAX_GROUPS_PRODUCTS {
-        return Err(Status::invalid_argument(format!(
-            "groups: at most {MAX_GROUPS_PRODUCTS} products in all, got {products}"
-        )));
-    }
+    let products = groups.iter().map(|group| group.products.len()).sum();
+    check_groups(groups.len(), products)?;
     let results = groups
         .into_iter()
         .enumerate()
         .map(|(i, group)| {
             let result = match apply_batch(group) {
                 Ok(discounted) => discount_group_result::Result::Discounted(discounted),
-                Err(status) => discount_group_result::Result::Error(GroupError {
-                    code: status.code() as i32,
-                    message: format!("groups[{i}]: {}", status.message()),
-                }),
+                Err(status) => discount_group_result::Result::Error(group_error(i, &status)),
             };
             DiscountGroupResult {
                 result: Some(result),
@@ -118,6 +105,30 @@ pub fn apply_groups(request: DiscountGroupsRequest) -> Result<DiscountGroupsResp
         })
         .collect();
     Ok(DiscountGroupsResponse { results })
+}
+
+/// The bounds of both groups RPCs: at most [`MAX_GROUPS`] groups and
+/// [`MAX_GROUPS_PRODUCTS`] products in all, else the whole request is refused.
+pub(crate) fn check_groups(groups: usize, products: usize) -> Result<(), Status> {
+    if groups > MAX_GROUPS {
+        return Err(Status::invalid_argument(format!(
+            "groups: at most {MAX_GROUPS} per request, got {groups}"
+        )));
+    }
+    if products > MAX_GROUPS_PRODUCTS {
+        return Err(Status::invalid_argument(format!(
+            "groups: at most {MAX_GROUPS_PRODUCTS} products in all, got {products}"
+        )));
+    }
+    Ok(())
+}
+
+/// Group `i`'s refusal, as both groups RPCs answer it: its code, and its message naming it.
+pub(crate) fn group_error(i: usize, status: &Status) -> GroupError {
+    GroupError {
+        code: status.code() as i32,
+        message: format!("groups[{i}]: {}", status.message()),
+    }
 }
 
 /// Test data shared by this module's tests and the handlers' tests.

@@ -4,39 +4,25 @@
 //! list (the percentages) and nothing is formatted unless something is refused.
 
 use ecommerce_proto::pb::{
-    Discounts, GroupError, PriceGroup, PricesRequest, PricesResponse, PricesResult, prices_result,
+    Discounts, PriceGroup, PricesRequest, PricesResponse, PricesResult, prices_result,
 };
 use tonic::Status;
 
-use crate::apply::{MAX_BATCH_PRODUCTS, MAX_GROUPS, MAX_GROUPS_PRODUCTS, negative_price};
+use crate::apply::{MAX_BATCH_PRODUCTS, check_groups, group_error, negative_price};
 use crate::rule::{self, RuleError};
 
 /// `ApplyDiscountPrices` without the authorization step: each group judged on its own, as
 /// `ApplyDiscountBatch` would judge its products, a refused group carrying its own error.
 pub fn apply_prices(request: PricesRequest) -> Result<PricesResponse, Status> {
     let PricesRequest { groups } = request;
-    if groups.len() > MAX_GROUPS {
-        return Err(Status::invalid_argument(format!(
-            "groups: at most {MAX_GROUPS} per request, got {}",
-            groups.len()
-        )));
-    }
-    let products: usize = groups.iter().map(group_size).sum();
-    if products > MAX_GROUPS_PRODUCTS {
-        return Err(Status::invalid_argument(format!(
-            "groups: at most {MAX_GROUPS_PRODUCTS} products in all, got {products}"
-        )));
-    }
+    check_groups(groups.len(), groups.iter().map(group_size).sum())?;
     let results = groups
         .into_iter()
         .enumerate()
         .map(|(i, group)| {
             let result = match discount_group(group) {
                 Ok(discounts) => prices_result::Result::Discounted(discounts),
-                Err(status) => prices_result::Result::Error(GroupError {
-                    code: status.code() as i32,
-                    message: format!("groups[{i}]: {}", status.message()),
-                }),
+                Err(status) => prices_result::Result::Error(group_error(i, &status)),
             };
             PricesResult {
                 result: Some(result),
@@ -107,6 +93,7 @@ fn discount_group(group: PriceGroup) -> Result<Discounts, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::MAX_GROUPS;
     use tonic::Code;
 
     fn group(customer_id: i32, products: &[(i32, i32)]) -> PriceGroup {
