@@ -148,8 +148,8 @@ pub struct Cli {
     pub discount_timeout_ms: u64,
 
     /// Most discount RPCs in flight at once; requests arriving while one is in flight wait and
-    /// go out together, as one RPC, when it completes (another opens only while those in
-    /// flight are slow).
+    /// go out together, as one RPC, when it completes (another opens when a batch's worth is
+    /// waiting or those in flight are slow).
     #[arg(long, env = "DISCOUNT_RPCS_IN_FLIGHT", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub discount_rpcs_in_flight: u32,

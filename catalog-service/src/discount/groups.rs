@@ -68,7 +68,7 @@ impl Coalesced {
         Arc::new(Self {
             calls,
             prices: OffSwitch::new(),
-            coalescer: Coalescer::new(settings),
+            coalescer: Coalescer::new(settings, is_waiting, products),
         })
     }
 
@@ -78,6 +78,27 @@ impl Coalesced {
 
     pub(super) fn queued(&self) -> usize {
         self.coalescer.queued()
+    }
+
+    /// Sends `batch` on the slot the coalescer gave it at `started`, in a task of its own that
+    /// goes on sending while requests keep queueing, then frees the slot.
+    fn hand_on(self: &Arc<Self>, started: Instant, batch: Vec<Queued>) {
+        // The guard is made here, not in the task: a task dropped before its first poll (the
+        // runtime is shutting down) still frees the slot.
+        let held = Held {
+            sender: self.clone(),
+            started,
+            freed: false,
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(drive(held, batch));
+            }
+            // No runtime: the process is stopping. Dropping the batch (and `held`, which frees
+            // the slot and anything nobody else will send) ends those requests' waits at once,
+            // with full prices.
+            Err(_) => drop(batch),
+        }
     }
 
     /// Discount's answer for `group` (same order as its products): sent now if a slot is free,
@@ -120,11 +141,11 @@ impl Coalesced {
             }
             // The caller bounds the wait by the deadline (one timer per request); when it
             // stops waiting, the dropped receiver takes this request out of the next batch.
-            (Admission::Queued, _, Some(answer)) => answer.await.unwrap_or_else(|_| {
-                Err(Status::unavailable(
-                    "the coalesced RPC carrying this request was dropped",
-                ))
-            }),
+            (Admission::Queued, _, Some(answer)) => wait(answer).await,
+            (Admission::Send(batch), _, Some(answer)) => {
+                self.hand_on(now, batch);
+                wait(answer).await
+            }
             (Admission::Full, ..) => {
                 metrics::counter!("catalog_discount_queue_full_total").increment(1);
                 Err(Status::resource_exhausted(
@@ -357,25 +378,8 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let now = Instant::now();
-        let coalescer = &self.sender.coalescer;
-        let Some(batch) = coalescer.take_batch((self.started, now), is_waiting, products) else {
-            return;
-        };
-        // The guard is made here, not in the task: a task dropped before its first poll (the
-        // runtime is shutting down) still frees the slot.
-        let held = Held {
-            sender: self.sender.clone(),
-            started: now,
-            freed: false,
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(drive(held, batch));
-            }
-            // No runtime: the process is stopping. Dropping the batch (and `held`, which frees
-            // the slot and anything nobody else will send) ends those requests' waits at once,
-            // with full prices.
-            Err(_) => drop(batch),
+        if let Some(batch) = self.sender.coalescer.take_batch(self.started, now) {
+            self.sender.hand_on(now, batch);
         }
     }
 }
@@ -385,8 +389,7 @@ async fn drive(mut held: Held, mut batch: Vec<Queued>) {
     loop {
         held.sender.send(batch).await;
         let now = Instant::now();
-        let done = (held.started, now);
-        match held.sender.coalescer.take_batch(done, is_waiting, products) {
+        match held.sender.coalescer.take_batch(held.started, now) {
             Some(next) => {
                 batch = next;
                 held.started = now;
@@ -415,6 +418,15 @@ impl Drop for Held {
             drop(self.sender.coalescer.release(self.started));
         }
     }
+}
+
+/// A queued request's answer, once its batch's RPC is done.
+async fn wait(answer: oneshot::Receiver<Answer>) -> Answer {
+    answer.await.unwrap_or_else(|_| {
+        Err(Status::unavailable(
+            "the coalesced RPC carrying this request was dropped",
+        ))
+    })
 }
 
 /// A queued request's weight against the batch's product budget.

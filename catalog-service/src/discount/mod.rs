@@ -9,12 +9,12 @@
 //!   hand-off per RPC that showed up in the profile under load.
 //! - **Coalescing** (group commit): at most [`CoalesceSettings::rpcs_in_flight`] RPCs are in
 //!   flight. A request that finds none in flight sends its own `ApplyDiscountPrices` (one
-//!   group) at once; requests arriving while one is in flight queue (another slot opens only
-//!   while those in flight are slow), and the next free slot sends them all as one
-//!   `ApplyDiscountPrices`, a group per request. At low load nothing waits; under load
-//!   the fixed cost of an RPC is shared by every request in it. The queue is bounded: a full
-//!   queue is full prices at once. Each product travels as its id and price, each answer as
-//!   its discount: a few bytes per product.
+//!   group) at once; requests arriving while one is in flight queue (another slot opens when
+//!   a batch's worth is waiting or those in flight are slow), and the next free slot sends
+//!   them all as one `ApplyDiscountPrices`, a group per request. At low load nothing waits;
+//!   under load the fixed cost of an RPC is shared by every request in it. The queue is
+//!   bounded: a full queue is full prices at once. Each product travels as its id and price,
+//!   each answer as its discount: a few bytes per product.
 //! - A Discount built from an older proto gets what it knows: each request on its own
 //!   (`ApplyDiscountBatch`), or one `ApplyDiscount` per product, bounded per request and
 //!   overall ([`FallbackSettings`]); the newer RPCs are tried again after a minute.
