@@ -13,8 +13,9 @@
 //!   (or nothing has succeeded yet): a slow or hung replica then holds up the requests it
 //!   carries, not the ones after them.
 //!
-//! At full speed no RPC goes out carrying one lone request beside a busy one (at 32 concurrent
-//! requests, opening a second slot for any request otherwise made 4 in 10 RPCs carry a single
+//! So a lone request opens a second slot only beside an RPC that carries one request itself (light
+//! load, where going at once is what keeps it fast); under load the batches stay whole (at 32
+//! concurrent requests, opening a second slot for any request made 4 in 10 RPCs carry a single
 //! request, halving the batches). The queue is bounded: a full queue is a fast "no", never a
 //! wait.
 //!
@@ -30,7 +31,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CoalesceSettings {
     /// Most discount RPCs in flight at once. Requests arriving while one is in flight queue;
-    /// another one opens only while those in flight are slow (see the module's documentation).
+    /// another one opens when a batch's worth is waiting or those in flight are slow (see the
+    /// module's documentation).
     pub rpcs_in_flight: usize,
     /// Most requests one coalesced RPC carries.
     pub max_requests_per_rpc: usize,
@@ -110,10 +112,17 @@ impl<T> State<T> {
             .all(|rpc| now.saturating_duration_since(rpc.started) > self.usual * 2)
     }
 
-    /// Whether a batch's worth is waiting: at least as many requests as the largest RPC in
-    /// flight carries.
-    fn batch_waiting(&self) -> bool {
-        let largest = self.in_flight.iter().map(|rpc| rpc.carries).max();
+    /// Whether a batch's worth is waiting at `now`: at least as many requests as the largest
+    /// RPC in flight at its usual speed carries. A slow RPC does not count: one hung with a
+    /// large batch would otherwise set a size the queue never reaches.
+    fn batch_waiting(&self, now: Instant) -> bool {
+        let usual = |rpc: &&InFlight| now.saturating_duration_since(rpc.started) <= self.usual * 2;
+        let largest = self
+            .in_flight
+            .iter()
+            .filter(usual)
+            .map(|rpc| rpc.carries)
+            .max();
         largest.is_some_and(|largest| self.queue.len() >= largest)
     }
 
@@ -177,7 +186,7 @@ impl<T> Coalescer<T> {
             return Admission::Full;
         }
         state.queue.push_back(entry());
-        let batch = if free && state.batch_waiting() {
+        let batch = if free && state.batch_waiting(now) {
             self.take(&mut state, now, &mut stale)
         } else {
             None

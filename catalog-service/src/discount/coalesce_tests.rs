@@ -95,6 +95,46 @@ fn a_batch_s_worth_waiting_goes_out_beside_the_rpc_in_flight() {
 }
 
 #[test]
+fn a_batch_handed_out_on_admission_keeps_the_product_budget_and_may_leave_its_own_request() {
+    // Entries are their own weight in products; the budget is 1,000.
+    let c = with(2, 8, 8, |_| true, |w| *w as usize);
+    c.record(Duration::from_millis(10));
+    assert_eq!(c.admit(at(0), || 0), Admission::Lead);
+    assert_eq!(c.admit(at(1), || 900), Admission::Send(vec![900]));
+    assert_eq!(c.admit(at(1), || 600), Admission::Queued);
+    assert_eq!(c.admit(at(1), || 300), Admission::Queued);
+    assert_eq!(next(&c, 0, 2), Some(vec![600, 300]));
+    assert_eq!(next(&c, 1, 3), None);
+    // One slot in use, carrying two: the second waiting makes a batch's worth, but the budget
+    // takes only the oldest, and the request that made it stays queued for the next RPC.
+    assert_eq!(c.admit(at(4), || 800), Admission::Queued);
+    assert_eq!(c.admit(at(4), || 400), Admission::Send(vec![800]));
+    assert_eq!(c.queued(), 1);
+}
+
+#[test]
+fn a_slow_rpc_s_batch_does_not_set_the_size_of_a_batch_s_worth() {
+    let c = coalescer(3, 8, 8);
+    c.record(Duration::from_millis(10));
+    // One slot in use, started at 4, carrying three.
+    assert_eq!(c.admit(at(0), || 0), Admission::Lead);
+    assert_eq!(c.admit(at(1), || 1), Admission::Send(vec![1]));
+    assert_eq!(c.admit(at(2), || 2), Admission::Send(vec![2]));
+    for i in 3..=5 {
+        assert_eq!(c.admit(at(3), || i), Admission::Queued);
+    }
+    assert_eq!(next(&c, 0, 4), Some(vec![3, 4, 5]));
+    assert_eq!(next(&c, 1, 5), None);
+    assert_eq!(next(&c, 2, 5), None);
+    assert_eq!(c.admit(at(6), || 6), Admission::Queued);
+    // Past twice the usual time it is slow: a request goes out at once beside it, and from
+    // then on the batch in flight at its usual speed (one request) sets the size: two
+    // waiting go out together, where the slow one's three would have kept them waiting.
+    assert_eq!(c.admit(at(30), || 7), Admission::Lead);
+    assert_eq!(c.admit(at(31), || 8), Admission::Send(vec![6, 8]));
+}
+
+#[test]
 fn another_rpc_opens_only_while_those_in_flight_are_slow_or_a_batch_waits() {
     let c = coalescer(2, 8, 8);
     // Before any RPC has succeeded, nothing is usual: another opens at once.

@@ -1,6 +1,7 @@
 //! Coalesced sending: each request either sends its own RPC at once or waits in the
-//! [`Coalescer`]'s queue, and whoever frees a slot sends everything queued as one
-//! `ApplyDiscountPrices` RPC (one group per HTTP request), handing each request its own answer.
+//! [`Coalescer`]'s queue, and whoever frees a slot, or queues the request that makes a batch's
+//! worth, sends what is queued as one `ApplyDiscountPrices` RPC (one group per HTTP request),
+//! handing each request its own answer.
 //! A request that goes out at once is an `ApplyDiscountPrices` of one group: one RPC, one
 //! message shape, whatever the load.
 //!
@@ -94,9 +95,10 @@ impl Coalesced {
             Ok(runtime) => {
                 runtime.spawn(drive(held, batch));
             }
-            // No runtime: the process is stopping. Dropping the batch (and `held`, which frees
-            // the slot and anything nobody else will send) ends those requests' waits at once,
-            // with full prices.
+            // No runtime: only a slot dropped as the process stops gets here (requests are
+            // served on the runtime). Dropping the batch (and `held`, which frees the slot and
+            // anything nobody else will send) ends those requests' waits at once, with full
+            // prices.
             Err(_) => drop(batch),
         }
     }
@@ -127,11 +129,15 @@ impl Coalesced {
                 queued_at: parent.is_traced().then(std::time::SystemTime::now),
             }
         });
-        match (admission, group, waiting) {
-            (Admission::Lead, Some(group), _) => {
+        match admission {
+            Admission::Lead => {
                 // Held across the RPC; dropped (even if this request is cancelled), it hands
                 // the slot to the requests that queued meanwhile.
                 let _slot = Slot::new(self.clone(), now);
+                // `admit` runs the closure only when it queues.
+                let Some(group) = group else {
+                    return Err(Status::internal("coalescer admission out of step"));
+                };
                 let origin = Origin {
                     request_id,
                     parent,
@@ -141,19 +147,18 @@ impl Coalesced {
             }
             // The caller bounds the wait by the deadline (one timer per request); when it
             // stops waiting, the dropped receiver takes this request out of the next batch.
-            (Admission::Queued, _, Some(answer)) => wait(answer).await,
-            (Admission::Send(batch), _, Some(answer)) => {
+            Admission::Queued => wait(waiting).await,
+            Admission::Send(batch) => {
+                // The slot is handed on before anything else can fail or be cancelled.
                 self.hand_on(now, batch);
-                wait(answer).await
+                wait(waiting).await
             }
-            (Admission::Full, ..) => {
+            Admission::Full => {
                 metrics::counter!("catalog_discount_queue_full_total").increment(1);
                 Err(Status::resource_exhausted(
                     "too many requests are waiting for Discount",
                 ))
             }
-            // `admit` runs the closure exactly when it queues.
-            _ => Err(Status::internal("coalescer admission out of step")),
         }
     }
 
@@ -421,7 +426,11 @@ impl Drop for Held {
 }
 
 /// A queued request's answer, once its batch's RPC is done.
-async fn wait(answer: oneshot::Receiver<Answer>) -> Answer {
+async fn wait(answer: Option<oneshot::Receiver<Answer>>) -> Answer {
+    // `admit` runs the closure, which makes the receiver, exactly when it queues.
+    let Some(answer) = answer else {
+        return Err(Status::internal("coalescer admission out of step"));
+    };
     answer.await.unwrap_or_else(|_| {
         Err(Status::unavailable(
             "the coalesced RPC carrying this request was dropped",

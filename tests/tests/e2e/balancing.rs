@@ -17,9 +17,11 @@ use otlp_receiver::{ReceivedSpan, Receiver, kind};
 use crate::stream::{STALL_GUARD, Stream};
 use crate::tracing::{http_to, telemetry};
 
-/// Fast health checks and lookups, and a deadline roomy enough for a loaded CI machine. Every
-/// request sends its own RPC (no coalescing: enough slots for all), so the replicas' RPC counts
-/// are request counts; coalescing has tests of its own.
+/// Fast health checks and lookups, and a deadline roomy enough for a loaded CI machine. Slots
+/// for every request, so that RPCs spread over the replicas; but a request still queues behind
+/// RPCs in flight at their usual speed until a batch's worth waits, so an RPC may carry a few
+/// requests and the assertions count requests per replica loosely. Coalescing has tests of its
+/// own.
 fn options() -> CatalogOptions {
     CatalogOptions {
         discount_timeout: Duration::from_secs(2),

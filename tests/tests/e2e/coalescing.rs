@@ -1,6 +1,6 @@
 //! Coalescing: HTTP requests that arrive while Catalog's discount RPC is in flight go out
 //! together in one RPC, and each still gets exactly its own answer, within its own deadline; a
-//! full queue is answered at once; older Discounts (without the groups RPC, or original-style)
+//! batch's worth waiting goes out beside the RPC in flight; a full queue is answered at once; older Discounts (without the groups RPC, or original-style)
 //! still work; per-product fallback calls stay within their bounds.
 //!
 //! The counting Discount holds every answer until the test lets it go (a gate), so which
@@ -119,6 +119,50 @@ async fn concurrent_requests_of_different_customers_share_one_rpc_and_get_their_
     assert_eq!(counting.calls(), 2);
     assert_eq!(*counting.group_sizes.lock().unwrap(), [1, 6]);
     assert_eq!(counting.batch_calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_batch_s_worth_waiting_goes_out_beside_the_rpc_in_flight() {
+    let pki = service_pki();
+    let (counting, gate) = CountingDiscount::default().gated();
+    let discount = spawn_counting_discount(&pki, counting.clone()).await;
+    let options = CatalogOptions {
+        discount_timeout: Duration::from_secs(10),
+        // The default: two RPCs in flight.
+        coalescing: CoalesceSettings::default(),
+        ..CatalogOptions::default()
+    };
+    let (catalog, gateway) = spawn_catalog_watched(&pki, discount.addr, options).await;
+    // Before any RPC has succeeded, every RPC in flight counts as slow and any request goes
+    // out at once. One that took a second makes a second the usual time, so what follows is
+    // decided by the batch's worth, not by slowness: the sleep sets that time, it waits for
+    // nothing.
+    let warm_up = occupy(&catalog, &counting).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gate.add_permits(1);
+    assert_eq!(warm_up.await.unwrap(), discounted());
+
+    // The first request's RPC carries one request, so one more waiting is a batch's worth:
+    // it goes out at once, while the first is still held at Discount.
+    let first = occupy(&catalog, &counting).await;
+    let second = request(&catalog, "1");
+    until("the second RPC reaches Discount beside the first", || {
+        counting.in_flight.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(gateway.queued(), 0);
+    // Both slots in use: the next requests queue, and the first slot to be free takes them.
+    let waiting = queue(&catalog, &gateway, &["1", "2"]).await;
+    gate.add_permits(1_000);
+    for answer in [first, second] {
+        assert_eq!(answer.await.unwrap(), discounted());
+    }
+    let [one, two] = <[_; 2]>::try_from(waiting).unwrap();
+    assert_eq!(one.await.unwrap(), discounted());
+    assert_eq!(two.await.unwrap(), no_discount());
+    let mut sizes = counting.group_sizes.lock().unwrap().clone();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [1, 1, 1, 2]);
 }
 
 #[tokio::test]
