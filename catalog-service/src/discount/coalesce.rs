@@ -10,8 +10,9 @@
 //!   out now, beside the RPC in flight, instead of idling until that one is back and then going
 //!   out twice as large. Catalog and Discount then work on one batch while the other travels;
 //! - every RPC in flight has been out longer than twice the usual time of an RPC that succeeded
-//!   (or nothing has succeeded yet): a slow or hung replica then holds up the requests it
-//!   carries, not the ones after them.
+//!   (or nothing has succeeded yet): the next request goes out at once, with those queued
+//!   behind the slow RPCs, so a slow or hung replica holds up the requests it carries, not the
+//!   ones after them.
 //!
 //! So a lone request opens a second slot only beside an RPC that carries one request itself (light
 //! load, where going at once is what keeps it fast); under load the batches stay whole (at 32
@@ -172,21 +173,25 @@ impl<T> Coalescer<T> {
         let mut stale = Vec::new();
         let mut state = self.lock();
         let free = state.in_flight.len() < self.settings.rpcs_in_flight;
-        // With nothing in flight the queue is empty (the invariant); with RPCs in flight that
-        // are all slow, a request goes out at once, ahead of those queued behind them, which
-        // the slot takes with it when its own RPC is done.
-        if free && state.all_slow(now) {
+        let slow = free && state.all_slow(now);
+        let full = state.queue.len() >= self.settings.max_queued;
+        // With nothing waiting (always so with nothing in flight), or no room to wait, a
+        // request that may open a slot goes out at once on its own; its slot takes the queue
+        // when its RPC is done.
+        if slow && (state.queue.is_empty() || full) {
             state.in_flight.push(InFlight {
                 started: now,
                 carries: 1,
             });
             return Admission::Lead;
         }
-        if state.queue.len() >= self.settings.max_queued {
+        if full {
             return Admission::Full;
         }
         state.queue.push_back(entry());
-        let batch = if free && state.batch_waiting(now) {
+        // Behind RPCs that are all slow, those waiting go out now with this request, oldest
+        // first, rather than wait for one of them to come back.
+        let batch = if slow || (free && state.batch_waiting(now)) {
             self.take(&mut state, now, &mut stale)
         } else {
             None

@@ -127,11 +127,13 @@ fn a_slow_rpc_s_batch_does_not_set_the_size_of_a_batch_s_worth() {
     assert_eq!(next(&c, 1, 5), None);
     assert_eq!(next(&c, 2, 5), None);
     assert_eq!(c.admit(at(6), || 6), Admission::Queued);
-    // Past twice the usual time it is slow: a request goes out at once beside it, and from
-    // then on the batch in flight at its usual speed (one request) sets the size: two
-    // waiting go out together, where the slow one's three would have kept them waiting.
-    assert_eq!(c.admit(at(30), || 7), Admission::Lead);
-    assert_eq!(c.admit(at(31), || 8), Admission::Send(vec![6, 8]));
+    // Past twice the usual time it is slow: a request goes out at once beside it, with the
+    // one queued; from then on the batch in flight at its usual speed (two requests) sets the
+    // size: two waiting go out together, where the slow one's three would have kept them
+    // waiting.
+    assert_eq!(c.admit(at(30), || 7), Admission::Send(vec![6, 7]));
+    assert_eq!(c.admit(at(31), || 8), Admission::Queued);
+    assert_eq!(c.admit(at(31), || 9), Admission::Send(vec![8, 9]));
 }
 
 #[test]
@@ -149,13 +151,13 @@ fn another_rpc_opens_only_while_those_in_flight_are_slow_or_a_batch_waits() {
     assert_eq!(c.admit(at(115), || 3), Admission::Queued);
     assert_eq!(next(&c, 103, 118), Some(vec![3]));
     assert_eq!(next(&c, 118, 126), None);
-    // ...but one that has been out longer than twice the usual time lets another open,
-    // up to the bound.
+    // ...but one that has been out longer than twice the usual time lets another open, with
+    // those waiting behind it, up to the bound.
     in_flight_carrying_two(&c, 200);
     assert_eq!(c.admit(at(221), || 4), Admission::Queued);
-    assert_eq!(c.admit(at(230), || 5), Admission::Lead);
+    assert_eq!(c.admit(at(230), || 5), Admission::Send(vec![4, 5]));
     assert_eq!(c.admit(at(400), || 6), Admission::Queued);
-    assert_eq!(c.queued(), 2);
+    assert_eq!(c.queued(), 1);
     // A slow RPC that succeeds raises the usual time by an eighth of the difference, and
     // counts for no more than four times the usual.
     c.record(Duration::from_millis(18));
@@ -177,18 +179,27 @@ fn in_flight_carrying_two(c: &Coalescer<u32>, t: u64) {
 }
 
 #[test]
-fn a_slow_rpc_does_not_hold_up_requests_arriving_after_it_though_others_queued() {
+fn a_slow_rpc_holds_up_no_request_arriving_after_it_nor_those_queued_behind_it() {
     let c = coalescer(2, 8, 8);
     c.record(Duration::from_millis(10));
     in_flight_carrying_two(&c, 0);
     // Within the usual time, a request queues behind it.
     assert_eq!(c.admit(at(5), || 4), Admission::Queued);
-    // Past twice the usual time the RPC is slow: the next request goes out at once though
-    // one is queued, and its slot takes the queued one when it is done.
-    assert_eq!(c.admit(at(30), || 5), Admission::Lead);
-    assert_eq!(next(&c, 30, 32), Some(vec![4]));
+    // Past twice the usual time the RPC is slow: the next request goes out at once, and the
+    // one queued behind the slow RPC goes with it, first.
+    assert_eq!(c.admit(at(30), || 5), Admission::Send(vec![4, 5]));
     // Both slots in use: the bound holds.
     assert_eq!(c.admit(at(100), || 6), Admission::Queued);
+}
+
+#[test]
+fn behind_a_slow_rpc_with_nothing_queued_a_request_goes_out_on_its_own() {
+    let c = coalescer(2, 8, 8);
+    c.record(Duration::from_millis(10));
+    assert_eq!(c.admit(at(0), || 0), Admission::Lead);
+    // Slow, nothing queued: on its own, no hand-off.
+    assert_eq!(c.admit(at(30), || 1), Admission::Lead);
+    assert_eq!(c.queued(), 0);
 }
 
 #[test]
