@@ -59,14 +59,15 @@ impl Default for CoalesceSettings {
 /// What [`Coalescer::admit`] decided for a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admission<T> {
-    /// A slot was free and nobody was waiting: the caller sends its own RPC now, holding the
-    /// slot from the instant it gave `admit`, and hands the slot on with
-    /// [`Coalescer::take_batch`] when done.
+    /// A slot was free and may open with nobody waiting to go with the request (or no room
+    /// for it to wait): the caller sends its own RPC now, holding the slot from the instant it
+    /// gave `admit`, and hands the slot on with [`Coalescer::take_batch`] when done.
     Lead,
     /// The request was queued: an RPC in flight will carry it when its slot frees up.
     Queued,
-    /// The request was queued, and with it a batch's worth is waiting: the caller sends this
-    /// batch (the oldest of those waiting, not necessarily its own request) on a new slot,
+    /// The request was queued, and with it a batch's worth is waiting, or every RPC in flight
+    /// is slow: the caller sends this batch (the oldest of those waiting, not necessarily its
+    /// own request) on a new slot,
     /// started at the instant it gave `admit`, and hands that slot on with
     /// [`Coalescer::take_batch`] when done.
     Send(Vec<T>),
@@ -105,25 +106,22 @@ struct InFlight {
 }
 
 impl<T> State<T> {
-    /// Whether every RPC in flight has been out for longer than twice the usual time (true
-    /// with none in flight).
+    /// Whether `rpc` has been out for longer than twice the usual time at `now`.
+    fn is_slow(&self, rpc: &InFlight, now: Instant) -> bool {
+        now.saturating_duration_since(rpc.started) > self.usual * 2
+    }
+
+    /// Whether every RPC in flight is slow at `now` (true with none in flight).
     fn all_slow(&self, now: Instant) -> bool {
-        self.in_flight
-            .iter()
-            .all(|rpc| now.saturating_duration_since(rpc.started) > self.usual * 2)
+        self.in_flight.iter().all(|rpc| self.is_slow(rpc, now))
     }
 
     /// Whether a batch's worth is waiting at `now`: at least as many requests as the largest
     /// RPC in flight at its usual speed carries. A slow RPC does not count: one hung with a
     /// large batch would otherwise set a size the queue never reaches.
     fn batch_waiting(&self, now: Instant) -> bool {
-        let usual = |rpc: &&InFlight| now.saturating_duration_since(rpc.started) <= self.usual * 2;
-        let largest = self
-            .in_flight
-            .iter()
-            .filter(usual)
-            .map(|rpc| rpc.carries)
-            .max();
+        let usual = self.in_flight.iter().filter(|rpc| !self.is_slow(rpc, now));
+        let largest = usual.map(|rpc| rpc.carries).max();
         largest.is_some_and(|largest| self.queue.len() >= largest)
     }
 

@@ -1,7 +1,8 @@
 //! Coalescing: HTTP requests that arrive while Catalog's discount RPC is in flight go out
 //! together in one RPC, and each still gets exactly its own answer, within its own deadline; a
-//! batch's worth waiting goes out beside the RPC in flight; a full queue is answered at once; older Discounts (without the groups RPC, or original-style)
-//! still work; per-product fallback calls stay within their bounds.
+//! batch's worth waiting goes out beside the RPC in flight; a full queue is answered at once;
+//! older Discounts (without the groups RPC, or original-style) still work; per-product
+//! fallback calls stay within their bounds.
 //!
 //! The counting Discount holds every answer until the test lets it go (a gate), so which
 //! requests share an RPC is decided by the test, not by timing.
@@ -144,12 +145,20 @@ async fn a_batch_s_worth_waiting_goes_out_beside_the_rpc_in_flight() {
 
     // The first request's RPC carries one request, so one more waiting is a batch's worth:
     // it goes out at once, while the first is still held at Discount.
+    let occupied = std::time::Instant::now();
     let first = occupy(&catalog, &counting).await;
     let second = request(&catalog, "1");
     until("the second RPC reaches Discount beside the first", || {
         counting.in_flight.load(Ordering::SeqCst) == 2
     })
     .await;
+    // Well within twice the usual second: the first RPC was not yet slow, so the second went
+    // out as a batch's worth, not past a slow one.
+    assert!(
+        occupied.elapsed() < Duration::from_secs(1),
+        "too slow to tell pipelining from a slow RPC: {:?}",
+        occupied.elapsed()
+    );
     assert_eq!(gateway.queued(), 0);
     // Both slots in use: the next requests queue, and the first slot to be free takes them.
     let waiting = queue(&catalog, &gateway, &["1", "2"]).await;
