@@ -1,11 +1,12 @@
 //! `results.md`: the results model rendered in Markdown. Each pass's runs with requests and
 //! groups per discount RPC (the tuned and database passes' beside the main one's), the ratios
-//! to A and of D to its plain twin, peak memory, with `--traced` the spans each pass exported,
-//! and how Catalog followed PostgreSQL, held to its goals.
+//! to A and of D to its plain twin (from the scenarios' runs, and by turns), peak memory, with
+//! `--traced` the spans each pass exported, and how Catalog followed PostgreSQL, held to its
+//! goals.
 
 use std::fmt::{Result, Write as _};
 
-use super::results::{Following, HistogramDelta, Pass, Report, ratio};
+use super::results::{Following, HistogramDelta, Paired, Pass, Report, ratio};
 
 pub fn render(report: &Report) -> String {
     let mut md = String::new();
@@ -39,7 +40,7 @@ fn write(md: &mut String, report: &Report) -> Result {
         following(md, database)?;
     }
 
-    let (mut ratios, mut memory) = (Vec::new(), Vec::new());
+    let (mut ratios, mut paired, mut memory) = (Vec::new(), Vec::new(), Vec::new());
     // Log lines, then spans, that a service dropped during a run.
     let mut dropped = [Vec::new(), Vec::new()];
     for pass in report.passes() {
@@ -52,6 +53,7 @@ fn write(md: &mut String, report: &Report) -> Result {
             let (c, cells) = (r.connections, cells.join(" | "));
             ratios.push(format!("{name} | {c} | {cells}"));
         }
+        paired.extend(pass.paired.iter().map(|p| paired_row(name, p)));
         for m in &pass.memory {
             let mib = dash(m.vm_hwm_kib.map(|k| format!("{:.1}", k as f64 / 1024.0)));
             memory.push(format!("{} | {name} | {mib}", m.process));
@@ -75,6 +77,17 @@ fn write(md: &mut String, report: &Report) -> Result {
     let head = "pass | connections | B/A requests/s | C/A requests/s | D/D-plain requests/s | \
                 B/A p99 | C/A p99 | D/D-plain p99";
     table(md, head, ratios)?;
+    if !paired.is_empty() {
+        writeln!(
+            md,
+            "\n## The same ratios by turns\n\nEach pair measured again on the same processes \
+             after the pass's scenarios, a short run of each by turns (the order swapped every \
+             round), so both sides of a round see the same machine: each round's ratio of \
+             requests/s, their median (nearest rank) and range."
+        )?;
+        let head = "pass | ratio | connections | rounds | median | range | each round";
+        table(md, head, paired)?;
+    }
     writeln!(md, "\n## Peak resident memory (VmHWM) after each pass")?;
     table(md, "process | pass | VmHWM MiB", memory)?;
     let whats = [
@@ -215,6 +228,26 @@ fn table(md: &mut String, head: &str, rows: Vec<String>) -> Result {
     let align = " ---: |".repeat(head.matches(" | ").count());
     writeln!(md, "\n| {head} |\n| --- |{align}")?;
     rows.iter().try_for_each(|row| writeln!(md, "| {row} |"))
+}
+
+/// A row of the ratios by turns: pass, pair, connections, rounds, median, range, each round
+/// (and why the rounds stopped short, if they did).
+fn paired_row(pass: &str, p: &Paired) -> String {
+    let ratios = p.ratios();
+    let low = ratios.iter().copied().reduce(f64::min);
+    let range = low.zip(ratios.iter().copied().reduce(f64::max));
+    let range = dash(range.map(|(low, high)| format!("{low:.2}-{high:.2}")));
+    let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    let mut each = dash(Some(each.join(" ")).filter(|e| !e.is_empty()));
+    if let Some(why) = &p.failure {
+        each = format!("{each}; stopped short: {}", one_line(why));
+    }
+    let (pair, c) = (format!("{}/{}", p.numerator, p.denominator), p.connections);
+    let (median, rounds) = (ratio_cell(p.median), p.rounds.len());
+    format!(
+        "{pass} | {pair} | {c} | {rounds} x {} s | {median} | {range} | {each}",
+        p.round_secs
+    )
 }
 
 fn ratio_cell(r: Option<f64>) -> String {

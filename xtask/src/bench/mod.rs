@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: a reproducible load benchmark of Catalog (and, through it, Discount),
 //! described in docs/performance.md. A main pass (both services on their defaults), a tuned
 //! pass, each on fresh processes ([`launch`]), each scenario ([`scenarios::SCENARIOS`], and A
-//! and B served from PostgreSQL) checked, warmed up and measured with wrk ([`measure`]); then
+//! and B served from PostgreSQL) checked, warmed up and measured with wrk ([`measure`]), B and
+//! A, D and D-plain again by turns ([`paired`]); then
 //! Catalog following PostgreSQL ([`database`]); one results model ([`results`]) written as
 //! `results.json`, `results.md` ([`markdown`]) and `plot.svg` ([`plot`]). `--smoke` checks that
 //! it still works end to end; nothing in CI times anything.
@@ -11,6 +12,7 @@ mod database;
 mod launch;
 mod markdown;
 mod measure;
+mod paired;
 mod plot;
 mod results;
 mod scenarios;
@@ -144,23 +146,28 @@ fn run_pass(
     catalogs.dedup();
     let started = launch::start(env, settings, &catalogs, logs)?;
 
+    let at = |s: &Scenario| {
+        let mut catalogs = started.catalogs.iter();
+        catalogs.find(|(c, _)| *c == s.catalog).map(|(_, at)| *at)
+    };
     let mut results = Vec::new();
     for scenario in scenarios {
         let mut result = ScenarioResult::new(scenario);
-        let mut catalogs = started.catalogs.iter();
-        let at = catalogs.find(|(c, _)| *c == scenario.catalog);
-        let at = at.context("no Catalog")?.1;
+        let at = at(scenario).context("no Catalog")?;
         let measured = measure::run_scenario(env, scenario, at, &mut result);
         let what = format!("scenario {}", scenario.key);
         result.failure = or_failed(env.stop, &what, measured.map(|()| None), Some)?;
         results.push(result);
     }
+    let paired = paired::measure(env, scenarios, &results, at)?;
 
     let memory = started.services.pids().into_iter().map(Memory::of);
     let memory = memory.collect();
     let traces = started.stop();
     let (settings, connections) = (settings.clone(), &env.args.connections);
-    Ok(Pass::new(settings, results, memory, traces, connections))
+    let mut pass = Pass::new(settings, results, memory, traces, connections);
+    pass.paired = paired;
+    Ok(pass)
 }
 
 /// Writes `results.md` (and prints it), `results.json` and `plot.svg` into `out`.

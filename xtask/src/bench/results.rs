@@ -1,8 +1,8 @@
 //! The benchmark's results, one model for both files: `results.json` is it serialised as it
 //! is, `results.md` ([`super::markdown`]) renders it. What each pass (the services' defaults,
 //! then the tuned one) measured, with requests and groups per discount RPC, the B/A, C/A and
-//! D/D-plain ratios, peak memory, the spans the OTLP receiver got (`--traced`), how Catalog
-//! followed PostgreSQL, and what went wrong.
+//! D/D-plain ratios (and B/A, D/D-plain by turns), peak memory, the spans the OTLP receiver
+//! got (`--traced`), how Catalog followed PostgreSQL, and what went wrong.
 
 use std::process::Command;
 
@@ -41,6 +41,8 @@ pub struct Pass {
     pub settings: PassSettings,
     pub scenarios: Vec<ScenarioResult>,
     pub ratios: Vec<Ratios>,
+    /// B to A and D to D-plain again, measured by turns ([`super::paired`]).
+    pub paired: Vec<Paired>,
     pub memory: Vec<Memory>,
     /// What the OTLP receiver got during the pass; `None` if not traced, or if its count could
     /// not be read.
@@ -131,6 +133,57 @@ pub struct Ratios {
     pub b_over_a_p99: Option<f64>,
     pub c_over_a_p99: Option<f64>,
     pub d_over_d_plain_p99: Option<f64>,
+}
+
+/// One pair's scenarios measured by turns on the same processes ([`super::paired`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Paired {
+    pub numerator: &'static str,
+    pub denominator: &'static str,
+    pub connections: u32,
+    pub round_secs: u64,
+    /// Each round's requests/s: `[numerator, denominator]`.
+    pub rounds: Vec<[f64; 2]>,
+    /// The median of the rounds' ratios (nearest rank); `None` without a round.
+    pub median: Option<f64>,
+    /// Errors in all its runs, as a scenario's runs count them.
+    pub errors: u64,
+    /// Why the rounds stopped short, if they did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+impl Paired {
+    /// `numerator` over `denominator` at `connections`, before its rounds.
+    pub fn new(
+        numerator: &'static str,
+        denominator: &'static str,
+        connections: u32,
+        round_secs: u64,
+    ) -> Self {
+        Self {
+            numerator,
+            denominator,
+            connections,
+            round_secs,
+            rounds: Vec::new(),
+            median: None,
+            errors: 0,
+            failure: None,
+        }
+    }
+
+    /// Each round's ratio (rounds with a denominator of zero left out).
+    pub fn ratios(&self) -> Vec<f64> {
+        let each = self.rounds.iter().map(|&[n, d]| ratio(Some(n), Some(d)));
+        each.flatten().collect()
+    }
+
+    /// The median of [`Self::ratios`], if any.
+    pub fn median_ratio(&self) -> Option<f64> {
+        let ratios = self.ratios();
+        (!ratios.is_empty()).then(|| percentile(&ratios, 0.5))
+    }
 }
 
 /// Peak resident memory of one process: a service, or the OTLP receiver of a traced pass.
@@ -268,6 +321,7 @@ impl Pass {
             settings,
             scenarios,
             ratios,
+            paired: Vec::new(),
             memory,
             traces,
             failure,
@@ -300,6 +354,17 @@ impl Pass {
             None => problems.push(format!("{traced}'s count is missing (see its log)")),
             Some(t) if t.spans == 0 => problems.push(format!("{traced} got no span")),
             Some(_) => {}
+        }
+        for p in &self.paired {
+            let pair = format!("{}/{} by turns ({name})", p.numerator, p.denominator);
+            problems.extend(
+                p.failure
+                    .iter()
+                    .map(|f| format!("{pair} stopped short: {f}")),
+            );
+            if p.errors > 0 {
+                problems.push(format!("{pair}: {} errors", p.errors));
+            }
         }
         for s in &self.scenarios {
             let scenario = format!("scenario {} ({name})", s.key);

@@ -88,9 +88,42 @@ pub(in crate::bench) fn sample() -> Report {
     let (tuned, memory) = (passes("").1.unwrap().0, report.main.memory.clone());
     let a = scenario("A", vec![run(32, 2000, 2000, Some((0.0, 0.0)))]);
     let b = scenario("B", vec![run(32, 800, 4000, Some((800.0, 400.0)))]);
-    report.tuned = Some(Pass::new(tuned, vec![a, b], memory, None, &[32]));
+    let mut tuned = Pass::new(tuned, vec![a, b], memory, None, &[32]);
+    // B over A by turns: 0.5, 0.45 and 0.55; D over D-plain stopped after one round.
+    tuned.paired = vec![paired(
+        "B",
+        "A",
+        &[[500.0, 1000.0], [450.0, 1000.0], [550.0, 1000.0]],
+    )];
+    let mut d = paired("D", "D-plain", &[[900.0, 3000.0]]);
+    d.failure = Some("round 1, D: wrk exited".into());
+    report.main.paired = vec![paired("B", "A", &[[1000.0, 4000.0]]), d];
+    report.tuned = Some(tuned);
     report.database = Some(database());
     report
+}
+
+/// `numerator` over `denominator` by turns at 32 connections, 2 s a run, these rounds.
+pub(in crate::bench) fn paired(
+    num: &'static str,
+    den: &'static str,
+    rounds: &[[f64; 2]],
+) -> Paired {
+    let mut paired = Paired::new(num, den, 32, 2);
+    paired.rounds = rounds.to_vec();
+    paired.median = paired.median_ratio();
+    paired
+}
+
+#[test]
+fn by_turns_each_round_s_ratio_counts_and_their_median_is_the_middle_one() {
+    let odd = paired("B", "A", &[[3.0, 10.0], [9.0, 10.0], [5.0, 10.0]]);
+    assert_eq!((odd.ratios(), odd.median), (vec![0.3, 0.9, 0.5], Some(0.5)));
+    // Nearest rank: the lower of the middle two; a round with no requests in its denominator
+    // has no ratio.
+    let even = paired("D", "D-plain", &[[4.0, 10.0], [6.0, 10.0], [1.0, 0.0]]);
+    assert_eq!((even.ratios(), even.median), (vec![0.4, 0.6], Some(0.4)));
+    assert_eq!(paired("B", "A", &[]).median, None);
 }
 
 #[test]
@@ -108,7 +141,10 @@ fn problems_name_failed_scenarios_runs_with_errors_passes_that_did_not_run_and_s
     let mut with_errors = scenario("B", vec![run(32, 1000, 2000, None)]);
     (with_errors.runs[0].errors, with_errors.runs[0].wrk.degraded) = (3, 3);
     let tuned = passes("").1.unwrap().0;
-    let ran = Pass::new(tuned.clone(), vec![with_errors], vec![], None, &[32]);
+    let mut ran = Pass::new(tuned.clone(), vec![with_errors], vec![], None, &[32]);
+    let mut by_turns = paired("B", "A", &[[1.0, 2.0]]);
+    (by_turns.errors, by_turns.failure) = (2, Some("round 1, A: wrk exited".into()));
+    ran.paired = vec![by_turns];
     report.tuned = Some(ran);
     let mut problems = report.problems();
     report.tuned = Some(Pass::failed(tuned, "no Discount".into()));

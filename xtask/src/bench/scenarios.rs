@@ -24,6 +24,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N,N,..", value_delimiter = ',', default_value = "1,32,128",
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub connections: Vec<u32>,
+    /// Rounds in which each pass measures B and A, and D and D-plain, again by turns on the
+    /// same processes (a fifth of `--duration` each, at 32 connections if measured there, else
+    /// the most), for ratios that the machine's drift between scenarios does not skew; 0: none.
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub pair_rounds: u32,
     /// Check that the benchmark still works: 1 s of warm-up and 1 s of load per scenario, at
     /// 32 connections only; the database pass at 1,000 and 10,000 products.
     #[arg(long, conflicts_with_all = ["duration", "warmup", "connections"])]
@@ -67,10 +73,28 @@ impl BenchArgs {
     pub(super) fn normalised(mut self) -> Self {
         if self.smoke {
             (self.duration, self.warmup, self.connections) = (1, 1, vec![32]);
+            self.pair_rounds = self.pair_rounds.min(1);
         }
         self.connections.sort_unstable();
         self.connections.dedup();
         self
+    }
+
+    /// The concurrency of the rounds by turns ([`super::paired`]): 32 if measured, else the
+    /// most; `None` without rounds.
+    pub(super) fn pair_connections(&self) -> Option<u32> {
+        let most = self.connections.iter().copied().max();
+        let at = if self.connections.contains(&32) {
+            Some(32)
+        } else {
+            most
+        };
+        at.filter(|_| self.pair_rounds > 0)
+    }
+
+    /// Seconds of each run of the rounds by turns: a fifth of `--duration`, at least 1.
+    pub(super) fn pair_round_secs(&self) -> u64 {
+        (self.duration / 5).max(1)
     }
 
     /// The tuned pass and its scenarios, if any.
