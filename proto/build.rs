@@ -18,8 +18,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (or a test double) written against an older contract keeps compiling as RPCs are added.
     // The codec is the crate's own (`src/codec.rs`): prost's messages, encoded and decoded in
     // one pass each.
+    // `PriceGroup` and `Discounts` are the crate's own (`src/packed.rs`: the same messages, with
+    // their packed lists sized once when decoded).
     tonic_prost_build::configure()
         .codec_path("crate::codec::ProtoCodec")
+        .extern_path(".ecommerce.PriceGroup", "crate::packed::PriceGroup")
+        .extern_path(".ecommerce.Discounts", "crate::packed::Discounts")
         .build_transport(false)
         .generate_default_stubs(true)
         .compile_fds(descriptors)?;

@@ -7,11 +7,14 @@
 //! or runtime.
 
 pub mod codec;
+mod packed;
 
 /// Generated from `proto/ecommerce.proto` (package `ecommerce`).
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
 pub mod pb {
     tonic::include_proto!("ecommerce");
+
+    pub use crate::packed::{Discounts, PriceGroup};
 
     /// The encoded `FileDescriptorSet` of `ecommerce.proto`, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

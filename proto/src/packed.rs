@@ -1,0 +1,166 @@
+//! The two messages that carry a list per product, `PriceGroup` (Catalog to Discount) and
+//! `Discounts` (back), with `prost::Message` written out so that decoding a packed list makes
+//! room for all of it first.
+//!
+//! Why by hand: prost's generated decoding pushes a packed repeated field's values one at a
+//! time without reserving from the length it has just read, so a group of 100 products grew
+//! each of its lists through seven reallocations, on both sides of every RPC: the largest cost
+//! per product in the profile after the rule itself. `build.rs` points the generated code at
+//! these types (`extern_path`); everything else about them is prost's own: its functions encode
+//! and decode every field (decoding, and its errors, after the reservation), so the bytes on
+//! the wire are the same, as the tests check against prost's derived messages.
+
+use prost::bytes::{Buf, BufMut};
+use prost::encoding::{DecodeContext, WireType, float, int32, sfixed32, skip_field};
+use prost::{DecodeError, Message};
+
+/// One HTTP request's products, as `ApplyDiscountPrices` takes them: the customer, and each
+/// product's id and price, in the same order.
+#[derive(Clone, PartialEq, Default, Debug)]
+pub struct PriceGroup {
+    /// Field 1.
+    pub customer_id: i32,
+    /// Field 2, packed `sfixed32`.
+    pub product_ids: Vec<i32>,
+    /// Field 3, packed `sfixed32`.
+    pub prices_in_cents: Vec<i32>,
+}
+
+/// The discounts of a group's products, in the order sent (see `ecommerce.proto`): both lists
+/// empty, or one entry per product each.
+#[derive(Clone, PartialEq, Default, Debug)]
+pub struct Discounts {
+    /// Field 1, packed `float`.
+    pub pct: Vec<f32>,
+    /// Field 2, packed `sfixed32`.
+    pub value_in_cents: Vec<i32>,
+}
+
+/// Makes room in `values` for the packed list of 4-byte values that `buf` starts with (read
+/// from a copy of its first chunk, so nothing is consumed), at most as many as `buf` holds:
+/// a length that lies cannot make it allocate more than the message's size. Decoding is then
+/// prost's, which reports anything wrong with the field.
+fn reserve_packed<T>(wire_type: WireType, values: &mut Vec<T>, buf: &impl Buf) {
+    if wire_type != WireType::LengthDelimited {
+        return;
+    }
+    let mut peek = buf.chunk();
+    if let Ok(len) = prost::encoding::decode_varint(&mut peek) {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        values.reserve(len.min(buf.remaining()) / 4);
+    }
+}
+
+impl Message for PriceGroup {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if self.customer_id != 0 {
+            int32::encode(1, &self.customer_id, buf);
+        }
+        sfixed32::encode_packed(2, &self.product_ids, buf);
+        sfixed32::encode_packed(3, &self.prices_in_cents, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        const NAME: &str = "PriceGroup";
+        let (field, merged) = match tag {
+            1 => (
+                "customer_id",
+                int32::merge(wire_type, &mut self.customer_id, buf, ctx),
+            ),
+            2 => {
+                reserve_packed(wire_type, &mut self.product_ids, buf);
+                let ids = &mut self.product_ids;
+                (
+                    "product_ids",
+                    sfixed32::merge_repeated(wire_type, ids, buf, ctx),
+                )
+            }
+            3 => {
+                reserve_packed(wire_type, &mut self.prices_in_cents, buf);
+                let prices = &mut self.prices_in_cents;
+                (
+                    "prices_in_cents",
+                    sfixed32::merge_repeated(wire_type, prices, buf, ctx),
+                )
+            }
+            _ => return skip_field(wire_type, tag, buf, ctx),
+        };
+        merged.map_err(|mut error| {
+            error.push(NAME, field);
+            error
+        })
+    }
+
+    fn encoded_len(&self) -> usize {
+        let customer = if self.customer_id != 0 {
+            int32::encoded_len(1, &self.customer_id)
+        } else {
+            0
+        };
+        customer
+            + sfixed32::encoded_len_packed(2, &self.product_ids)
+            + sfixed32::encoded_len_packed(3, &self.prices_in_cents)
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+impl Message for Discounts {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        float::encode_packed(1, &self.pct, buf);
+        sfixed32::encode_packed(2, &self.value_in_cents, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        const NAME: &str = "Discounts";
+        let (field, merged) = match tag {
+            1 => {
+                reserve_packed(wire_type, &mut self.pct, buf);
+                (
+                    "pct",
+                    float::merge_repeated(wire_type, &mut self.pct, buf, ctx),
+                )
+            }
+            2 => {
+                reserve_packed(wire_type, &mut self.value_in_cents, buf);
+                let values = &mut self.value_in_cents;
+                (
+                    "value_in_cents",
+                    sfixed32::merge_repeated(wire_type, values, buf, ctx),
+                )
+            }
+            _ => return skip_field(wire_type, tag, buf, ctx),
+        };
+        merged.map_err(|mut error| {
+            error.push(NAME, field);
+            error
+        })
+    }
+
+    fn encoded_len(&self) -> usize {
+        float::encoded_len_packed(1, &self.pct)
+            + sfixed32::encoded_len_packed(2, &self.value_in_cents)
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+#[path = "packed_tests.rs"]
+mod tests;
