@@ -1,6 +1,7 @@
 //! The hand-written messages against prost's derived ones for the same fields: the same bytes
-//! both ways, for any values, packed or not, with unknown fields skipped and broken input
-//! refused; and a decoded list sized once.
+//! both ways, for any values, packed or not, with unknown fields skipped, a message sent in two
+//! pieces merged as protobuf merges it, broken input refused; a decoded list sized once; and
+//! `clear`.
 
 use proptest::prelude::*;
 use prost::Message;
@@ -39,7 +40,59 @@ struct UnpackedDiscounts {
     note: String,
 }
 
+/// `PriceGroup`'s lists sent unpacked, with a field this side does not know.
+#[derive(Clone, PartialEq, Message)]
+struct UnpackedPriceGroup {
+    #[prost(int32, tag = "1")]
+    customer_id: i32,
+    #[prost(sfixed32, repeated, packed = "false", tag = "2")]
+    product_ids: Vec<i32>,
+    #[prost(sfixed32, repeated, packed = "false", tag = "3")]
+    prices_in_cents: Vec<i32>,
+    #[prost(string, tag = "9")]
+    note: String,
+}
+
 proptest! {
+    #[test]
+    fn a_price_group_decodes_unpacked_and_in_two_pieces_as_protobuf_merges_them(
+        first in proptest::collection::vec(any::<(i32, i32)>(), 0..50),
+        second in proptest::collection::vec(any::<(i32, i32)>(), 0..50),
+        customer_id in any::<i32>(),
+    ) {
+        let group = |products: &[(i32, i32)], customer_id| {
+            let (product_ids, prices_in_cents) = products.iter().copied().unzip();
+            PriceGroup { customer_id, product_ids, prices_in_cents }
+        };
+        let (a, b) = (group(&first, 0), group(&second, customer_id));
+        let unpacked = UnpackedPriceGroup {
+            customer_id,
+            product_ids: b.product_ids.clone(),
+            prices_in_cents: b.prices_in_cents.clone(),
+            note: "from a newer sender".into(),
+        };
+        prop_assert_eq!(PriceGroup::decode(&unpacked.encode_to_vec()[..]).unwrap(), b.clone());
+        // Two encodings one after the other are one message: the lists joined, the last
+        // customer id set.
+        let joined = [a.encode_to_vec(), unpacked.encode_to_vec()].concat();
+        let all: Vec<(i32, i32)> = first.iter().chain(&second).copied().collect();
+        prop_assert_eq!(PriceGroup::decode(&joined[..]).unwrap(), group(&all, customer_id));
+    }
+
+    #[test]
+    fn discounts_in_two_pieces_are_one_list(
+        first in proptest::collection::vec(any::<i32>(), 0..50),
+        second in proptest::collection::vec(any::<i32>(), 0..50),
+    ) {
+        let discounts = |values: &[i32]| Discounts {
+            pct: values.iter().map(|&v| v as f32).collect(),
+            value_in_cents: values.to_vec(),
+        };
+        let joined = [discounts(&first).encode_to_vec(), discounts(&second).encode_to_vec()];
+        let all: Vec<i32> = first.iter().chain(&second).copied().collect();
+        prop_assert_eq!(Discounts::decode(&joined.concat()[..]).unwrap(), discounts(&all));
+    }
+
     #[test]
     fn a_price_group_is_the_bytes_prost_derives_both_ways(
         customer_id in any::<i32>(),
@@ -133,4 +186,22 @@ fn a_packed_length_that_lies_is_refused_without_allocating_what_it_claims() {
         derived.to_string().contains("DerivedDiscounts.pct"),
         "{derived}"
     );
+}
+
+#[test]
+fn clear_empties_every_field_and_keeps_the_lists_room() {
+    let mut group = PriceGroup {
+        customer_id: 1,
+        product_ids: vec![1, 2, 3],
+        prices_in_cents: vec![100, 200, 300],
+    };
+    group.clear();
+    assert_eq!(group, PriceGroup::default());
+    assert!(group.product_ids.capacity() >= 3 && group.prices_in_cents.capacity() >= 3);
+    let mut discounts = Discounts {
+        pct: vec![0.1],
+        value_in_cents: vec![90],
+    };
+    discounts.clear();
+    assert_eq!(discounts, Discounts::default());
 }

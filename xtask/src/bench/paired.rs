@@ -1,8 +1,8 @@
 //! Ratios measured in alternating rounds: after a pass's scenarios, each pair whose ratio the
 //! goals name (B to A, D to its plain twin) is measured again by turns on the same processes,
 //! a short wrk run of one then of the other, the order swapped every round. The scenarios'
-//! own runs are a minute or more apart, and a shared machine's speed drifts by a third in that
-//! time; by turns, both sides of each round see the same machine, so the rounds' ratios (their
+//! own runs are half a minute or more apart, and a shared machine's speed drifts by a third in
+//! that time; by turns, both sides of each round see the same machine, so the rounds' ratios (their
 //! median and range) say what the hop costs rather than how the machine changed.
 
 use anyhow::{Context, Result, bail};
@@ -63,16 +63,22 @@ fn rounds(env: &Env<'_>, pair: [(&Scenario, Endpoints); 2], paired: &mut Paired)
     let scripts = pair.map(|(s, _)| wrk.script(s.key, s.requests));
     let [num_script, den_script] = scripts;
     let scripts = [num_script?, den_script?];
+    let url = |side: usize| format!("http://{}{}", pair[side].1.catalog, pair[side].0.path);
+    // Each side's Catalog may have sat idle through other scenarios: one unrecorded run each
+    // first, so that round 0 does not measure a cold start on one side only.
+    for side in [1, 0] {
+        let warm = wrk.run(&scripts[side], &url(side), connections, secs);
+        warm.with_context(|| format!("warm-up, {}", pair[side].0.key))?;
+    }
     for round in 0..env.args.pair_rounds {
         let mut rps = [0.0; 2];
-        // Denominator first in even rounds, numerator first in odd ones: a drift within a
-        // round favours neither side.
+        // Denominator first in even rounds, numerator first in odd ones: across rounds, a
+        // steady drift favours neither side.
         let order = if round % 2 == 0 { [1, 0] } else { [0, 1] };
         for side in order {
-            let (scenario, at) = pair[side];
-            let url = format!("http://{}{}", at.catalog, scenario.path);
-            let stats = wrk.run(&scripts[side], &url, connections, secs);
-            let stats = stats.with_context(|| format!("round {round}, {}", scenario.key))?;
+            let stats = wrk.run(&scripts[side], &url(side), connections, secs);
+            let key = pair[side].0.key;
+            let stats = stats.with_context(|| format!("round {round}, {key}"))?;
             (rps[side], paired.errors) = (
                 stats.requests_per_sec(),
                 paired.errors + stats.total_errors(),
@@ -87,7 +93,8 @@ fn rounds(env: &Env<'_>, pair: [(&Scenario, Endpoints); 2], paired: &mut Paired)
             rps[0], rps[1]
         );
         paired.rounds.push(rps);
+        // Kept up to date, so that rounds that stop short still have theirs.
+        paired.median = paired.median_ratio();
     }
-    paired.median = paired.median_ratio();
     Ok(())
 }

@@ -341,7 +341,8 @@ impl Pass {
     }
 
     /// What went wrong in this pass, in words: it did not run, a traced pass whose receiver
-    /// got no span (or did not say), scenarios that failed, runs with errors.
+    /// got no span (or did not say), scenarios that failed, runs with errors, rounds by turns
+    /// that stopped short or had errors.
     fn problems(&self) -> Vec<String> {
         let name = self.settings.name;
         if let Some(failure) = &self.failure {
@@ -355,17 +356,6 @@ impl Pass {
             Some(t) if t.spans == 0 => problems.push(format!("{traced} got no span")),
             Some(_) => {}
         }
-        for p in &self.paired {
-            let pair = format!("{}/{} by turns ({name})", p.numerator, p.denominator);
-            problems.extend(
-                p.failure
-                    .iter()
-                    .map(|f| format!("{pair} stopped short: {f}")),
-            );
-            if p.errors > 0 {
-                problems.push(format!("{pair}: {} errors", p.errors));
-            }
-        }
         for s in &self.scenarios {
             let scenario = format!("scenario {} ({name})", s.key);
             let failure = s.failure.iter();
@@ -376,6 +366,17 @@ impl Pass {
                 let (fallback, at) = (w.degraded, format!("{scenario} at {c} connections"));
                 let why = format!("{socket:?}, non-2xx {non2xx}, full-price fallback {fallback}");
                 problems.push(format!("{at}: {errors} errors ({why})"));
+            }
+        }
+        for p in &self.paired {
+            let pair = format!("{}/{} by turns ({name})", p.numerator, p.denominator);
+            problems.extend(
+                p.failure
+                    .iter()
+                    .map(|f| format!("{pair} stopped short: {f}")),
+            );
+            if p.errors > 0 {
+                problems.push(format!("{pair}: {} errors", p.errors));
             }
         }
         problems

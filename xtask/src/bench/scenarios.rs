@@ -25,8 +25,10 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub connections: Vec<u32>,
     /// Rounds in which each pass measures B and A, and D and D-plain, again by turns on the
-    /// same processes (a fifth of `--duration` each, at 32 connections if measured there, else
-    /// the most), for ratios that the machine's drift between scenarios does not skew; 0: none.
+    /// same processes, each pair whose two scenarios ran without failure (a fifth of
+    /// `--duration` each, after one unrecorded run of each side, at 32 connections if measured
+    /// there, else the most), for ratios that the machine's drift between scenarios does not
+    /// skew; 0: none. `--smoke` runs one.
     #[arg(long, value_name = "N", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub pair_rounds: u32,
@@ -364,6 +366,15 @@ pub(super) mod tests {
         insta::assert_snapshot!(summaries.join("\n"));
         let connections = (args("").connections, args("--smoke").connections);
         assert_eq!(connections, (vec![1, 32, 128], vec![32]));
+        // By turns: at 32 connections if measured there, else the most; a fifth of each run.
+        let turns = |a: &str| {
+            let a = args(a);
+            (a.pair_rounds, a.pair_connections(), a.pair_round_secs())
+        };
+        assert_eq!(turns(""), (5, Some(32), 2));
+        assert_eq!(turns("--connections 1,128 --duration 3"), (5, Some(128), 1));
+        assert_eq!(turns("--smoke"), (1, Some(32), 1));
+        assert_eq!(turns("--pair-rounds 0").1, None);
         assert!(Cli::try_parse_from(["bench", "--tuned", "A,Z"]).is_err());
     }
 }
