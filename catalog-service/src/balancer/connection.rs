@@ -17,18 +17,26 @@ use tonic::{Code, Request, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tower::ServiceExt;
-use tower::util::MapErr;
+use tower::util::{MapErr, MapRequest};
 
+use super::body::LastFrameEnds;
 use super::discovery::Target;
 use super::ejection::ReplicaState;
 use super::error::{ClientError, append_sources, error_chain};
 use super::settings::ReplicaSettings;
 
-/// The HTTP/2 transport under the gRPC clients; transport failures become `UNAVAILABLE`.
+/// The HTTP/2 transport under the gRPC clients: each request's body ends with its last DATA
+/// frame ([`LastFrameEnds`]); transport failures become `UNAVAILABLE`.
 pub(crate) type Transport = MapErr<
-    Client<MtlsConnector, tonic::body::Body>,
+    MapRequest<
+        Client<MtlsConnector, Body>,
+        fn(http::Request<tonic::body::Body>) -> http::Request<Body>,
+    >,
     fn(hyper_util::client::legacy::Error) -> Status,
 >;
+
+/// A request body as the transport sends it.
+type Body = LastFrameEnds<tonic::body::Body>;
 
 /// Longest wait for one health answer: room for a first connection on a busy machine. (RPCs
 /// find a hung replica sooner: they give up on it after half their deadline.)
@@ -97,7 +105,9 @@ impl Replica {
             .http2_keep_alive_timeout(Duration::from_secs(10))
             .http2_keep_alive_while_idle(true)
             .build(connector);
-        let transport: Transport = client.map_err(transport_error);
+        let ends = |request: http::Request<tonic::body::Body>| request.map(LastFrameEnds::new);
+        let ends: fn(http::Request<tonic::body::Body>) -> http::Request<Body> = ends;
+        let transport: Transport = client.map_request(ends).map_err(transport_error);
         Ok(Self {
             addr,
             target,

@@ -52,6 +52,7 @@
 //! - `error`: [`ClientError`], and failed RPCs put into words.
 
 mod addr;
+mod body;
 mod connection;
 mod discovery;
 mod ejection;
