@@ -29,14 +29,14 @@ use super::settings::ReplicaSettings;
 /// frame ([`LastFrameEnds`]); transport failures become `UNAVAILABLE`.
 pub(crate) type Transport = MapErr<
     MapRequest<
-        Client<MtlsConnector, Body>,
-        fn(http::Request<tonic::body::Body>) -> http::Request<Body>,
+        Client<MtlsConnector, RequestBody>,
+        fn(http::Request<tonic::body::Body>) -> http::Request<RequestBody>,
     >,
     fn(hyper_util::client::legacy::Error) -> Status,
 >;
 
 /// A request body as the transport sends it.
-type Body = LastFrameEnds<tonic::body::Body>;
+type RequestBody = LastFrameEnds<tonic::body::Body>;
 
 /// Longest wait for one health answer: room for a first connection on a busy machine. (RPCs
 /// find a hung replica sooner: they give up on it after half their deadline.)
@@ -105,9 +105,8 @@ impl Replica {
             .http2_keep_alive_timeout(Duration::from_secs(10))
             .http2_keep_alive_while_idle(true)
             .build(connector);
-        let ends = |request: http::Request<tonic::body::Body>| request.map(LastFrameEnds::new);
-        let ends: fn(http::Request<tonic::body::Body>) -> http::Request<Body> = ends;
-        let transport: Transport = client.map_request(ends).map_err(transport_error);
+        let ends_early: fn(_) -> _ = ends_early;
+        let transport: Transport = client.map_request(ends_early).map_err(transport_error);
         Ok(Self {
             addr,
             target,
@@ -171,6 +170,11 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// `request` with its body looked at one frame ahead ([`LastFrameEnds`]).
+fn ends_early(request: http::Request<tonic::body::Body>) -> http::Request<RequestBody> {
+    request.map(LastFrameEnds::new)
 }
 
 fn transport_error(err: hyper_util::client::legacy::Error) -> Status {

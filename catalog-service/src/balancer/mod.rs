@@ -46,6 +46,8 @@
 //! - `addr`: [`DiscountAddr`], the `host[:port]` targets, and [`DEFAULT_PORT`].
 //! - `discovery`: the targets and their lookups ([`Resolve`], [`SystemResolver`]).
 //! - `connection`: one HTTP/2 mTLS connection per replica, its health check, its renewal.
+//! - `body`: the request body looked at one frame ahead, so its last DATA frame ends the
+//!   stream.
 //! - `ejection`: a replica's standing: in or out of rotation, the back-off, RPCs in flight.
 //! - `pick`: power of two choices, and the one trial at a time.
 //! - `settings`: [`ReplicaSettings`].
