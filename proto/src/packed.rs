@@ -36,20 +36,39 @@ pub struct Discounts {
     pub value_in_cents: Vec<i32>,
 }
 
-/// Makes room in `values` for the packed list of fixed-size values (4 bytes each on the wire,
-/// as `float` and `sfixed32` are) that `buf` starts with, its length read from a copy of the
-/// first chunk so nothing is consumed; at most as many as the bytes left in `buf` hold, so a
-/// length that lies cannot make it allocate more than what is left of the frame. Decoding is
-/// then prost's, which reports anything wrong with the field.
-fn reserve_packed<T>(wire_type: WireType, values: &mut Vec<T>, buf: &impl Buf) {
-    if wire_type != WireType::LengthDelimited {
-        return;
+/// prost's `merge_repeated` for a list of fixed-size values (4 bytes each on the wire, as
+/// `float` and `sfixed32` are), after making room in `values` for the packed list that `buf`
+/// starts with: its length is read from a copy of the first chunk, so nothing is consumed, and
+/// the room is at most what the bytes left in `buf` hold, so a length that lies cannot make it
+/// allocate more than what is left of the frame. Decoding, and reporting anything wrong with
+/// the field, is prost's.
+fn merge_packed<T, B: Buf>(
+    merge: fn(WireType, &mut Vec<T>, &mut B, DecodeContext) -> Result<(), DecodeError>,
+    wire_type: WireType,
+    values: &mut Vec<T>,
+    buf: &mut B,
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    if wire_type == WireType::LengthDelimited {
+        let mut peek = buf.chunk();
+        if let Ok(len) = prost::encoding::decode_varint(&mut peek) {
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            values.reserve(len.min(buf.remaining()) / 4);
+        }
     }
-    let mut peek = buf.chunk();
-    if let Ok(len) = prost::encoding::decode_varint(&mut peek) {
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        values.reserve(len.min(buf.remaining()) / 4);
-    }
+    merge(wire_type, values, buf, ctx)
+}
+
+/// `merged`, its error naming `message.field` as prost's derived code names it.
+fn in_field(
+    merged: Result<(), DecodeError>,
+    message: &'static str,
+    field: &'static str,
+) -> Result<(), DecodeError> {
+    merged.map_err(|mut error| {
+        error.push(message, field);
+        error
+    })
 }
 
 impl Message for PriceGroup {
@@ -68,34 +87,24 @@ impl Message for PriceGroup {
         buf: &mut impl Buf,
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
-        const NAME: &str = "PriceGroup";
         let (field, merged) = match tag {
-            1 => (
-                "customer_id",
-                int32::merge(wire_type, &mut self.customer_id, buf, ctx),
-            ),
+            1 => {
+                let merged = int32::merge(wire_type, &mut self.customer_id, buf, ctx);
+                ("customer_id", merged)
+            }
             2 => {
-                reserve_packed(wire_type, &mut self.product_ids, buf);
                 let ids = &mut self.product_ids;
-                (
-                    "product_ids",
-                    sfixed32::merge_repeated(wire_type, ids, buf, ctx),
-                )
+                let merged = merge_packed(sfixed32::merge_repeated, wire_type, ids, buf, ctx);
+                ("product_ids", merged)
             }
             3 => {
-                reserve_packed(wire_type, &mut self.prices_in_cents, buf);
                 let prices = &mut self.prices_in_cents;
-                (
-                    "prices_in_cents",
-                    sfixed32::merge_repeated(wire_type, prices, buf, ctx),
-                )
+                let merged = merge_packed(sfixed32::merge_repeated, wire_type, prices, buf, ctx);
+                ("prices_in_cents", merged)
             }
             _ => return skip_field(wire_type, tag, buf, ctx),
         };
-        merged.map_err(|mut error| {
-            error.push(NAME, field);
-            error
-        })
+        in_field(merged, "PriceGroup", field)
     }
 
     fn encoded_len(&self) -> usize {
@@ -130,29 +139,20 @@ impl Message for Discounts {
         buf: &mut impl Buf,
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
-        const NAME: &str = "Discounts";
         let (field, merged) = match tag {
             1 => {
-                reserve_packed(wire_type, &mut self.pct, buf);
-                (
-                    "pct",
-                    float::merge_repeated(wire_type, &mut self.pct, buf, ctx),
-                )
+                let merged =
+                    merge_packed(float::merge_repeated, wire_type, &mut self.pct, buf, ctx);
+                ("pct", merged)
             }
             2 => {
-                reserve_packed(wire_type, &mut self.value_in_cents, buf);
                 let values = &mut self.value_in_cents;
-                (
-                    "value_in_cents",
-                    sfixed32::merge_repeated(wire_type, values, buf, ctx),
-                )
+                let merged = merge_packed(sfixed32::merge_repeated, wire_type, values, buf, ctx);
+                ("value_in_cents", merged)
             }
             _ => return skip_field(wire_type, tag, buf, ctx),
         };
-        merged.map_err(|mut error| {
-            error.push(NAME, field);
-            error
-        })
+        in_field(merged, "Discounts", field)
     }
 
     fn encoded_len(&self) -> usize {
