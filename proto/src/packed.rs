@@ -4,8 +4,8 @@
 //!
 //! Why by hand: prost's generated decoding pushes a packed repeated field's values one at a
 //! time without reserving from the length it has just read, so a group of 100 products grew
-//! each of its lists through an allocation and five reallocations, on both sides of every RPC: the largest cost
-//! per product in the profile after the rule itself. `build.rs` points the generated code at
+//! each of its lists through an allocation and five reallocations, on both sides of every RPC:
+//! the largest cost per product in the profile after the rule itself. `build.rs` points the generated code at
 //! these types (`extern_path`); everything else about them is prost's own: its functions encode
 //! and decode every field (decoding, and its errors, after the reservation), so the bytes on
 //! the wire are the same, as the tests check against prost's derived messages.
@@ -36,12 +36,11 @@ pub struct Discounts {
     pub value_in_cents: Vec<i32>,
 }
 
-/// prost's `merge_repeated` for a list of fixed-size values (4 bytes each on the wire, as
-/// `float` and `sfixed32` are), after making room in `values` for the packed list that `buf`
-/// starts with: its length is read from a copy of the first chunk, so nothing is consumed, and
-/// the room is at most what the bytes left in `buf` hold, so a length that lies cannot make it
-/// allocate more than what is left of the frame. Decoding, and reporting anything wrong with
-/// the field, is prost's.
+/// prost's `merge_repeated` for a list of fixed-size values (as many bytes each on the wire as
+/// in memory, as `float` and `sfixed32` are), after making room in `values` for the packed list
+/// that `buf` starts with: its length is read from a copy of the first chunk, so nothing is
+/// consumed, and room is made only when that many bytes follow, so a length that lies
+/// allocates nothing. Decoding, and reporting anything wrong with the field, is prost's.
 fn merge_packed<T, B: Buf>(
     merge: fn(WireType, &mut Vec<T>, &mut B, DecodeContext) -> Result<(), DecodeError>,
     wire_type: WireType,
@@ -52,8 +51,10 @@ fn merge_packed<T, B: Buf>(
     if wire_type == WireType::LengthDelimited {
         let mut peek = buf.chunk();
         if let Ok(len) = prost::encoding::decode_varint(&mut peek) {
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            values.reserve(len.min(buf.remaining()) / 4);
+            let after_len = buf.remaining() - (buf.chunk().len() - peek.len());
+            if len <= after_len as u64 {
+                values.reserve(len as usize / size_of::<T>());
+            }
         }
     }
     merge(wire_type, values, buf, ctx)

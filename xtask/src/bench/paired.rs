@@ -13,7 +13,7 @@ use super::results::{Paired, ScenarioResult};
 use super::scenarios::Scenario;
 
 /// The pairs, as (numerator, denominator): the discounted scenario over its plain one.
-pub(super) const PAIRS: [(&str, &str); 2] = [("B", "A"), ("D", "D-plain")];
+const PAIRS: [(&str, &str); 2] = [("B", "A"), ("D", "D-plain")];
 
 /// Each of [`PAIRS`] whose two scenarios are in `scenarios` and measured without failure in
 /// `results`, in `--pair-rounds` rounds at the pair concurrency ([`super::BenchArgs`]), on the
@@ -44,7 +44,10 @@ pub(super) fn measure(
             args.pair_rounds
         );
         let mut paired = Paired::new(numerator, denominator, connections, round_secs);
-        if let Err(err) = rounds(env, [num, den], &mut paired) {
+        let done = rounds(env, [num, den], &mut paired);
+        // Rounds that stopped short still have their median.
+        paired.median = paired.median_ratio();
+        if let Err(err) = done {
             if env.stop.requested() {
                 return Err(err);
             }
@@ -60,8 +63,7 @@ pub(super) fn measure(
 /// Catalog that serves it.
 fn rounds(env: &Env<'_>, pair: [(&Scenario, Endpoints); 2], paired: &mut Paired) -> Result<()> {
     let (wrk, connections, secs) = (env.wrk, paired.connections, paired.round_secs);
-    let scripts = pair.map(|(s, _)| wrk.script(s.key, s.requests));
-    let [num_script, den_script] = scripts;
+    let [num_script, den_script] = pair.map(|(s, _)| wrk.script(s.key, s.requests));
     let scripts = [num_script?, den_script?];
     let url = |side: usize| format!("http://{}{}", pair[side].1.catalog, pair[side].0.path);
     // Each side's Catalog may have sat idle through other scenarios: one unrecorded run each
@@ -79,10 +81,8 @@ fn rounds(env: &Env<'_>, pair: [(&Scenario, Endpoints); 2], paired: &mut Paired)
             let stats = wrk.run(&scripts[side], &url(side), connections, secs);
             let key = pair[side].0.key;
             let stats = stats.with_context(|| format!("round {round}, {key}"))?;
-            (rps[side], paired.errors) = (
-                stats.requests_per_sec(),
-                paired.errors + stats.total_errors(),
-            );
+            rps[side] = stats.requests_per_sec();
+            paired.errors += stats.total_errors();
             if env.stop.requested() {
                 bail!("interrupted");
             }
@@ -93,8 +93,6 @@ fn rounds(env: &Env<'_>, pair: [(&Scenario, Endpoints); 2], paired: &mut Paired)
             rps[0], rps[1]
         );
         paired.rounds.push(rps);
-        // Kept up to date, so that rounds that stop short still have theirs.
-        paired.median = paired.median_ratio();
     }
     Ok(())
 }
